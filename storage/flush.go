@@ -1,0 +1,256 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TxRow is one row of the transactions table.
+type TxRow struct {
+	Cmd       *ledger.Command
+	Result    ledger.Result
+	Partition int32
+	Offset    int64
+}
+
+// PartitionMark is a partition's committed position: everything before
+// NextOffset is in the batch or already in PostgreSQL. Epoch is the epoch the
+// flushing node acquired the partition under.
+type PartitionMark struct {
+	Partition  int32
+	Epoch      int64
+	NextOffset int64
+}
+
+// Batch is what one flush writes: transaction rows, the final state of every
+// touched account (written once however often it changed), and partition
+// marks. The zero value is ready to use.
+type Batch struct {
+	Rows     []TxRow
+	Accounts map[uuid.UUID]*ledger.Account
+	Marks    []PartitionMark
+}
+
+// Len is the number of rows the batch will write.
+func (b *Batch) Len() int { return len(b.Rows) + len(b.Accounts) }
+
+// FencedError reports partitions whose epoch moved on: another node acquired
+// them, so this node must stop owning them at once.
+type FencedError struct{ Partitions []int32 }
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("storage: fenced out of partitions %v", e.Partitions)
+}
+
+// ErrInvariant marks a flush refused because it would break a ledger
+// invariant (an account going backwards, a leg applied twice). It is a bug,
+// never retried.
+var ErrInvariant = errors.New("storage: ledger invariant violated")
+
+var txColumns = []string{
+	"account_id", "seq", "transaction_id", "kind", "counterparty_id", "status", "code",
+	"amount", "delta", "currency", "balance_after", "version_after", "description",
+	"reference_id", "idem_key", "request_hash", "created_at", "partition", "kafka_offset",
+}
+
+// txSource streams Batch rows into CopyFrom without building a [][]any.
+type txSource struct {
+	rows []TxRow
+	i    int
+	vals []any
+}
+
+func (s *txSource) Next() bool { s.i++; return s.i <= len(s.rows) }
+func (s *txSource) Err() error { return nil }
+func (s *txSource) Values() ([]any, error) {
+	s.vals = appendTxValues(s.vals[:0], &s.rows[s.i-1])
+	return s.vals, nil
+}
+
+// appendTxValues encodes one row in txColumns order.
+func appendTxValues(dst []any, r *TxRow) []any {
+	res, c := &r.Result, r.Cmd
+	var counterparty any
+	if c.Counterparty != uuid.Nil {
+		counterparty = [16]byte(c.Counterparty)
+	}
+	var key any
+	if k := ledger.DedupeKey(c); k != "" {
+		key = k
+	}
+	code := ""
+	if res.Code != ledger.OK {
+		code = res.Code.String()
+	}
+	return append(dst,
+		[16]byte(res.AccountID), res.Seq, [16]byte(res.TxID), res.Kind.String(), counterparty,
+		res.Status.String(), code, res.Amount, res.Delta, res.Currency, res.Balance, res.Version,
+		c.Description, c.ReferenceID, key, int64(c.RequestHash), time.UnixMicro(res.TimestampUs).UTC(),
+		r.Partition, r.Offset,
+	)
+}
+
+// accountArrays are the columns of the account upsert, one array each.
+type accountArrays struct {
+	ids                                  [][16]byte
+	customers, types, currencies, status []string
+	overdraft, balance, version, seq     []int64
+	created, updated                     []time.Time
+}
+
+func encodeAccounts(accts map[uuid.UUID]*ledger.Account) *accountArrays {
+	n := len(accts)
+	a := &accountArrays{
+		ids: make([][16]byte, 0, n), customers: make([]string, 0, n), types: make([]string, 0, n),
+		currencies: make([]string, 0, n), status: make([]string, 0, n), overdraft: make([]int64, 0, n),
+		balance: make([]int64, 0, n), version: make([]int64, 0, n), seq: make([]int64, 0, n),
+		created: make([]time.Time, 0, n), updated: make([]time.Time, 0, n),
+	}
+	// Sorted so concurrent flushes (two partitions never share an account,
+	// but tests and zombies may) lock rows in one order.
+	ids := make([]uuid.UUID, 0, n)
+	for id := range accts {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(x, y uuid.UUID) int { return compareUUID(x, y) })
+	for _, id := range ids {
+		acc := accts[id]
+		a.ids = append(a.ids, [16]byte(id))
+		a.customers = append(a.customers, acc.CustomerID)
+		a.types = append(a.types, acc.Type)
+		a.currencies = append(a.currencies, acc.Currency)
+		a.status = append(a.status, acc.Status.String())
+		a.overdraft = append(a.overdraft, acc.OverdraftLimit)
+		a.balance = append(a.balance, acc.Balance)
+		a.version = append(a.version, acc.Version)
+		a.seq = append(a.seq, acc.Seq)
+		a.created = append(a.created, time.UnixMicro(acc.CreatedUs).UTC())
+		a.updated = append(a.updated, time.UnixMicro(acc.UpdatedUs).UTC())
+	}
+	return a
+}
+
+func compareUUID(x, y uuid.UUID) int {
+	for i := range x {
+		if x[i] != y[i] {
+			if x[i] < y[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+const upsertAccounts = `
+INSERT INTO accounts (account_id, customer_id, account_type, currency, status, overdraft_limit,
+                      balance, version, seq, created_at, updated_at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                     $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
+ON CONFLICT (account_id) DO UPDATE SET
+    status = EXCLUDED.status, balance = EXCLUDED.balance, version = EXCLUDED.version,
+    seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at
+WHERE accounts.seq < EXCLUDED.seq`
+
+const markPartitions = `
+UPDATE partitions p SET next_offset = v.next_offset, updated_at = now()
+FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS v(partition, epoch, next_offset)
+WHERE p.partition = v.partition AND p.epoch = v.epoch AND p.next_offset <= v.next_offset
+RETURNING p.partition`
+
+// Flush writes b in one transaction: partition marks first (so a fenced
+// flush fails before copying anything), then the rows by CopyFrom, then the
+// account upsert. Either all of it commits or none of it does.
+func (s *Store) Flush(ctx context.Context, b *Batch) error {
+	if len(b.Marks) == 0 && b.Len() == 0 {
+		return nil
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return fmt.Errorf("storage: flush begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	if len(b.Marks) > 0 {
+		parts := make([]int32, len(b.Marks))
+		epochs := make([]int64, len(b.Marks))
+		offs := make([]int64, len(b.Marks))
+		for i, m := range b.Marks {
+			parts[i], epochs[i], offs[i] = m.Partition, m.Epoch, m.NextOffset
+		}
+		rows, err := tx.Query(ctx, markPartitions, parts, epochs, offs)
+		if err != nil {
+			return fmt.Errorf("storage: flush marks: %w", err)
+		}
+		marked, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("storage: flush marks: %w", err)
+		}
+		if len(marked) != len(parts) {
+			var fenced []int32
+			for _, p := range parts {
+				if !slices.Contains(marked, p) {
+					fenced = append(fenced, p)
+				}
+			}
+			return &FencedError{Partitions: fenced}
+		}
+	}
+	if len(b.Rows) > 0 {
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{"transactions"}, txColumns, &txSource{rows: b.Rows})
+		if err != nil {
+			return fmt.Errorf("storage: flush copy: %w", err)
+		}
+		if int(n) != len(b.Rows) {
+			return fmt.Errorf("%w: copied %d of %d rows", ErrInvariant, n, len(b.Rows))
+		}
+	}
+	if len(b.Accounts) > 0 {
+		a := encodeAccounts(b.Accounts)
+		tag, err := tx.Exec(ctx, upsertAccounts, a.ids, a.customers, a.types, a.currencies, a.status,
+			a.overdraft, a.balance, a.version, a.seq, a.created, a.updated)
+		if err != nil {
+			return fmt.Errorf("storage: flush accounts: %w", err)
+		}
+		if int(tag.RowsAffected()) != len(a.ids) {
+			return fmt.Errorf("%w: %d of %d accounts moved forward", ErrInvariant, tag.RowsAffected(), len(a.ids))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("storage: flush commit: %w", err)
+	}
+	return nil
+}
+
+// Retriable reports whether a flush error may succeed if tried again:
+// connection and timeout errors are; fencing and invariant violations are
+// not (the first ends ownership, the second is a bug).
+func Retriable(err error) bool {
+	var fe *FencedError
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &fe):
+		return false
+	case errors.Is(err, ErrInvariant):
+		return false
+	case errors.Is(err, context.Canceled):
+		return false
+	}
+	// Class 23 is an integrity constraint violation (a duplicate leg, a
+	// balance below its overdraft limit): the batch itself is wrong.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "23") {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,173 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+const accountColumns = `account_id, customer_id, account_type, currency, status, overdraft_limit,
+       balance, version, seq, created_at, updated_at`
+
+func scanAccount(row pgx.Row) (ledger.Account, error) {
+	var (
+		a                ledger.Account
+		id               [16]byte
+		status           string
+		created, updated time.Time
+	)
+	err := row.Scan(&id, &a.CustomerID, &a.Type, &a.Currency, &status, &a.OverdraftLimit,
+		&a.Balance, &a.Version, &a.Seq, &created, &updated)
+	if err != nil {
+		return a, err
+	}
+	a.ID = id
+	a.Exists = true
+	a.Status = ledger.ParseAccountStatus(status)
+	a.CreatedUs, a.UpdatedUs = created.UnixMicro(), updated.UnixMicro()
+	return a, nil
+}
+
+// LoadAccounts loads the accounts with the given IDs, each with the
+// idempotency keys it recorded since sinceUs (newest first, at most keysCap
+// of them), in two queries whatever the number of IDs. IDs with no row are
+// returned as non-existent accounts with a complete, empty key index.
+func (s *Store) LoadAccounts(ctx context.Context, ids []uuid.UUID, sinceUs int64, keysCap int) (map[uuid.UUID]*ledger.Account, error) {
+	out := make(map[uuid.UUID]*ledger.Account, len(ids))
+	raw := make([][16]byte, len(ids))
+	for i, id := range ids {
+		raw[i] = id
+		out[id] = &ledger.Account{ID: id, Keys: ledger.NewKeyIndex(keysCap, true)}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts WHERE account_id = ANY($1)`, raw)
+	if err != nil {
+		return nil, fmt.Errorf("storage: load accounts: %w", err)
+	}
+	var found []uuid.UUID
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("storage: load accounts: %w", err)
+		}
+		found = append(found, a.ID)
+		*out[a.ID] = a
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: load accounts: %w", err)
+	}
+	if len(found) == 0 {
+		return out, nil
+	}
+	raw = raw[:0]
+	for _, id := range found {
+		raw = append(raw, id)
+	}
+	// keysCap+1 rows tell whether the window holds more keys than fit.
+	rows, err = s.pool.Query(ctx, `
+SELECT t.account_id, t.idem_key, t.request_hash, `+resultColumns+`
+FROM unnest($1::uuid[]) AS a(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM transactions
+    WHERE account_id = a.id AND idem_key IS NOT NULL AND created_at >= $2
+    ORDER BY seq DESC LIMIT $3) AS t`, raw, time.UnixMicro(sinceUs), keysCap+1)
+	if err != nil {
+		return nil, fmt.Errorf("storage: load keys: %w", err)
+	}
+	defer rows.Close()
+	type keyed struct {
+		key  string
+		hash uint64
+		r    ledger.Result
+	}
+	perAccount := make(map[uuid.UUID][]keyed)
+	for rows.Next() {
+		var (
+			id   [16]byte
+			k    keyed
+			hash int64
+		)
+		r, err := scanResult(rows, &id, &k.key, &hash)
+		if err != nil {
+			return nil, fmt.Errorf("storage: load keys: %w", err)
+		}
+		r.AccountID = id
+		k.hash, k.r = uint64(hash), r
+		perAccount[id] = append(perAccount[id], k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: load keys: %w", err)
+	}
+	for _, id := range found {
+		acc := out[id]
+		ks := perAccount[id]
+		complete := len(ks) <= keysCap
+		if !complete {
+			ks = ks[:keysCap]
+		}
+		acc.Keys = ledger.NewKeyIndex(keysCap, complete)
+		// Oldest first, so the ring evicts in arrival order.
+		for i := len(ks) - 1; i >= 0; i-- {
+			r := ks[i].r
+			r.Available = r.Balance + acc.OverdraftLimit
+			acc.Keys.Remember(ks[i].key, ks[i].hash, r)
+		}
+	}
+	return out, nil
+}
+
+// resultColumns rebuild a ledger.Result; see scanResult.
+const resultColumns = `t.transaction_id, t.kind, t.status, t.code, t.amount, t.delta, t.currency,
+       t.balance_after, t.version_after, t.seq, t.created_at`
+
+// scanResult scans resultColumns after the given leading destinations.
+func scanResult(row pgx.Row, lead ...any) (ledger.Result, error) {
+	var (
+		r                  ledger.Result
+		tx                 [16]byte
+		kind, status, code string
+		created            time.Time
+	)
+	dst := append(lead, &tx, &kind, &status, &code, &r.Amount, &r.Delta, &r.Currency,
+		&r.Balance, &r.Version, &r.Seq, &created)
+	if err := row.Scan(dst...); err != nil {
+		return r, err
+	}
+	r.TxID = tx
+	r.Kind = ledger.ParseKind(kind)
+	r.Status = ledger.ParseTxStatus(status)
+	if code != "" {
+		c, ok := ledger.ParseCode(code)
+		if !ok {
+			c = ledger.CodeInternal
+		}
+		r.Code = c
+	}
+	r.TimestampUs = created.UnixMicro()
+	return r, nil
+}
+
+// LookupKey finds the recorded outcome of an idempotency key (or leg key) on
+// an account since sinceUs. It backs an account whose in-memory key index is
+// incomplete.
+func (s *Store) LookupKey(ctx context.Context, account uuid.UUID, key string, sinceUs int64) (hash uint64, r ledger.Result, found bool, err error) {
+	var h int64
+	var id [16]byte
+	r, err = scanResult(s.pool.QueryRow(ctx, `SELECT t.account_id, t.request_hash, `+resultColumns+`
+FROM transactions t WHERE t.account_id = $1 AND t.idem_key = $2 AND t.created_at >= $3
+ORDER BY t.seq DESC LIMIT 1`, [16]byte(account), key, time.UnixMicro(sinceUs)), &id, &h)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, r, false, nil
+	}
+	if err != nil {
+		return 0, r, false, fmt.Errorf("storage: lookup key: %w", err)
+	}
+	r.AccountID = id
+	return uint64(h), r, true, nil
+}

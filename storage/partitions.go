@@ -1,0 +1,59 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Acquire takes partition p for node: it bumps the epoch, which fences every
+// earlier owner's flushes, and returns the new epoch and the offset to
+// resume consuming from.
+func (s *Store) Acquire(ctx context.Context, p int32, node string) (epoch, nextOffset int64, err error) {
+	err = s.pool.QueryRow(ctx, `
+INSERT INTO partitions (partition, epoch, owner) VALUES ($1, 1, $2)
+ON CONFLICT (partition) DO UPDATE SET epoch = partitions.epoch + 1, owner = EXCLUDED.owner, updated_at = now()
+RETURNING epoch, next_offset`, p, node).Scan(&epoch, &nextOffset)
+	if err != nil {
+		return 0, 0, fmt.Errorf("storage: acquire partition %d: %w", p, err)
+	}
+	return epoch, nextOffset, nil
+}
+
+// Release gives up partition p if node still holds it under epoch. The
+// epoch stays, so the next owner's acquisition still bumps past it.
+func (s *Store) Release(ctx context.Context, p int32, node string, epoch int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE partitions SET owner = '', updated_at = now()
+WHERE partition = $1 AND owner = $2 AND epoch = $3`, p, node, epoch)
+	if err != nil {
+		return fmt.Errorf("storage: release partition %d: %w", p, err)
+	}
+	return nil
+}
+
+// PartitionRow is one row of the partitions table.
+type PartitionRow struct {
+	Partition  int32     `json:"partition"`
+	Epoch      int64     `json:"epoch"`
+	NextOffset int64     `json:"next_offset"`
+	Owner      string    `json:"owner"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Partitions lists every partition row in order.
+func (s *Store) Partitions(ctx context.Context) ([]PartitionRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT partition, epoch, next_offset, owner, updated_at FROM partitions ORDER BY partition`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: partitions: %w", err)
+	}
+	defer rows.Close()
+	var out []PartitionRow
+	for rows.Next() {
+		var r PartitionRow
+		if err := rows.Scan(&r.Partition, &r.Epoch, &r.NextOffset, &r.Owner, &r.UpdatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
