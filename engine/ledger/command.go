@@ -98,6 +98,7 @@ var (
 	ErrBadKind       = errors.New("ledger: unknown command kind")
 	ErrFieldTooLong  = errors.New("ledger: field longer than its limit")
 	ErrTrailingBytes = errors.New("ledger: trailing bytes after record")
+	ErrNonCanonical  = errors.New("ledger: length prefix not minimally encoded")
 )
 
 // AppendBinary appends the record encoding of c to dst. The format is a
@@ -159,6 +160,12 @@ func DecodeCommand(b []byte) (Command, error) {
 		n, w := binary.Uvarint(b[p:])
 		if w <= 0 {
 			return c, ErrShortRecord
+		}
+		// A varint whose last byte is zero has a shorter encoding of the same
+		// value. Refuse it so that a record has exactly one encoding and a
+		// decoded command re-encodes to the bytes it came from.
+		if w > 1 && b[p+w-1] == 0 {
+			return c, ErrNonCanonical
 		}
 		p += w
 		if n > uint64(limits[i]) {

@@ -1,0 +1,165 @@
+// Package actors runs one protoactor-go actor per active account. An actor
+// is a thin shell over the ledger core: it takes a command, makes sure the
+// account's key index can answer for it, calls ledger.Apply, and hands the
+// effect on. It holds the account's state between commands; the engine
+// spawns it with state loaded from storage and passivates it once idle and
+// flushed.
+package actors
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
+)
+
+// KeyLookup finds a key's recorded outcome in storage. It backs accounts
+// whose in-memory key index is incomplete (see ledger.KeyIndex).
+type KeyLookup interface {
+	LookupKey(ctx context.Context, account uuid.UUID, key string, sinceUs int64) (hash uint64, r ledger.Result, found bool, err error)
+}
+
+// ReplySink receives the answer to a client command. Deliver must not
+// block: the actor calls it on its own goroutine.
+type ReplySink interface {
+	Deliver(node string, seq uint64, r *ledger.Result)
+}
+
+// Applied is the outcome of one Apply message, filled in by the actor.
+type Applied struct {
+	Effect ledger.Effect
+	// Account is a copy of the account after the command, without its key
+	// index, set when the effect changed the account.
+	Account *ledger.Account
+	// Err is an operational failure (storage unreachable during a key
+	// lookup). The command was not applied; the engine must retry it.
+	Err error
+}
+
+// Apply asks an account actor to apply Cmd, write the outcome to Out and
+// call Done.Done(). When Reply is set and the outcome is final, the actor
+// also delivers the answer to the waiting client.
+type Apply struct {
+	Cmd   *ledger.Command
+	Out   *Applied
+	Done  *sync.WaitGroup
+	Reply bool
+}
+
+// Read asks an account actor for a copy of its state (without keys). The
+// answer is a ledger.Account value.
+type Read struct{}
+
+// Config configures account actors.
+type Config struct {
+	// Lookup backs incomplete key indexes. Required.
+	Lookup KeyLookup
+	// Replies receives answers when Apply.Reply is set. Required.
+	Replies ReplySink
+	// LookupTimeout bounds one key lookup. Default 5s.
+	LookupTimeout time.Duration
+	// Ctx stops lookup retries when the engine shuts down. Required.
+	Ctx context.Context
+	// OnLookupError, if set, is told of each failed lookup (for logs and
+	// metrics).
+	OnLookupError func(error)
+}
+
+type account struct {
+	cfg *Config
+	acc *ledger.Account
+}
+
+// Props returns the props of an actor owning acc. The mailbox is
+// unbounded because the engine bounds it: it sends at most one fetch
+// batch of commands before waiting for all of them to be applied.
+func Props(cfg *Config, acc *ledger.Account) *actor.Props {
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 5 * time.Second
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &account{cfg: cfg, acc: acc} })
+}
+
+// Receive implements actor.Actor.
+func (a *account) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *Apply:
+		a.apply(m)
+	case *Read:
+		snap := *a.acc
+		snap.Keys = ledger.KeyIndex{}
+		ctx.Respond(snap)
+	}
+}
+
+func (a *account) apply(m *Apply) {
+	defer m.Done.Done()
+	c := m.Cmd
+	if key := ledger.DedupeKey(c); key != "" && !a.acc.Keys.Complete() {
+		if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); !ok {
+			if err := a.lookup(c, key); err != nil {
+				m.Out.Err = err
+				return
+			}
+		}
+	}
+	eff := ledger.Apply(a.acc, c)
+	m.Out.Effect = eff
+	if eff.Changed {
+		snap := *a.acc
+		snap.Keys = ledger.KeyIndex{}
+		m.Out.Account = &snap
+	}
+	if m.Reply && c.ReplyNode != "" && Final(&m.Out.Effect.Result) {
+		a.cfg.Replies.Deliver(c.ReplyNode, c.ReplySeq, &m.Out.Effect.Result)
+	}
+}
+
+// lookup asks storage for key and remembers what it finds. It retries until
+// storage answers or the engine stops: skipping the lookup could apply a
+// duplicate, and failing the command would break the account's order, so
+// the partition waits (its commands stay in Kafka) while storage is down.
+func (a *account) lookup(c *ledger.Command, key string) error {
+	backoff := 10 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(a.cfg.Ctx, a.cfg.LookupTimeout)
+		hash, r, found, err := a.cfg.Lookup.LookupKey(ctx, c.AccountID, key, c.TimestampUs-ledger.IdempotencyWindowUs)
+		cancel()
+		if err == nil {
+			if found {
+				r.Available = r.Balance + a.acc.OverdraftLimit
+				a.acc.Keys.Remember(key, hash, r)
+			}
+			return nil
+		}
+		if a.cfg.Ctx.Err() != nil {
+			return err
+		}
+		if a.cfg.OnLookupError != nil {
+			a.cfg.OnLookupError(err)
+		}
+		select {
+		case <-a.cfg.Ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Final reports whether r is the answer the client waits for. A transfer is
+// answered by its credit leg (completed, or failed with the reason), or by
+// its debit leg when the debit itself is refused; a refund answers nobody,
+// the failed credit leg already did.
+func Final(r *ledger.Result) bool {
+	switch r.Kind {
+	case ledger.KindTransferDebit:
+		return r.Status != ledger.StatusPending
+	case ledger.KindTransferRefund:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,396 @@
+// Package engine owns partitions of bursar.commands: it consumes each owned
+// partition in order, dispatches every command to its account's actor,
+// collects the effects, produces the records they cause (credit legs,
+// refunds, dead letters), and writes everything behind to PostgreSQL in
+// batches together with each partition's next offset under a fenced epoch.
+//
+// Lock order: partition.mu before buffer fields; the flusher never holds a
+// partition lock while talking to PostgreSQL or Kafka.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/bursar/bursar/actors"
+	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/storage"
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Ack modes.
+const (
+	AckApplied = "applied"
+	AckFlushed = "flushed"
+)
+
+// Config configures the engine.
+type Config struct {
+	// NodeID names this node in the partitions table. Required.
+	NodeID string
+	// Partitions is the partition count of bursar.commands. Required.
+	Partitions int32
+	// Ack is AckApplied (answer once applied; default) or AckFlushed
+	// (answer once the PostgreSQL commit includes the command).
+	Ack string
+	// FlushRows starts a flush once this many rows wait. Default 5000.
+	FlushRows int
+	// FlushInterval is the longest a row waits for its flush. Default 10ms.
+	FlushInterval time.Duration
+	// MaxUnflushedRows bounds each partition's unflushed rows; the partition
+	// stops consuming at the limit (bursar_engine_backpressure_waits_total).
+	// Default 50000.
+	MaxUnflushedRows int
+	// FetchMaxRecords bounds one poll, and so one dispatch batch and every
+	// actor's mailbox. Default 4096.
+	FetchMaxRecords int
+	// IdleTimeout passivates an actor idle this long once flushed.
+	// Default 60s.
+	IdleTimeout time.Duration
+	// MaxResidentActors bounds resident actors per node; beyond it the
+	// least recently used flushed ones are passivated early
+	// (bursar_engine_passivations_total{reason="limit"}). Default 1,000,000.
+	MaxResidentActors int
+	// KeysPerAccount bounds each account's in-memory idempotency keys.
+	// Default ledger.DefaultKeysPerAccount.
+	KeysPerAccount int
+}
+
+func (c *Config) setDefaults() {
+	if c.Ack == "" {
+		c.Ack = AckApplied
+	}
+	if c.FlushRows <= 0 {
+		c.FlushRows = 5000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 10 * time.Millisecond
+	}
+	if c.MaxUnflushedRows <= 0 {
+		c.MaxUnflushedRows = 50_000
+	}
+	if c.FetchMaxRecords <= 0 {
+		c.FetchMaxRecords = 4096
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.MaxResidentActors <= 0 {
+		c.MaxResidentActors = 1_000_000
+	}
+	if c.KeysPerAccount <= 0 {
+		c.KeysPerAccount = ledger.DefaultKeysPerAccount
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("engine: node ID is required")
+	case c.Partitions <= 0:
+		return errors.New("engine: partition count must be positive")
+	case c.Ack != AckApplied && c.Ack != AckFlushed:
+		return fmt.Errorf("engine: ack must be %q or %q, got %q", AckApplied, AckFlushed, c.Ack)
+	case c.MaxUnflushedRows < c.FetchMaxRecords*2:
+		return fmt.Errorf("engine: max unflushed rows (%d) must be at least twice the fetch batch (%d)", c.MaxUnflushedRows, c.FetchMaxRecords)
+	}
+	return nil
+}
+
+// Store is what the engine needs from storage.
+type Store interface {
+	actors.KeyLookup
+	Acquire(ctx context.Context, p int32, node string) (epoch, nextOffset int64, err error)
+	Release(ctx context.Context, p int32, node string, epoch int64) error
+	LoadAccounts(ctx context.Context, ids []uuid.UUID, sinceUs int64, keysCap int) (map[uuid.UUID]*ledger.Account, error)
+	Flush(ctx context.Context, b *storage.Batch) error
+	Account(ctx context.Context, id uuid.UUID) (ledger.Account, error)
+}
+
+// Errors returned to readers.
+var (
+	ErrNotOwner = errors.New("engine: partition not owned by this node")
+	ErrNotReady = errors.New("engine: partition is recovering")
+)
+
+// Engine consumes and applies owned partitions.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	store   Store
+	client  *kgo.Client
+	system  *actor.ActorSystem
+	actors  *actors.Config
+	replies actors.ReplySink
+	m       *Metrics
+	slots   *ledger.SlotMap
+
+	mu    sync.RWMutex
+	parts map[int32]*partition
+
+	kick   chan struct{}
+	fatal  chan error
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an engine; Start begins consuming.
+func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies actors.ReplySink, m *Metrics) (*Engine, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	e := &Engine{
+		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
+		parts: make(map[int32]*partition),
+		slots: ledger.NewSlotMap(cfg.Partitions),
+		kick:  make(chan struct{}, 1),
+		fatal: make(chan error, 1),
+	}
+	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return log.With("component", "actors")
+	}))
+	return e, nil
+}
+
+// Start acquires the given partitions and starts consuming them. It returns
+// once they are acquired; recovery (replay) continues in the background and
+// Ready reports its end.
+func (e *Engine) Start(ctx context.Context, partitions []int32) error {
+	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	e.actors = &actors.Config{
+		Lookup: e.store, Replies: e.replies, Ctx: e.ctx,
+		OnLookupError: func(err error) {
+			e.m.storageErrors.Inc()
+			e.log.Warn("key lookup failed; retrying", "err", err)
+		},
+	}
+	ends, err := e.endOffsets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range partitions {
+		if err := e.acquire(ctx, p, ends[p]); err != nil {
+			return err
+		}
+	}
+	e.wg.Add(2)
+	go e.fetchLoop()
+	go e.flushLoop()
+	return nil
+}
+
+func (e *Engine) endOffsets(ctx context.Context) (map[int32]int64, error) {
+	for {
+		ends, err := kafkalog.EndOffsets(ctx, e.client)
+		if err == nil {
+			return ends, nil
+		}
+		e.log.Warn("listing end offsets failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// acquire takes partition p: bump the epoch, start consuming at the
+// committed offset, and replay up to end before reporting ready.
+func (e *Engine) acquire(ctx context.Context, p int32, end int64) error {
+	epoch, next, err := e.store.Acquire(ctx, p, e.cfg.NodeID)
+	if err != nil {
+		return err
+	}
+	part := newPartition(e, p, epoch, next, end)
+	e.mu.Lock()
+	e.parts[p] = part
+	e.mu.Unlock()
+	e.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{
+		kafkalog.TopicCommands: {p: kgo.NewOffset().At(next)},
+	})
+	e.wg.Add(1)
+	go part.run()
+	e.log.Info("partition acquired", "partition", p, "epoch", epoch, "offset", next, "end_offset", end)
+	return nil
+}
+
+// Fatal delivers the error that stopped the engine (a broken invariant).
+func (e *Engine) Fatal() <-chan error { return e.fatal }
+
+func (e *Engine) fail(err error) {
+	select {
+	case e.fatal <- err:
+	default:
+	}
+}
+
+// Ready reports whether every owned partition has replayed to the end it
+// saw when acquired.
+func (e *Engine) Ready() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if len(e.parts) == 0 {
+		return false
+	}
+	for _, p := range e.parts {
+		if !p.ready.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Owned lists owned partitions.
+func (e *Engine) Owned() []int32 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]int32, 0, len(e.parts))
+	for p := range e.parts {
+		out = append(out, p)
+	}
+	return out
+}
+
+func (e *Engine) partition(p int32) *partition {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.parts[p]
+}
+
+// Account returns the current state of an account in partition p, from its
+// actor when resident (including unflushed changes), else from PostgreSQL
+// (which is then complete: actors passivate only once flushed).
+func (e *Engine) Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error) {
+	part := e.partition(p)
+	if part == nil {
+		return ledger.Account{}, ErrNotOwner
+	}
+	if !part.ready.Load() {
+		return ledger.Account{}, ErrNotReady
+	}
+	part.mu.RLock()
+	r := part.residents[id]
+	part.mu.RUnlock()
+	if r != nil {
+		timeout := 5 * time.Second
+		if d, ok := ctx.Deadline(); ok {
+			timeout = time.Until(d)
+		}
+		res, err := e.system.Root.RequestFuture(r.pid, &actors.Read{}, timeout).Result()
+		if err == nil {
+			acc := res.(ledger.Account)
+			return acc, nil
+		}
+		// The actor was passivated between the lookup and the request: it
+		// was flushed, so PostgreSQL has its state.
+		e.m.readFallbacks.Inc()
+	}
+	acc, err := e.store.Account(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return ledger.Account{ID: id}, nil
+	}
+	return acc, err
+}
+
+// Stop stops fetching, lets every partition finish its current batch,
+// flushes everything pending, releases the partitions and stops the actors.
+func (e *Engine) Stop(ctx context.Context) error {
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	e.mu.RLock()
+	for _, p := range e.parts {
+		p.mu.Lock()
+		p.space.Broadcast() // wake workers waiting at the unflushed limit
+		p.mu.Unlock()
+	}
+	e.mu.RUnlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("engine: stop: %w", ctx.Err())
+	}
+	err := e.flushAll(ctx, true)
+	e.mu.RLock()
+	parts := make([]*partition, 0, len(e.parts))
+	for _, p := range e.parts {
+		parts = append(parts, p)
+	}
+	e.mu.RUnlock()
+	for _, p := range parts {
+		if rerr := e.store.Release(ctx, p.id, e.cfg.NodeID, p.epoch); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	e.system.Shutdown()
+	return err
+}
+
+// fetchLoop polls owned partitions and hands each partition's records to
+// its worker. A slow worker blocks the loop, so records wait in Kafka.
+func (e *Engine) fetchLoop() {
+	defer e.wg.Done()
+	for e.ctx.Err() == nil {
+		fs := e.client.PollRecords(e.ctx, e.cfg.FetchMaxRecords)
+		if e.ctx.Err() != nil {
+			return
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			e.m.fetchErrors.Inc()
+			e.log.Warn("fetch error", "partition", p, "err", err)
+		})
+		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if ftp.Topic != kafkalog.TopicCommands || len(ftp.Records) == 0 {
+				return
+			}
+			part := e.partition(ftp.Partition)
+			if part == nil || part.stopped.Load() {
+				return
+			}
+			select {
+			case part.in <- ftp.Records:
+			case <-part.quit:
+			case <-e.ctx.Done():
+			}
+		})
+	}
+}
+
+func (e *Engine) kickFlush() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) flushLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		if err := e.flushAll(e.ctx, false); err != nil && e.ctx.Err() == nil {
+			e.log.Error("flush failed", "err", err)
+		}
+	}
+}

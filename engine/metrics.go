@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the engine's Prometheus metrics.
+type Metrics struct {
+	applied       *prometheus.CounterVec
+	emitted       prometheus.Counter
+	deadLetters   prometheus.Counter
+	fenced        prometheus.Counter
+	backpressure  prometheus.Counter
+	storageErrors prometheus.Counter
+	fetchErrors   prometheus.Counter
+	readFallbacks prometheus.Counter
+	loaded        prometheus.Counter
+	passivations  *prometheus.CounterVec
+	resident      prometheus.Gauge
+	flushedRows   prometheus.Counter
+	flushSeconds  prometheus.Histogram
+	batchSeconds  prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_engine_commands_applied_total", Help: "Commands applied, by kind and status.",
+		}, []string{"kind", "status"}),
+		emitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_records_emitted_total", Help: "Credit legs and refunds produced by applied commands.",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_dead_letters_total", Help: "Undecodable or misrouted command records sent to bursar.commands.dlq.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_partitions_fenced_total", Help: "Partitions dropped because a flush found a newer epoch.",
+		}),
+		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_backpressure_waits_total", Help: "Times a partition stopped consuming at its unflushed-rows limit.",
+		}),
+		storageErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_storage_errors_total", Help: "Failed PostgreSQL operations (retried).",
+		}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_fetch_errors_total", Help: "Kafka fetch errors.",
+		}),
+		readFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_read_fallbacks_total", Help: "Balance reads served from PostgreSQL after the actor passivated mid-read.",
+		}),
+		loaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_accounts_loaded_total", Help: "Accounts loaded from PostgreSQL into new actors.",
+		}),
+		passivations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_engine_passivations_total", Help: "Actors passivated, by reason (idle, limit).",
+		}, []string{"reason"}),
+		resident: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bursar_engine_resident_actors", Help: "Account actors in memory.",
+		}),
+		flushedRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_flushed_rows_total", Help: "Rows written to PostgreSQL by flushes.",
+		}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "bursar_engine_flush_seconds", Help: "Duration of write-behind flushes.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "bursar_engine_batch_seconds", Help: "Duration of applying one fetched batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.applied, m.emitted, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
+			m.fetchErrors, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
+			m.flushSeconds, m.batchSeconds)
+	}
+	return m
+}
