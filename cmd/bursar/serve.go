@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bursar/bursar/engine"
+	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/ingress"
+	"github.com/bursar/bursar/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+type serveFlags struct {
+	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL string
+	nodeID, gossipAddr, join, remoteAddr, roles, ack      string
+	brokerListen, logLevel                                string
+	partitions                                            int
+	flushRows, maxUnflushed, fetchMax, maxResident, keys  int
+	maxInflight, maxBody, pgConns                         int
+	flushInterval, idleTimeout, waitTimeout, shutdownWait time.Duration
+}
+
+func defaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "bursar"
+	}
+	return h
+}
+
+func runServe(args []string, _ io.Writer) error {
+	fs := newFlagSet("serve", "Runs a Bursar node: the REST API, the engine for its partitions, and (when --kafka-brokers\nis empty) an embedded Kafka-protocol broker persisted under --data-dir.")
+	var f serveFlags
+	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "REST API, /healthz, /readyz, /metrics")
+	fs.StringVar(&f.dataDir, "data-dir", "./bursar-data", "embedded broker's log and other local state")
+	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
+	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
+	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
+	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address (cluster mode; not used by this release)")
+	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (cluster mode; not used by this release)")
+	fs.StringVar(&f.remoteAddr, "remote-addr", ":8090", "protoactor-go remote address (cluster mode; not used by this release)")
+	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
+	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
+	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
+	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
+	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
+	fs.IntVar(&f.maxUnflushed, "max-unflushed-rows", 50000, "per-partition unflushed rows before it stops consuming (bursar_engine_backpressure_waits_total)")
+	fs.IntVar(&f.fetchMax, "fetch-max-records", 4096, "records per poll and dispatch batch")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "passivate an account actor idle this long once flushed")
+	fs.IntVar(&f.maxResident, "max-resident-actors", 1_000_000, "resident account actors per node (bursar_engine_passivations_total{reason=\"limit\"})")
+	fs.IntVar(&f.keys, "keys-per-account", 8192, "idempotency keys kept in memory per account; older ones are looked up in PostgreSQL")
+	fs.IntVar(&f.maxInflight, "max-inflight", 100_000, "writes waiting for an answer before 503 (bursar_ingress_rejected_total{reason=\"inflight\"})")
+	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
+	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
+	fs.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "longest graceful shutdown (final flush) on SIGINT/SIGTERM")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(f.logLevel)
+	roles := strings.Split(f.roles, ",")
+	for _, r := range roles {
+		if r != "ingress" && r != "engine" {
+			return &exitError{code: 2, err: fmt.Errorf("--roles: unknown role %q (want ingress, engine)", r)}
+		}
+	}
+	if f.partitions < 1 || f.partitions > 10000 {
+		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, f, slices.Contains(roles, "ingress"), slices.Contains(roles, "engine"), log)
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *slog.Logger) error {
+	log = log.With("node", f.nodeID)
+	brokers := splitList(f.kafkaBrokers)
+	if len(brokers) == 0 {
+		b, err := kafkalog.StartBroker(f.dataDir, f.brokerListen)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = b.Addrs()
+		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir)
+	}
+
+	store, err := storage.Open(ctx, storage.Config{URL: f.databaseURL, MaxConns: int32(f.pgConns)})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	applied, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		log.Info("migrations applied", "names", applied)
+	}
+
+	kcfg := kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID}
+	engineClient, err := kgo.NewClient(kcfg.Options()...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer engineClient.Close()
+	parts, err := kafkalog.EnsureTopics(ctx, engineClient, int32(f.partitions), -1) // -1: the cluster's default replication factor
+	if err != nil {
+		return err
+	}
+	if parts != int32(f.partitions) {
+		log.Warn("command topic exists with a different partition count; using it", "partitions", parts, "flag", f.partitions)
+	}
+	producer, err := kgo.NewClient(kcfg.Options()...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer producer.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	replies := ingress.NewReplies(f.nodeID+"/"+strconv.FormatInt(time.Now().UnixNano(), 36), f.maxInflight)
+
+	var eng *engine.Engine
+	if runEngine {
+		eng, err = engine.New(engine.Config{
+			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
+			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
+			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
+		}, log.With("component", "engine"), store, engineClient, replies, engine.NewMetrics(reg))
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		all := make([]int32, parts)
+		for i := range all {
+			all[i] = int32(i)
+		}
+		if err := eng.Start(ctx, all); err != nil {
+			return err
+		}
+	}
+
+	errc := make(chan error, 2)
+	var httpSrv interface {
+		ShutdownWithContext(context.Context) error
+	}
+	if runIngress {
+		var engIface ingress.Engine
+		if eng != nil {
+			engIface = eng
+		}
+		api, err := ingress.New(ingress.Config{
+			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, MaxInflight: f.maxInflight,
+		}, log.With("component", "ingress"), producer, replies, engIface, store, reg,
+			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", f.httpAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", f.httpAddr, err)
+		}
+		srv := api.NewHTTPServer()
+		httpSrv = srv
+		log.Info("serving HTTP", "addr", ln.Addr().String())
+		go func() { errc <- srv.Serve(ln) }()
+	}
+
+	var fatal <-chan error
+	if eng != nil {
+		fatal = eng.Fatal()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-fatal:
+		runErr = fmt.Errorf("engine stopped: %w", err)
+		log.Error("engine stopped on a fatal error", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownWait)
+	defer cancel()
+	if httpSrv != nil {
+		if err := httpSrv.ShutdownWithContext(sctx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+	}
+	if eng != nil {
+		if err := eng.Stop(sctx); err != nil {
+			log.Error("engine shutdown", "err", err)
+			if runErr == nil {
+				runErr = err
+			}
+		} else {
+			log.Info("engine flushed and released its partitions")
+		}
+	}
+	return runErr
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,263 @@
+package ingress
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
+)
+
+// apiError is a refusal with a stable code and a message for humans.
+type apiError struct {
+	code ledger.Code
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.code.String() + ": " + e.msg }
+
+func bad(code ledger.Code, msg string) *apiError { return &apiError{code: code, msg: msg} }
+
+// decodeStrict decodes exactly one JSON object into v, refusing unknown
+// fields, wrong types and trailing data.
+func decodeStrict(body []byte, v any) *apiError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return bad(ledger.CodeMalformedRequest, "request body is empty; expected a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &ute):
+			return bad(ledger.CodeMalformedRequest, "field "+strconv.Quote(ute.Field)+" has the wrong type (got "+ute.Value+")")
+		case errors.As(err, &se):
+			return bad(ledger.CodeMalformedRequest, "body is not valid JSON: "+se.Error())
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return bad(ledger.CodeMalformedRequest, strings.TrimPrefix(err.Error(), "json: "))
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return bad(ledger.CodeMalformedRequest, "body is truncated JSON")
+		}
+		return bad(ledger.CodeMalformedRequest, "body is not a valid request: "+err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return bad(ledger.CodeMalformedRequest, "body has data after the JSON object")
+	}
+	return nil
+}
+
+// amountText returns the decimal text of a JSON amount given as a string
+// ("12.34") or a number literal (12.34), without going through float64.
+func amountText(raw json.RawMessage, field string) ([]byte, *apiError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, bad(ledger.CodeMissingField, field+" is required")
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, bad(ledger.CodeInvalidAmount, field+" is not a valid string")
+		}
+		return []byte(s), nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return raw, nil
+	}
+	return nil, bad(ledger.CodeInvalidAmount, field+" must be a decimal string or number")
+}
+
+func parseAmount(raw json.RawMessage, field string, exp int) (int64, *apiError) {
+	text, aerr := amountText(raw, field)
+	if aerr != nil {
+		return 0, aerr
+	}
+	v, err := ledger.ParseAmount(text, exp)
+	if err != nil {
+		return 0, bad(ledger.CodeInvalidAmount, field+": "+err.Error())
+	}
+	return v, nil
+}
+
+func parseCurrency(s string) (string, int, *apiError) {
+	if s == "" {
+		return "", 0, bad(ledger.CodeMissingField, "currency is required")
+	}
+	exp, ok := ledger.CurrencyExponent(s)
+	if !ok {
+		return "", 0, bad(ledger.CodeUnsupportedCurrency, "currency "+strconv.Quote(s)+" is not a supported ISO 4217 code (use upper case, e.g. USD)")
+	}
+	return s, exp, nil
+}
+
+func parseID(s, field string) (uuid.UUID, *apiError) {
+	if s == "" {
+		return uuid.Nil, bad(ledger.CodeMissingField, field+" is required")
+	}
+	// Only the canonical 36-character form: uuid.Parse also accepts URNs
+	// and braces, which would let two spellings name one account.
+	if len(s) != 36 {
+		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID like 3f2b…-…")
+	}
+	id, err := uuid.Parse(s)
+	if err != nil || id == uuid.Nil {
+		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a non-nil UUID")
+	}
+	return id, nil
+}
+
+// checkText enforces a length limit and refuses control characters.
+func checkText(s, field string, max int, required bool) *apiError {
+	if s == "" && required {
+		return bad(ledger.CodeMissingField, field+" is required")
+	}
+	if len(s) > max {
+		return bad(ledger.CodeInvalidField, field+" is longer than "+strconv.Itoa(max)+" bytes")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return bad(ledger.CodeInvalidField, field+" contains control characters or invalid UTF-8")
+		}
+	}
+	return nil
+}
+
+// checkKey validates an idempotency key: 1–128 of [A-Za-z0-9._:-]. The
+// ledger reserves '#' for transfer legs.
+func checkKey(s, field string) *apiError {
+	if len(s) > ledger.IdemKeyLenMax {
+		return bad(ledger.CodeInvalidField, field+" is longer than "+strconv.Itoa(ledger.IdemKeyLenMax)+" bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return bad(ledger.CodeInvalidField, field+" may contain only letters, digits and . _ : -")
+		}
+	}
+	return nil
+}
+
+type openRequest struct {
+	CustomerID     string          `json:"customer_id"`
+	AccountType    string          `json:"account_type"`
+	Currency       string          `json:"currency"`
+	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
+	AccountID      *string         `json:"account_id"`
+}
+
+// openNamespace derives account IDs from idempotency keys, so a retried
+// open without account_id names the same account.
+var openNamespace = uuid.MustParse("6f1c1f7e-2d1a-4a8e-9d1b-6b7572736172")
+
+// decodeOpen turns an open-account body into a command. idemKey is the
+// Idempotency-Key header ("" if absent).
+func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
+	var req openRequest
+	var c ledger.Command
+	if err := decodeStrict(body, &req); err != nil {
+		return c, err
+	}
+	if err := checkText(req.CustomerID, "customer_id", ledger.CustomerIDLenMax, true); err != nil {
+		return c, err
+	}
+	if err := checkText(req.AccountType, "account_type", ledger.AccountTypeLenMax, true); err != nil {
+		return c, err
+	}
+	cur, exp, aerr := parseCurrency(req.Currency)
+	if aerr != nil {
+		return c, aerr
+	}
+	var overdraft int64
+	if len(req.OverdraftLimit) > 0 && !bytes.Equal(bytes.TrimSpace(req.OverdraftLimit), []byte("null")) {
+		text, aerr := amountText(req.OverdraftLimit, "overdraft_limit")
+		if aerr != nil {
+			return c, aerr
+		}
+		if !isZero(text) {
+			v, err := ledger.ParseAmount(text, exp)
+			if err != nil {
+				return c, bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
+			}
+			overdraft = v
+		}
+	}
+	switch {
+	case req.AccountID != nil:
+		id, aerr := parseID(*req.AccountID, "account_id")
+		if aerr != nil {
+			return c, aerr
+		}
+		c.AccountID = id
+	case idemKey != "":
+		c.AccountID = uuid.NewSHA1(openNamespace, []byte(idemKey))
+	default:
+		c.AccountID = uuid.New()
+	}
+	c.Kind = ledger.KindOpen
+	c.CustomerID, c.AccountType, c.Currency, c.OverdraftLimit = req.CustomerID, req.AccountType, cur, overdraft
+	c.IdemKey = idemKey
+	return c, nil
+}
+
+// isZero reports whether a decimal text is a zero ("0", "0.00").
+func isZero(text []byte) bool {
+	digits := 0
+	for _, b := range text {
+		switch {
+		case b == '0':
+			digits++
+		case b == '.':
+		default:
+			return false
+		}
+	}
+	return digits > 0
+}
+
+type moneyRequest struct {
+	AccountID   string          `json:"account_id"`
+	Amount      json.RawMessage `json:"amount"`
+	Currency    string          `json:"currency"`
+	Description string          `json:"description"`
+	ReferenceID string          `json:"reference_id"`
+}
+
+// decodeMoney turns a credit or debit body into a command. The
+// Idempotency-Key header wins over reference_id as the idempotency key.
+func decodeMoney(kind ledger.Kind, body []byte, idemKey string) (ledger.Command, *apiError) {
+	var req moneyRequest
+	var c ledger.Command
+	if err := decodeStrict(body, &req); err != nil {
+		return c, err
+	}
+	id, aerr := parseID(req.AccountID, "account_id")
+	if aerr != nil {
+		return c, aerr
+	}
+	cur, exp, aerr := parseCurrency(req.Currency)
+	if aerr != nil {
+		return c, aerr
+	}
+	amount, aerr := parseAmount(req.Amount, "amount", exp)
+	if aerr != nil {
+		return c, aerr
+	}
+	if err := checkText(req.Description, "description", ledger.DescriptionLenMax, false); err != nil {
+		return c, err
+	}
+	if err := checkKey(req.ReferenceID, "reference_id"); err != nil {
+		return c, err
+	}
+	if idemKey == "" {
+		idemKey = req.ReferenceID
+	}
+	c = ledger.Command{
+		Kind: kind, AccountID: id, Amount: amount, Currency: cur,
+		Description: req.Description, ReferenceID: req.ReferenceID, IdemKey: idemKey,
+	}
+	return c, nil
+}

@@ -1,0 +1,570 @@
+// Package ingress is Bursar's REST API (fasthttp). It validates a request,
+// mints the command's IDs and timestamp, appends the command to the
+// partition of its account, and waits for the owner's answer; reads go to
+// the owner's memory (balances) or PostgreSQL (history).
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/bursar/bursar/engine"
+	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/storage"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
+)
+
+// Config configures the API.
+type Config struct {
+	// Partitions is the partition count of bursar.commands. Required.
+	Partitions int32
+	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond).
+	// Default 16 KiB.
+	MaxBodyBytes int
+	// WaitTimeout is how long a write waits for its answer before 202
+	// Accepted. Default 5s.
+	WaitTimeout time.Duration
+	// MaxInflight bounds writes waiting for their answer; beyond it writes
+	// get 503 (bursar_ingress_rejected_total{reason="inflight"}). Default
+	// 100000.
+	MaxInflight int
+	// HistoryLimitMax bounds the page size of history reads. Default 500.
+	HistoryLimitMax int
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 16 << 10
+	}
+	if c.WaitTimeout <= 0 {
+		c.WaitTimeout = 5 * time.Second
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 100_000
+	}
+	if c.HistoryLimitMax <= 0 {
+		c.HistoryLimitMax = 500
+	}
+}
+
+// Engine is the engine as the API uses it.
+type Engine interface {
+	Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error)
+	Ready() bool
+}
+
+// Store is storage as the API uses it.
+type Store interface {
+	Transaction(ctx context.Context, id uuid.UUID) ([]storage.TxRecord, error)
+	History(ctx context.Context, account uuid.UUID, beforeSeq int64, limit int) ([]storage.TxRecord, error)
+	Ping(ctx context.Context) error
+}
+
+// Server serves the API.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	producer *kgo.Client
+	replies  *Replies
+	engine   Engine
+	store    Store
+	slots    *ledger.SlotMap
+	metrics  fasthttp.RequestHandler
+	reqSeq   atomic.Uint64
+	boot     string
+
+	requests *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns a server. metrics serves /metrics (nil: 404).
+func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, eng Engine, store Store, reg prometheus.Registerer, metrics fasthttp.RequestHandler) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.Partitions <= 0 {
+		return nil, errors.New("ingress: partition count must be positive")
+	}
+	s := &Server{
+		cfg: cfg, log: log, producer: producer, replies: replies, engine: eng, store: store,
+		slots: ledger.NewSlotMap(cfg.Partitions), metrics: metrics,
+		boot: strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_http_requests_total", Help: "HTTP requests by route and status.",
+		}, []string{"route", "status"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_ingress_rejected_total", Help: "Requests refused by a limit, by reason (inflight, body_size).",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "bursar_http_request_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"route"}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.requests, s.rejected, s.latency,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_ingress_inflight", Help: "Writes waiting for their answer."},
+				func() float64 { return float64(replies.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_replies_dropped_total", Help: "Answers that arrived after their request gave up."},
+				func() float64 { return float64(replies.Dropped.Load()) }),
+		)
+	}
+	return s, nil
+}
+
+// Handler returns the fasthttp handler.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
+
+// NewHTTPServer wraps the handler with the limits the API needs.
+func (s *Server) NewHTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:            s.serve,
+		Name:               "bursar",
+		MaxRequestBodySize: s.cfg.MaxBodyBytes,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		Concurrency:        256 * 1024,
+		ReadBufferSize:     8 << 10,
+		NoDefaultDate:      true,
+		// Oversized bodies get our JSON error instead of fasthttp's text.
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				s.rejected.WithLabelValues("body_size").Inc()
+				s.fail(ctx, bad(ledger.CodePayloadTooLarge, "request body is larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes"))
+				return
+			}
+			s.fail(ctx, bad(ledger.CodeMalformedRequest, "cannot parse HTTP request"))
+		},
+	}
+}
+
+type route struct {
+	name    string
+	methods string // "GET" or "POST"
+	h       func(*fasthttp.RequestCtx, []string) *apiError
+}
+
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	rid := string(ctx.Request.Header.Peek("X-Request-ID"))
+	if rid == "" || len(rid) > 128 || checkKey(rid, "X-Request-ID") != nil {
+		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+	}
+	ctx.SetUserValue("rid", rid)
+	ctx.Response.Header.Set("X-Request-ID", rid)
+
+	name, err := s.route(ctx)
+	if err != nil {
+		s.fail(ctx, err)
+	}
+	s.requests.WithLabelValues(name, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+	s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}
+
+// route dispatches by path and method and returns the route's name for
+// metrics.
+func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
+	path := string(ctx.Path())
+	method := string(ctx.Method())
+	want := func(m string) *apiError {
+		if method == m || (m == "GET" && method == "HEAD") {
+			return nil
+		}
+		ctx.Response.Header.Set("Allow", m)
+		return bad(ledger.CodeMethodNotAllowed, "use "+m+" for "+path)
+	}
+	switch path {
+	case "/healthz":
+		if err := want("GET"); err != nil {
+			return "healthz", err
+		}
+		writeJSON(ctx, 200, map[string]string{"status": "ok"})
+		return "healthz", nil
+	case "/readyz":
+		if err := want("GET"); err != nil {
+			return "readyz", err
+		}
+		return "readyz", s.readyz(ctx)
+	case "/metrics":
+		if s.metrics == nil {
+			return "metrics", bad(ledger.CodeRouteNotFound, "metrics are not enabled")
+		}
+		s.metrics(ctx)
+		return "metrics", nil
+	case "/api/v1/accounts":
+		if err := want("POST"); err != nil {
+			return "open", err
+		}
+		return "open", s.open(ctx)
+	case "/api/v1/transactions/credit":
+		if err := want("POST"); err != nil {
+			return "credit", err
+		}
+		return "credit", s.money(ctx, ledger.KindCredit)
+	case "/api/v1/transactions/debit":
+		if err := want("POST"); err != nil {
+			return "debit", err
+		}
+		return "debit", s.money(ctx, ledger.KindDebit)
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) >= 4 && parts[0] == "api" && parts[1] == "v1" {
+		switch {
+		case parts[2] == "accounts" && len(parts) == 4:
+			if err := want("GET"); err != nil {
+				return "account", err
+			}
+			return "account", s.account(ctx, parts[3], false)
+		case parts[2] == "accounts" && len(parts) == 5 && parts[4] == "balance":
+			if err := want("GET"); err != nil {
+				return "balance", err
+			}
+			return "balance", s.account(ctx, parts[3], true)
+		case parts[2] == "accounts" && len(parts) == 5 && parts[4] == "transactions":
+			if err := want("GET"); err != nil {
+				return "history", err
+			}
+			return "history", s.history(ctx, parts[3])
+		case parts[2] == "transactions" && len(parts) == 4:
+			if err := want("GET"); err != nil {
+				return "transaction", err
+			}
+			return "transaction", s.transaction(ctx, parts[3])
+		}
+	}
+	return "unknown", bad(ledger.CodeRouteNotFound, "no route for "+method+" "+path)
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"postgres": "ok", "kafka": "ok", "partitions": "ok"}
+	ok := true
+	if err := s.store.Ping(c); err != nil {
+		checks["postgres"], ok = err.Error(), false
+	}
+	if err := s.producer.Ping(c); err != nil {
+		checks["kafka"], ok = err.Error(), false
+	}
+	if s.engine != nil && !s.engine.Ready() {
+		checks["partitions"], ok = "recovering", false
+	}
+	status := 200
+	if !ok {
+		status = 503
+	}
+	writeJSON(ctx, status, map[string]any{"ready": ok, "checks": checks})
+	return nil
+}
+
+func (s *Server) idemKey(ctx *fasthttp.RequestCtx) (string, *apiError) {
+	k := string(ctx.Request.Header.Peek("Idempotency-Key"))
+	if k == "" {
+		return "", nil
+	}
+	if err := checkKey(k, "Idempotency-Key"); err != nil {
+		return "", err
+	}
+	return k, nil
+}
+
+func (s *Server) checkJSON(ctx *fasthttp.RequestCtx) *apiError {
+	ct := string(ctx.Request.Header.ContentType())
+	if ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return bad(ledger.CodeUnsupportedMediaType, "Content-Type must be application/json, got "+strconv.Quote(ct))
+	}
+	return nil
+}
+
+func (s *Server) open(ctx *fasthttp.RequestCtx) *apiError {
+	if err := s.checkJSON(ctx); err != nil {
+		return err
+	}
+	key, aerr := s.idemKey(ctx)
+	if aerr != nil {
+		return aerr
+	}
+	c, aerr := decodeOpen(ctx.PostBody(), key)
+	if aerr != nil {
+		return aerr
+	}
+	res, aerr := s.submit(ctx, &c)
+	if aerr != nil || res == nil {
+		return aerr
+	}
+	if res.Status != ledger.StatusCompleted {
+		return resultError(res)
+	}
+	exp, _ := ledger.CurrencyExponent(c.Currency)
+	markReplay(ctx, res)
+	writeJSON(ctx, 201, accountJSON(&ledger.Account{
+		ID: c.AccountID, Exists: true, CustomerID: c.CustomerID, Type: c.AccountType, Currency: c.Currency,
+		Status: ledger.AccountActive, OverdraftLimit: c.OverdraftLimit, Version: res.Version,
+		CreatedUs: res.TimestampUs, UpdatedUs: res.TimestampUs,
+	}, exp))
+	return nil
+}
+
+func (s *Server) money(ctx *fasthttp.RequestCtx, kind ledger.Kind) *apiError {
+	if err := s.checkJSON(ctx); err != nil {
+		return err
+	}
+	key, aerr := s.idemKey(ctx)
+	if aerr != nil {
+		return aerr
+	}
+	c, aerr := decodeMoney(kind, ctx.PostBody(), key)
+	if aerr != nil {
+		return aerr
+	}
+	res, aerr := s.submit(ctx, &c)
+	if aerr != nil || res == nil {
+		return aerr
+	}
+	if res.Status == ledger.StatusFailed {
+		return resultError(res)
+	}
+	markReplay(ctx, res)
+	writeJSON(ctx, 201, txJSON(res))
+	return nil
+}
+
+func markReplay(ctx *fasthttp.RequestCtx, r *ledger.Result) {
+	if r.Replayed {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	}
+}
+
+// resultError turns a refused command into the API error, keeping the
+// transaction ID of a recorded refusal so the client can look it up.
+func resultError(r *ledger.Result) *apiError {
+	msg := r.Code.Info().Description
+	if !r.Unrecorded {
+		msg += " (transaction " + r.TxID.String() + ")"
+	}
+	return &apiError{code: r.Code, msg: msg}
+}
+
+// submit mints the command's ID and timestamp, appends it to its
+// partition and waits for the answer. A nil result with a nil error means
+// the answer was already written (202 after the wait timeout).
+func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Result, *apiError) {
+	seq, ch, ok := s.replies.Register()
+	if !ok {
+		s.rejected.WithLabelValues("inflight").Inc()
+		return nil, bad(ledger.CodeUnavailable, "too many requests in flight; retry shortly")
+	}
+	now := time.Now()
+	c.TxID = uuid.New()
+	c.TimestampUs = now.UnixMicro()
+	c.RequestHash = ledger.HashRequest(c)
+	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
+	rec := &kgo.Record{
+		Topic:     kafkalog.TopicCommands,
+		Partition: s.slots.PartitionOfAccount(c.AccountID),
+		Key:       c.AccountID[:],
+		Value:     c.AppendBinary(make([]byte, 0, 256)),
+		Timestamp: now,
+	}
+	produced := make(chan error, 1)
+	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
+	defer cancel()
+	s.producer.Produce(pctx, rec, func(_ *kgo.Record, err error) { produced <- err })
+	timer := time.NewTimer(s.cfg.WaitTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case res := <-ch:
+			return &res, nil
+		case err := <-produced:
+			if err != nil {
+				s.replies.Forget(seq)
+				s.log.Warn("produce failed", "request_id", ctx.UserValue("rid"), "err", err)
+				return nil, bad(ledger.CodeUnavailable, "the command log is unavailable; retry with the same idempotency key")
+			}
+			produced = nil
+		case <-timer.C:
+			s.replies.Forget(seq)
+			if produced != nil {
+				// Not even durable yet: the outcome is unknown.
+				return nil, bad(ledger.CodeUnavailable, "timed out appending the command; retry with the same idempotency key")
+			}
+			writeJSON(ctx, 202, map[string]any{
+				"transaction_id": c.TxID.String(), "status": "pending", "account_id": c.AccountID.String(),
+				"message": "accepted; poll GET /api/v1/transactions/" + c.TxID.String(),
+			})
+			return nil, nil
+		}
+	}
+}
+
+func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bool) *apiError {
+	id, aerr := parseID(idText, "account_id")
+	if aerr != nil {
+		return aerr
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+	switch {
+	case errors.Is(err, engine.ErrNotReady):
+		return bad(ledger.CodeUnavailable, "the account's partition is recovering; retry shortly")
+	case errors.Is(err, engine.ErrNotOwner):
+		return bad(ledger.CodeUnavailable, "no node here owns the account's partition; retry shortly")
+	case err != nil:
+		s.log.Warn("account read failed", "account_id", id, "err", err)
+		return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+	case !acc.Exists:
+		return bad(ledger.CodeAccountNotFound, "no account "+id.String())
+	}
+	exp, _ := ledger.CurrencyExponent(acc.Currency)
+	if balanceOnly {
+		writeJSON(ctx, 200, map[string]any{
+			"account_id": id.String(), "currency": acc.Currency,
+			"current_balance":   ledger.FormatAmount(acc.Balance, exp),
+			"available_balance": ledger.FormatAmount(acc.Available(), exp),
+			"version":           acc.Version,
+		})
+		return nil
+	}
+	writeJSON(ctx, 200, accountJSON(&acc, exp))
+	return nil
+}
+
+func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError {
+	id, aerr := parseID(idText, "transaction_id")
+	if aerr != nil {
+		return aerr
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	recs, err := s.store.Transaction(c, id)
+	if err != nil {
+		s.log.Warn("transaction read failed", "err", err)
+		return bad(ledger.CodeUnavailable, "cannot read transactions now; retry shortly")
+	}
+	if len(recs) == 0 {
+		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
+	}
+	writeJSON(ctx, 200, recordJSON(&recs[0]))
+	return nil
+}
+
+func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
+	id, aerr := parseID(idText, "account_id")
+	if aerr != nil {
+		return aerr
+	}
+	args := ctx.QueryArgs()
+	limit := 50
+	if v := args.Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > s.cfg.HistoryLimitMax {
+			return bad(ledger.CodeInvalidField, fmt.Sprintf("limit must be an integer from 1 to %d", s.cfg.HistoryLimitMax))
+		}
+		limit = n
+	}
+	var before int64
+	if v := args.Peek("cursor"); len(v) > 0 {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || n < 1 {
+			return bad(ledger.CodeInvalidField, "cursor must be a value returned as next_cursor")
+		}
+		before = n
+	}
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	recs, err := s.store.History(c, id, before, limit+1)
+	if err != nil {
+		s.log.Warn("history read failed", "err", err)
+		return bad(ledger.CodeUnavailable, "cannot read history now; retry shortly")
+	}
+	out := map[string]any{"account_id": id.String()}
+	if len(recs) > limit {
+		recs = recs[:limit]
+		out["next_cursor"] = strconv.FormatInt(recs[limit-1].Seq, 10)
+	} else {
+		out["next_cursor"] = nil
+	}
+	items := make([]map[string]any, len(recs))
+	for i := range recs {
+		items[i] = recordJSON(&recs[i])
+	}
+	out["transactions"] = items
+	writeJSON(ctx, 200, out)
+	return nil
+}
+
+func timestamp(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
+
+func accountJSON(a *ledger.Account, exp int) map[string]any {
+	return map[string]any{
+		"account_id": a.ID.String(), "customer_id": a.CustomerID, "account_type": a.Type,
+		"currency": a.Currency, "status": a.Status.String(),
+		"overdraft_limit":   ledger.FormatAmount(a.OverdraftLimit, exp),
+		"current_balance":   ledger.FormatAmount(a.Balance, exp),
+		"available_balance": ledger.FormatAmount(a.Available(), exp),
+		"version":           a.Version, "created_at": timestamp(a.CreatedUs), "updated_at": timestamp(a.UpdatedUs),
+	}
+}
+
+func txJSON(r *ledger.Result) map[string]any {
+	exp, _ := ledger.CurrencyExponent(r.Currency)
+	return map[string]any{
+		"transaction_id": r.TxID.String(), "status": r.Status.String(), "type": r.Kind.String(),
+		"timestamp": timestamp(r.TimestampUs), "account_id": r.AccountID.String(),
+		"amount": ledger.FormatAmount(r.Amount, exp), "currency": r.Currency,
+		"current_balance":   ledger.FormatAmount(r.Balance, exp),
+		"available_balance": ledger.FormatAmount(r.Available, exp),
+	}
+}
+
+func recordJSON(r *storage.TxRecord) map[string]any {
+	exp, _ := ledger.CurrencyExponent(r.Currency)
+	m := map[string]any{
+		"transaction_id": r.TxID.String(), "type": r.Kind.String(), "status": r.Status.String(),
+		"account_id": r.AccountID.String(), "amount": ledger.FormatAmount(r.Amount, exp),
+		"currency": r.Currency, "description": r.Description, "reference_id": r.ReferenceID,
+		"timestamp": timestamp(r.TimestampUs), "balance_after": ledger.FormatAmount(r.Balance, exp),
+		"sequence": r.Seq,
+	}
+	if r.Code != ledger.OK {
+		m["error_code"] = r.Code.String()
+	}
+	if r.Counterparty != uuid.Nil {
+		m["counterparty_account_id"] = r.Counterparty.String()
+	}
+	return m
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own maps and strings are marshalled
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(body, '\n'))
+}
+
+func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {
+	info := e.code.Info()
+	rid, _ := ctx.UserValue("rid").(string)
+	if rid == "" { // fasthttp's error handler runs before serve
+		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+		ctx.Response.Header.Set("X-Request-ID", rid)
+	}
+	writeJSON(ctx, info.HTTPStatus, map[string]any{"error": map[string]string{
+		"code": info.Name, "message": e.msg, "request_id": rid,
+	}})
+}
