@@ -97,4 +97,3 @@ func (s *Store) Account(ctx context.Context, id uuid.UUID) (ledger.Account, erro
 	}
 	return a, nil
 }
-

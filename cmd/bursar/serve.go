@@ -28,12 +28,12 @@ import (
 
 type serveFlags struct {
 	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL string
-	nodeID, gossipAddr, join, remoteAddr, roles, ack      string
-	brokerListen, logLevel                                string
-	partitions                                            int
-	flushRows, maxUnflushed, fetchMax, maxResident, keys  int
-	maxInflight, maxBody, pgConns                         int
-	flushInterval, idleTimeout, waitTimeout, shutdownWait time.Duration
+	nodeID, gossipAddr, join, remoteAddr, roles, ack       string
+	brokerListen, logLevel                                 string
+	partitions                                             int
+	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
+	maxInflight, maxBody, pgConns                          int
+	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
 }
 
 func defaultNodeID() string {
