@@ -1,0 +1,41 @@
+# Bursar: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bursar?sslmode=disable
+BURSAR_HTTP_ADDR ?= 127.0.0.1:8080
+export DATABASE_URL BURSAR_HTTP_ADDR
+
+.PHONY: run test build vet fuzz bench clean
+
+build:
+	$(GO) build -o bin/bursar ./cmd/bursar
+
+## run: one node on embedded defaults (embedded broker under ./bursar-data, local PostgreSQL).
+run: build
+	@bash scripts/ensure-services.sh
+	@psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'bursar'" | grep -q 1 \
+		|| psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE bursar"
+	./bin/bursar serve
+
+## test: the whole suite against real PostgreSQL, Redis and an in-process Kafka broker.
+test:
+	@bash scripts/ensure-services.sh --redis
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
+	$(GO) vet ./...
+	CI=$${CI:-true} $(GO) test -count=1 -timeout 30m ./...
+	CI=$${CI:-true} $(GO) test -count=1 -race -timeout 20m ./engine/ledger/ ./ingress/ ./actors/
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./engine/ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./engine/ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeMoney -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
+
+## bench: Go micro-benchmarks of the core and the write-behind encoding.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./engine/ledger/ ./storage/
+
+clean:
+	rm -rf bin bursar-data
