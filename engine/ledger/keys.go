@@ -61,7 +61,7 @@ func (k *KeyIndex) Lookup(key string, nowUs int64) (prior, bool) {
 		return prior{}, false
 	}
 	e := &k.ring[i]
-	if e.result.TimestampUs <= nowUs-IdempotencyWindowUs {
+	if e.result.TimestampUs < nowUs-IdempotencyWindowUs {
 		return prior{}, false
 	}
 	return prior{hash: e.hash, result: e.result}, true

@@ -1,0 +1,228 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/storage"
+	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/google/uuid"
+)
+
+func openStore(t *testing.T) *storage.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// applyAll applies commands to in-memory accounts and returns the batch a
+// flush would write.
+func applyAll(t *testing.T, accts map[uuid.UUID]*ledger.Account, p int32, firstOffset int64, cmds ...ledger.Command) *storage.Batch {
+	t.Helper()
+	b := &storage.Batch{Accounts: map[uuid.UUID]*ledger.Account{}}
+	for i := range cmds {
+		c := &cmds[i]
+		a := accts[c.AccountID]
+		if a == nil {
+			a = &ledger.Account{ID: c.AccountID}
+			accts[c.AccountID] = a
+		}
+		e := ledger.Apply(a, c)
+		if !e.Result.Replayed && !e.Result.Unrecorded {
+			b.Rows = append(b.Rows, storage.TxRow{Cmd: c, Result: e.Result, Partition: p, Offset: firstOffset + int64(i)})
+		}
+		if e.Changed {
+			snap := *a
+			snap.Keys = ledger.KeyIndex{}
+			b.Accounts[a.ID] = &snap
+		}
+	}
+	return b
+}
+
+func cmd(kind ledger.Kind, acct uuid.UUID, amount int64, key string, ts int64) ledger.Command {
+	c := ledger.Command{Kind: kind, TxID: uuid.New(), AccountID: acct, Amount: amount, Currency: "USD",
+		IdemKey: key, TimestampUs: ts, CustomerID: "cust", AccountType: "checking"}
+	c.RequestHash = ledger.HashRequest(&c)
+	return c
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	s := openStore(t)
+	applied, err := s.Migrate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 0 {
+		t.Fatalf("second migrate applied %v", applied)
+	}
+}
+
+func TestFlushLoadAndAudit(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	epoch, next, err := s.Acquire(ctx, 3, "n1")
+	if err != nil || epoch != 1 || next != 0 {
+		t.Fatalf("acquire = %d %d %v", epoch, next, err)
+	}
+	a, b := uuid.New(), uuid.New()
+	now := time.Now().UnixMicro()
+	accts := map[uuid.UUID]*ledger.Account{}
+	batch := applyAll(t, accts, 3, 0,
+		cmd(ledger.KindOpen, a, 0, "open-a", now),
+		cmd(ledger.KindOpen, b, 0, "", now),
+		cmd(ledger.KindCredit, a, 1000, "k1", now+1),
+		cmd(ledger.KindDebit, a, 300, "k2", now+2),
+		cmd(ledger.KindDebit, a, 5000, "k3", now+3), // refused: insufficient funds, recorded
+		cmd(ledger.KindCredit, b, 50, "", now+4),
+	)
+	batch.Marks = []storage.PartitionMark{{Partition: 3, Epoch: epoch, NextOffset: 6}}
+	if len(batch.Accounts) != 2 {
+		t.Fatalf("accounts written once each: got %d", len(batch.Accounts))
+	}
+	if err := s.Flush(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+
+	loaded, err := s.LoadAccounts(ctx, []uuid.UUID{a, b, uuid.New()}, now-ledger.IdempotencyWindowUs, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la := loaded[a]
+	if !la.Exists || la.Balance != 700 || la.Version != 3 || la.Seq != 4 {
+		t.Fatalf("loaded a = %+v", la)
+	}
+	// Three keyed rows but a cap of two: the index must say it is incomplete.
+	if la.Keys.Len() != 2 || la.Keys.Complete() {
+		t.Fatalf("keys len %d complete %v, want 2 and incomplete", la.Keys.Len(), la.Keys.Complete())
+	}
+	if lb := loaded[b]; lb.Balance != 50 || !lb.Keys.Complete() {
+		t.Fatalf("loaded b = %+v", lb)
+	}
+	for id, acc := range loaded {
+		if id != a && id != b && acc.Exists {
+			t.Fatalf("unknown ID loaded as existing")
+		}
+	}
+
+	// The refused debit replays from storage with its original outcome.
+	hash, r, found, err := s.LookupKey(ctx, a, "k3", now-ledger.IdempotencyWindowUs)
+	if err != nil || !found || r.Code != ledger.CodeInsufficientFunds || r.Status != ledger.StatusFailed || hash == 0 {
+		t.Fatalf("lookup k3 = %v %+v %v", found, r, err)
+	}
+	if _, _, found, _ := s.LookupKey(ctx, a, "nope", 0); found {
+		t.Fatal("found a key never used")
+	}
+
+	hist, err := s.History(ctx, a, 0, 2)
+	if err != nil || len(hist) != 2 || hist[0].Seq != 4 || hist[1].Seq != 3 {
+		t.Fatalf("history page 1 = %+v %v", hist, err)
+	}
+	hist, err = s.History(ctx, a, hist[1].Seq, 10)
+	if err != nil || len(hist) != 1 || hist[0].Seq != 2 {
+		t.Fatalf("history page 2 = %+v %v", hist, err)
+	}
+
+	rep, err := s.Audit(ctx, map[int32]int64{3: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || rep.Unflushed != 0 {
+		t.Fatalf("audit not clean: %+v", rep)
+	}
+	if len(rep.Currencies) != 1 || rep.Currencies[0].Balances != 750 {
+		t.Fatalf("totals = %+v", rep.Currencies)
+	}
+
+	// Corrupt a balance behind the ledger's back: the audit must notice.
+	if _, err := s.Pool().Exec(ctx, "UPDATE accounts SET balance = balance + 1 WHERE account_id = $1", [16]byte(b)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Audit(ctx, map[int32]int64{3: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Clean || rep.Unflushed != 3 {
+		t.Fatalf("audit missed the corruption or the lag: clean=%v unflushed=%d", rep.Clean, rep.Unflushed)
+	}
+	failed := map[string]bool{}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			failed[c.Name] = true
+		}
+	}
+	if !failed["balance_equals_entries"] || !failed["money_conserved_per_currency"] {
+		t.Fatalf("failed checks = %v", failed)
+	}
+}
+
+func TestFencedFlushWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	old, _, err := s.Acquire(ctx, 0, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Acquire(ctx, 0, "new"); err != nil {
+		t.Fatal(err)
+	}
+	a := uuid.New()
+	batch := applyAll(t, map[uuid.UUID]*ledger.Account{}, 0, 0, cmd(ledger.KindOpen, a, 0, "", time.Now().UnixMicro()))
+	batch.Marks = []storage.PartitionMark{{Partition: 0, Epoch: old, NextOffset: 1}}
+	err = s.Flush(ctx, batch)
+	var fe *storage.FencedError
+	if !errors.As(err, &fe) || len(fe.Partitions) != 1 || fe.Partitions[0] != 0 {
+		t.Fatalf("flush under an old epoch = %v, want FencedError{[0]}", err)
+	}
+	if storage.Retriable(err) {
+		t.Fatal("a fenced flush must not be retried")
+	}
+	if _, err := s.Account(ctx, a); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("fenced flush wrote the account: %v", err)
+	}
+	parts, err := s.Partitions(ctx)
+	if err != nil || len(parts) != 1 || parts[0].NextOffset != 0 || parts[0].Owner != "new" || parts[0].Epoch != old+1 {
+		t.Fatalf("partitions = %+v %v", parts, err)
+	}
+}
+
+func TestFlushRefusesDuplicateLegAndRegression(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	epoch, _, _ := s.Acquire(ctx, 1, "n")
+	a := uuid.New()
+	accts := map[uuid.UUID]*ledger.Account{}
+	now := time.Now().UnixMicro()
+	first := applyAll(t, accts, 1, 0, cmd(ledger.KindOpen, a, 0, "", now), cmd(ledger.KindCredit, a, 10, "", now))
+	first.Marks = []storage.PartitionMark{{Partition: 1, Epoch: epoch, NextOffset: 2}}
+	if err := s.Flush(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	// Writing the same rows again (a leg applied twice) must fail as a
+	// constraint violation that is never retried, and change nothing.
+	first.Marks[0].NextOffset = 3
+	err := s.Flush(ctx, first)
+	if err == nil || storage.Retriable(err) {
+		t.Fatalf("duplicate rows: err=%v retriable=%v", err, storage.Retriable(err))
+	}
+	acc, err := s.Account(ctx, a)
+	if err != nil || acc.Balance != 10 || acc.Seq != 2 {
+		t.Fatalf("account after refused flush = %+v %v", acc, err)
+	}
+	// An account state older than the stored one is an invariant violation.
+	stale := &storage.Batch{Accounts: map[uuid.UUID]*ledger.Account{a: {ID: a, Exists: true, Currency: "USD", Status: ledger.AccountActive, Seq: 1, Version: 1}}}
+	if err := s.Flush(ctx, stale); !errors.Is(err, storage.ErrInvariant) {
+		t.Fatalf("stale account flush = %v, want ErrInvariant", err)
+	}
+}
