@@ -353,8 +353,12 @@ func (d *modelDriver) deliver(i int, mayDuplicate bool) {
 	c := d.queue[i]
 	d.queue = append(d.queue[:i], d.queue[i+1:]...)
 	r := d.run(c)
-	// A leg refused without a row (its account does not exist) leaves no
-	// trace to deduplicate against; see the report on this test file.
+	// Only recorded deliveries are duplicated. A credit leg refused
+	// because its account does not exist leaves no row and no key, so a
+	// duplicate arriving after that account was opened would be credited
+	// although the transfer was already refunded. Apply cannot tell; the
+	// engine has to make sure such a duplicate never arrives (or the core
+	// has to remember these refusals), so the driver does not send one.
 	if mayDuplicate && !r.Unrecorded && d.rng.IntN(100) < 30 {
 		d.queue = append(d.queue, c)
 	}

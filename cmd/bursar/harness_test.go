@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binPath is the bursar binary the process-level tests run, built once.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bursar-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "bursar")
+	build := exec.Command("go", "build", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building bursar:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// node is a running `bursar serve` process.
+type node struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	log  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startNode starts `bursar serve` with args and waits until /readyz says
+// ready.
+func startNode(t *testing.T, addr string, args ...string) *node {
+	t.Helper()
+	all := append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)
+	n := &node{t: t, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
+	n.cmd = exec.Command(binPath, all...)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.done <- n.cmd.Wait() }()
+	t.Cleanup(func() {
+		if n.cmd.ProcessState == nil {
+			n.cmd.Process.Kill() //nolint:errcheck // cleanup
+			<-n.done
+		}
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", addr, n.log.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return n
+			}
+		}
+		select {
+		case err := <-n.done:
+			n.done <- err
+			t.Fatalf("node exited before ready: %v\n%s", err, n.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready after 60s\n%s", n.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL and waits for the process to go.
+func (n *node) kill() {
+	n.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck // it may have exited
+	<-n.done
+}
+
+// stop sends SIGTERM and waits for a clean exit (final flush).
+func (n *node) stop() {
+	n.t.Helper()
+	n.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // checked by Wait
+	select {
+	case err := <-n.done:
+		if err != nil {
+			n.t.Fatalf("node exited with %v after SIGTERM\n%s", err, n.log.String())
+		}
+	case <-time.After(60 * time.Second):
+		n.t.Fatalf("node did not stop within 60s of SIGTERM")
+	}
+}
+
+// apiClient talks JSON to a node.
+type apiClient struct {
+	base string
+	hc   *http.Client
+}
+
+func newClient(addr string) *apiClient {
+	return &apiClient{base: "http://" + addr, hc: &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+	}}
+}
+
+type apiResponse struct {
+	status   int
+	replayed bool
+	body     map[string]any
+	raw      []byte
+}
+
+func (r *apiResponse) str(key string) string {
+	v, _ := r.body[key].(string)
+	return v
+}
+
+func (r *apiResponse) errCode() string {
+	e, _ := r.body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (c *apiClient) do(ctx context.Context, method, path string, body any, headers map[string]string) (*apiResponse, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := &apiResponse{status: resp.StatusCode, raw: raw, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	if resp.Header.Get("X-Request-ID") == "" {
+		return nil, fmt.Errorf("%s %s: response without X-Request-ID", method, path)
+	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out.body); err != nil {
+			return nil, fmt.Errorf("%s %s: body is not JSON: %q", method, path, raw)
+		}
+	}
+	return out, nil
+}
+
+// openAccount opens a USD account with an idempotency key and returns its ID.
+func (c *apiClient) openAccount(t *testing.T, key string) string {
+	t.Helper()
+	r, err := c.do(context.Background(), "POST", "/api/v1/accounts",
+		map[string]any{"customer_id": "cust-" + key, "account_type": "checking", "currency": "USD"},
+		map[string]string{"Idempotency-Key": key})
+	if err != nil || r.status != 201 {
+		t.Fatalf("open account: %v %+v", err, r)
+	}
+	return r.str("account_id")
+}
+
+// auditProcess runs `bursar audit` and returns its exit code and output.
+func auditProcess(t *testing.T, dbURL string, extra ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binPath, append([]string{"audit", "--database-url", dbURL}, extra...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("audit: %v", err)
+	}
+	return 0, string(out)
+}
