@@ -140,6 +140,9 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // New returns an engine; Start begins consuming.
@@ -310,6 +313,11 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if e.cancel == nil {
 		return nil
 	}
+	e.stopOnce.Do(func() { e.stopErr = e.stop(ctx) })
+	return e.stopErr
+}
+
+func (e *Engine) stop(ctx context.Context) error {
 	e.cancel()
 	e.mu.RLock()
 	for _, p := range e.parts {

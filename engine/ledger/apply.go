@@ -136,11 +136,16 @@ func legKey(k Kind, tx uuid.UUID) string {
 }
 
 // DedupeKey returns the key under which c's result is remembered on its
-// account: the client's idempotency key for client commands, the transfer ID
-// and leg for legs emitted by the engine. Empty means no dedupe.
+// account: the client's idempotency key when there is one, else the
+// transaction ID and kind. Every record is therefore applied at most once,
+// even when Kafka holds it twice (a producer retry, a replayed leg); legs
+// always use their transfer ID, which is their stable identity (rule 4).
 func DedupeKey(c *Command) string {
 	switch c.Kind {
 	case KindTransferCredit, KindTransferRefund:
+		return legKey(c.Kind, c.TxID)
+	}
+	if c.IdemKey == "" {
 		return legKey(c.Kind, c.TxID)
 	}
 	return c.IdemKey

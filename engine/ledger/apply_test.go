@@ -314,8 +314,10 @@ func TestApply(t *testing.T) {
 			name: "first use of a key", setup: []Command{openA}, cmd: creditK,
 			want: res(creditK, StatusCompleted, OK, 100, 100, 100, 2, 2), changed: true,
 			check: func(t *testing.T, w world) {
-				if n := w.get(acctA).Keys.Len(); n != 1 {
-					t.Errorf("Keys.Len() = %d; want 1", n)
+				// The open is remembered under its transaction ID, the credit
+				// under its key.
+				if n := w.get(acctA).Keys.Len(); n != 2 {
+					t.Errorf("Keys.Len() = %d; want 2", n)
 				}
 			},
 		},
@@ -360,7 +362,7 @@ func TestApply(t *testing.T) {
 			want: res(creditCmd(acctA, 200, withKey("k"), withTx(103), withTime(t0+window+1)), StatusCompleted, OK, 200, 300, 300, 3, 3), changed: true,
 			check: func(t *testing.T, w world) {
 				p, ok := w.get(acctA).Keys.Lookup("k", t0+window+2)
-				if !ok || p.result.TxID != txid(103) || w.get(acctA).Keys.Len() != 1 {
+				if !ok || p.result.TxID != txid(103) || w.get(acctA).Keys.Len() != 2 {
 					t.Errorf("key not replaced by the new result: %v %+v len %d", ok, p.result, w.get(acctA).Keys.Len())
 				}
 			},
@@ -597,7 +599,8 @@ func TestDedupeKey(t *testing.T) {
 		want string
 	}{
 		{Command{Kind: KindCredit, TxID: tx, IdemKey: "client-key"}, "client-key"},
-		{Command{Kind: KindDebit, TxID: tx}, ""},
+		// Without a client key, the transaction ID and kind.
+		{Command{Kind: KindDebit, TxID: tx}, "#300112233445566778899aabbccddeeff"},
 		{Command{Kind: KindTransferDebit, TxID: tx, IdemKey: "k"}, "k"},
 		{Command{Kind: KindOpen, TxID: tx, IdemKey: "k"}, "k"},
 		// Legs ignore any client key and dedupe on transfer ID and leg.

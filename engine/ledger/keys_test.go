@@ -170,8 +170,9 @@ func TestKeyIndexDefaultCap(t *testing.T) {
 // evicted from a full index is no longer deduplicated, and the index says so
 // by turning incomplete (the owner then has to consult storage).
 func TestApplyWithSmallKeyIndex(t *testing.T) {
-	a := &Account{Keys: NewKeyIndex(2, true)}
-	Apply(a, ptr(openCmd(acctA, "USD", 0)))
+	// Already open, so that only the credits below use the tiny index (an
+	// open would take a slot too: unkeyed commands dedupe on their TxID).
+	a := &Account{ID: acctA, Exists: true, Currency: "USD", Status: AccountActive, Version: 1, Seq: 1, Keys: NewKeyIndex(2, true)}
 	c1 := creditCmd(acctA, 1, withKey("k1"), withTime(t0+1))
 	Apply(a, &c1)
 	Apply(a, ptr(creditCmd(acctA, 1, withKey("k2"), withTime(t0+2))))
