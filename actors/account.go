@@ -113,7 +113,7 @@ func (a *account) apply(m *Apply) {
 		snap.Keys = ledger.KeyIndex{}
 		m.Out.Account = &snap
 	}
-	if m.Reply && c.ReplyNode != "" && Final(&m.Out.Effect.Result) {
+	if m.Reply && c.ReplyNode != "" && Answers(c, &m.Out.Effect.Result) {
 		a.cfg.Replies.Deliver(c.ReplyNode, c.ReplySeq, &m.Out.Effect.Result)
 	}
 }
@@ -148,6 +148,17 @@ func (a *account) lookup(c *ledger.Command, key string) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Answers reports whether the outcome r of c is sent to the client waiting
+// for c: final outcomes, and replays of a client's own command (a retried
+// transfer whose debit leg is replayed as pending is resolved by the
+// ingress).
+func Answers(c *ledger.Command, r *ledger.Result) bool {
+	if r.Replayed {
+		return c.Kind != ledger.KindTransferCredit && c.Kind != ledger.KindTransferRefund
+	}
+	return Final(r)
 }
 
 // Final reports whether r is the answer the client waits for. A transfer is

@@ -124,6 +124,7 @@ func buildBatch(work []taken) *storage.Batch {
 	b := &storage.Batch{Rows: make([]storage.TxRow, 0, n), Accounts: make(map[uuid.UUID]*ledger.Account)}
 	for _, t := range work {
 		b.Rows = append(b.Rows, t.b.rows...)
+		b.Tombstones = append(b.Tombstones, t.b.tombstones...)
 		for id, a := range t.b.accounts {
 			b.Accounts[id] = a
 		}

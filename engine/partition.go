@@ -33,10 +33,11 @@ type reply struct {
 
 // buffer holds a partition's unflushed effects, in log order, up to next.
 type buffer struct {
-	rows     []storage.TxRow
-	accounts map[uuid.UUID]*ledger.Account
-	replies  []reply
-	next     int64 // everything before this offset is in the buffer or flushed
+	rows       []storage.TxRow
+	tombstones []storage.TxRow
+	accounts   map[uuid.UUID]*ledger.Account
+	replies    []reply
+	next       int64 // everything before this offset is in the buffer or flushed
 
 	emits   sync.WaitGroup // records produced for these effects, not yet acknowledged
 	emitMu  sync.Mutex
@@ -47,7 +48,7 @@ func newBuffer(next int64) *buffer {
 	return &buffer{accounts: make(map[uuid.UUID]*ledger.Account), next: next}
 }
 
-func (b *buffer) size() int { return len(b.rows) + len(b.accounts) }
+func (b *buffer) size() int { return len(b.rows) + len(b.accounts) + len(b.tombstones) }
 
 func (b *buffer) setEmitErr(err error) {
 	b.emitMu.Lock()
@@ -197,8 +198,12 @@ func (p *partition) process(recs []*kgo.Record) {
 		o := &outs[i]
 		c := cmds[i]
 		res := &o.Effect.Result
-		if !res.Replayed && !res.Unrecorded {
+		switch {
+		case res.Replayed:
+		case !res.Unrecorded:
 			b.rows = append(b.rows, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: offs[i]})
+		case res.Tombstone:
+			b.tombstones = append(b.tombstones, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: offs[i]})
 		}
 		if o.Account != nil {
 			b.accounts[c.AccountID] = o.Account
@@ -206,7 +211,7 @@ func (p *partition) process(recs []*kgo.Record) {
 		if o.Effect.Emit != nil {
 			p.emit(b, o.Effect.Emit)
 		}
-		if !replyNow && c.ReplyNode != "" && actors.Final(res) {
+		if !replyNow && c.ReplyNode != "" && actors.Answers(c, res) {
 			b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
 		}
 		r := p.residents[c.AccountID]

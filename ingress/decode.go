@@ -25,8 +25,15 @@ func bad(code ledger.Code, msg string) *apiError { return &apiError{code: code, 
 // decodeStrict decodes exactly one JSON object into v, refusing unknown
 // fields, wrong types and trailing data.
 func decodeStrict(body []byte, v any) *apiError {
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return bad(ledger.CodeMalformedRequest, "request body is empty; expected a JSON object")
+	}
+	// json.Decoder decodes a top-level null into a struct as a no-op, which
+	// would turn "null" into a missing-field error; refuse every non-object
+	// (null, arrays, strings, numbers) the same way, up front.
+	if trimmed[0] != '{' {
+		return bad(ledger.CodeMalformedRequest, "body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -119,7 +126,9 @@ func checkText(s, field string, max int, required bool) *apiError {
 		return bad(ledger.CodeInvalidField, field+" is longer than "+strconv.Itoa(max)+" bytes")
 	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+		// C0, DEL and C1 (U+0080–U+009F, e.g. the CSI terminal escape);
+		// U+FFFD is what the JSON decoder makes of invalid UTF-8.
+		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == '\uFFFD' {
 			return bad(ledger.CodeInvalidField, field+" contains control characters or invalid UTF-8")
 		}
 	}
@@ -177,12 +186,16 @@ func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
 		if aerr != nil {
 			return c, aerr
 		}
-		if !isZero(text) {
-			v, err := ledger.ParseAmount(text, exp)
-			if err != nil {
-				return c, bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
-			}
+		// ParseAmount validates the syntax first, so a zero is accepted only
+		// when well formed: "0.00" is, "0." and ".0" are not.
+		v, err := ledger.ParseAmount(text, exp)
+		switch {
+		case err == nil:
 			overdraft = v
+		case errors.Is(err, ledger.ErrAmountNotPos) && isZero(text):
+			// A zero limit is the default.
+		default:
+			return c, bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
 		}
 	}
 	switch {
@@ -218,16 +231,44 @@ func isZero(text []byte) bool {
 	return digits > 0
 }
 
-type moneyRequest struct {
-	AccountID   string          `json:"account_id"`
+// moneyFields are the fields every money request shares.
+type moneyFields struct {
 	Amount      json.RawMessage `json:"amount"`
 	Currency    string          `json:"currency"`
 	Description string          `json:"description"`
 	ReferenceID string          `json:"reference_id"`
 }
 
-// decodeMoney turns a credit or debit body into a command. The
-// Idempotency-Key header wins over reference_id as the idempotency key.
+// validate checks the shared fields and returns the amount in minor units,
+// the currency and the idempotency key: the Idempotency-Key header wins over
+// reference_id.
+func (f *moneyFields) validate(idemKey string) (amount int64, currency, key string, aerr *apiError) {
+	cur, exp, aerr := parseCurrency(f.Currency)
+	if aerr != nil {
+		return 0, "", "", aerr
+	}
+	amount, aerr = parseAmount(f.Amount, "amount", exp)
+	if aerr != nil {
+		return 0, "", "", aerr
+	}
+	if err := checkText(f.Description, "description", ledger.DescriptionLenMax, false); err != nil {
+		return 0, "", "", err
+	}
+	if err := checkKey(f.ReferenceID, "reference_id"); err != nil {
+		return 0, "", "", err
+	}
+	if idemKey == "" {
+		idemKey = f.ReferenceID
+	}
+	return amount, cur, idemKey, nil
+}
+
+type moneyRequest struct {
+	AccountID string `json:"account_id"`
+	moneyFields
+}
+
+// decodeMoney turns a credit or debit body into a command.
 func decodeMoney(kind ledger.Kind, body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req moneyRequest
 	var c ledger.Command
@@ -238,26 +279,13 @@ func decodeMoney(kind ledger.Kind, body []byte, idemKey string) (ledger.Command,
 	if aerr != nil {
 		return c, aerr
 	}
-	cur, exp, aerr := parseCurrency(req.Currency)
+	amount, cur, key, aerr := req.moneyFields.validate(idemKey)
 	if aerr != nil {
 		return c, aerr
-	}
-	amount, aerr := parseAmount(req.Amount, "amount", exp)
-	if aerr != nil {
-		return c, aerr
-	}
-	if err := checkText(req.Description, "description", ledger.DescriptionLenMax, false); err != nil {
-		return c, err
-	}
-	if err := checkKey(req.ReferenceID, "reference_id"); err != nil {
-		return c, err
-	}
-	if idemKey == "" {
-		idemKey = req.ReferenceID
 	}
 	c = ledger.Command{
 		Kind: kind, AccountID: id, Amount: amount, Currency: cur,
-		Description: req.Description, ReferenceID: req.ReferenceID, IdemKey: idemKey,
+		Description: req.Description, ReferenceID: req.ReferenceID, IdemKey: key,
 	}
 	return c, nil
 }

@@ -216,6 +216,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 			return "debit", err
 		}
 		return "debit", s.money(ctx, ledger.KindDebit)
+	case "/api/v1/transactions/transfer":
+		if err := want("POST"); err != nil {
+			return "transfer", err
+		}
+		return "transfer", s.transfer(ctx)
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) >= 4 && parts[0] == "api" && parts[1] == "v1" {
@@ -455,6 +460,10 @@ func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError 
 	}
 	if len(recs) == 0 {
 		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
+	}
+	if t := transferView(recs); t != nil {
+		writeJSON(ctx, 200, t.json())
+		return nil
 	}
 	writeJSON(ctx, 200, recordJSON(&recs[0]))
 	return nil

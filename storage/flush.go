@@ -36,12 +36,15 @@ type PartitionMark struct {
 // marks. The zero value is ready to use.
 type Batch struct {
 	Rows     []TxRow
+	// Tombstones are leg refusals by accounts that do not exist
+	// (ledger.Result.Tombstone), kept in leg_refusals.
+	Tombstones []TxRow
 	Accounts map[uuid.UUID]*ledger.Account
 	Marks    []PartitionMark
 }
 
 // Len is the number of rows the batch will write.
-func (b *Batch) Len() int { return len(b.Rows) + len(b.Accounts) }
+func (b *Batch) Len() int { return len(b.Rows) + len(b.Accounts) + len(b.Tombstones) }
 
 // FencedError reports partitions whose epoch moved on: another node acquired
 // them, so this node must stop owning them at once.
@@ -212,6 +215,18 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 		}
 		if int(n) != len(b.Rows) {
 			return fmt.Errorf("%w: copied %d of %d rows", ErrInvariant, n, len(b.Rows))
+		}
+	}
+	if len(b.Tombstones) > 0 {
+		rows := make([][]any, len(b.Tombstones))
+		for i, r := range b.Tombstones {
+			rows[i] = []any{[16]byte(r.Result.AccountID), [16]byte(r.Result.TxID), r.Result.Kind.String(),
+				r.Result.Code.String(), r.Result.Amount, r.Result.Currency, int64(r.Cmd.RequestHash),
+				time.UnixMicro(r.Result.TimestampUs).UTC(), r.Partition, r.Offset}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"leg_refusals"}, []string{"account_id", "transaction_id", "kind",
+			"code", "amount", "currency", "request_hash", "created_at", "partition", "kafka_offset"}, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("storage: flush leg refusals: %w", err)
 		}
 	}
 	if len(b.Accounts) > 0 {

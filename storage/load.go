@@ -62,15 +62,27 @@ func (s *Store) LoadAccounts(ctx context.Context, ids []uuid.UUID, sinceUs int64
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storage: load accounts: %w", err)
 	}
-	if len(found) == 0 {
-		return out, nil
+	if err := s.loadKeys(ctx, found, out, sinceUs, keysCap); err != nil {
+		return nil, err
 	}
-	raw = raw[:0]
+	if err := s.loadTombstones(ctx, raw, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadKeys fills the key index of each found account with its keys recorded
+// since sinceUs, newest first, at most keysCap of them.
+func (s *Store) loadKeys(ctx context.Context, found []uuid.UUID, out map[uuid.UUID]*ledger.Account, sinceUs int64, keysCap int) error {
+	if len(found) == 0 {
+		return nil
+	}
+	raw := make([][16]byte, 0, len(found))
 	for _, id := range found {
 		raw = append(raw, id)
 	}
 	// keysCap+1 rows tell whether the window holds more keys than fit.
-	rows, err = s.pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 SELECT t.account_id, t.idem_key, t.request_hash, `+resultColumns+`
 FROM unnest($1::uuid[]) AS a(id)
 CROSS JOIN LATERAL (
@@ -78,7 +90,7 @@ CROSS JOIN LATERAL (
     WHERE account_id = a.id AND idem_key IS NOT NULL AND created_at >= $2
     ORDER BY seq DESC LIMIT $3) AS t`, raw, time.UnixMicro(sinceUs), keysCap+1)
 	if err != nil {
-		return nil, fmt.Errorf("storage: load keys: %w", err)
+		return fmt.Errorf("storage: load keys: %w", err)
 	}
 	defer rows.Close()
 	type keyed struct {
@@ -95,14 +107,14 @@ CROSS JOIN LATERAL (
 		)
 		r, err := scanResult(rows, &id, &k.key, &hash)
 		if err != nil {
-			return nil, fmt.Errorf("storage: load keys: %w", err)
+			return fmt.Errorf("storage: load keys: %w", err)
 		}
 		r.AccountID = id
 		k.hash, k.r = uint64(hash), r
 		perAccount[id] = append(perAccount[id], k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("storage: load keys: %w", err)
+		return fmt.Errorf("storage: load keys: %w", err)
 	}
 	for _, id := range found {
 		acc := out[id]
@@ -119,7 +131,7 @@ CROSS JOIN LATERAL (
 			acc.Keys.Remember(ks[i].key, ks[i].hash, r)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // resultColumns rebuild a ledger.Result; see scanResult.
@@ -170,4 +182,33 @@ ORDER BY t.seq DESC LIMIT 1`, [16]byte(account), key, time.UnixMicro(sinceUs)), 
 	}
 	r.AccountID = id
 	return uint64(h), r, true, nil
+}
+
+// loadTombstones remembers, in each account's key index, the transfer legs
+// it refused before it existed (see ledger.Result.Tombstone).
+func (s *Store) loadTombstones(ctx context.Context, ids [][16]byte, out map[uuid.UUID]*ledger.Account) error {
+	rows, err := s.pool.Query(ctx, `SELECT account_id, transaction_id, kind, code, amount, currency, request_hash, created_at
+FROM leg_refusals WHERE account_id = ANY($1) ORDER BY created_at`, ids)
+	if err != nil {
+		return fmt.Errorf("storage: load leg refusals: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, tx     [16]byte
+			kind, code string
+			hash       int64
+			created    time.Time
+			r          ledger.Result
+		)
+		if err := rows.Scan(&id, &tx, &kind, &code, &r.Amount, &r.Currency, &hash, &created); err != nil {
+			return fmt.Errorf("storage: load leg refusals: %w", err)
+		}
+		r.AccountID, r.TxID, r.Kind, r.Status = id, tx, ledger.ParseKind(kind), ledger.StatusFailed
+		r.Code, _ = ledger.ParseCode(code)
+		r.TimestampUs, r.Unrecorded, r.Tombstone = created.UnixMicro(), true, true
+		acc := out[id]
+		acc.Keys.Remember(ledger.DedupeKey(&ledger.Command{Kind: r.Kind, TxID: r.TxID}), uint64(hash), r)
+	}
+	return rows.Err()
 }

@@ -60,6 +60,11 @@ type Result struct {
 	// Unrecorded is set for refusals that leave no row: an unknown account, or
 	// a reused key with a different request.
 	Unrecorded bool
+	// Tombstone marks an unrecorded refusal of a transfer leg by an account
+	// that does not exist. It is still remembered (and stored apart from the
+	// transactions), so that a replayed copy of the leg arriving after the
+	// account is opened is recognized instead of creating money.
+	Tombstone bool
 }
 
 // AccountStatus is the lifecycle state of an account.
@@ -183,7 +188,7 @@ func Apply(a *Account, c *Command) Effect {
 	default:
 		e = refuse(a, c, CodeMalformedRequest, false)
 	}
-	if key != "" && !e.Result.Unrecorded {
+	if key != "" && (!e.Result.Unrecorded || e.Result.Tombstone) {
 		a.Keys.Remember(key, c.RequestHash, e.Result)
 	}
 	return e
@@ -301,6 +306,7 @@ func applyTransferCredit(a *Account, c *Command) Effect {
 	if code != OK {
 		// The money is already out of the source: send it back.
 		e := refuse(a, c, code, rec && a.Exists)
+		e.Result.Tombstone = !a.Exists
 		refund := *c
 		refund.Kind = KindTransferRefund
 		refund.AccountID, refund.Counterparty = c.Counterparty, c.AccountID

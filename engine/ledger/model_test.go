@@ -72,7 +72,7 @@ func (m *refLedger) apply(c Command) (Result, *Command) {
 		}
 	}
 	r, emit := m.decide(a, c)
-	if memoKey != "" && !r.Unrecorded {
+	if memoKey != "" && (!r.Unrecorded || r.Tombstone) {
 		if m.memo[c.AccountID] == nil {
 			m.memo[c.AccountID] = map[string]refMemo{}
 		}
@@ -177,7 +177,10 @@ func (m *refLedger) decide(a *refAccount, c Command) (Result, *Command) {
 		if code, rec := m.refusal(a, c, true); code != OK {
 			refund := c
 			refund.Kind, refund.AccountID, refund.Counterparty, refund.FailCode = KindTransferRefund, c.Counterparty, c.AccountID, code
-			return m.failed(a, c, code, rec), &refund
+			r := m.failed(a, c, code, rec)
+			// A leg refused by a missing account is remembered all the same.
+			r.Tombstone = !a.open
+			return r, &refund
 		}
 		return m.moved(a, c, c.Amount, StatusCompleted), nil
 

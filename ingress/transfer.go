@@ -1,0 +1,197 @@
+package ingress
+
+import (
+	"context"
+	"time"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/storage"
+	"github.com/google/uuid"
+	"github.com/valyala/fasthttp"
+)
+
+type transferRequest struct {
+	SourceAccountID      string `json:"source_account_id"`
+	DestinationAccountID string `json:"destination_account_id"`
+	moneyFields
+}
+
+// decodeTransfer turns a transfer body into the debit-leg command, which
+// runs in the source account's partition (rule 1).
+func decodeTransfer(body []byte, idemKey string) (ledger.Command, *apiError) {
+	var req transferRequest
+	var c ledger.Command
+	if err := decodeStrict(body, &req); err != nil {
+		return c, err
+	}
+	src, aerr := parseID(req.SourceAccountID, "source_account_id")
+	if aerr != nil {
+		return c, aerr
+	}
+	dst, aerr := parseID(req.DestinationAccountID, "destination_account_id")
+	if aerr != nil {
+		return c, aerr
+	}
+	amount, cur, key, aerr := req.moneyFields.validate(idemKey)
+	if aerr != nil {
+		return c, aerr
+	}
+	if src == dst {
+		return c, bad(ledger.CodeSameAccount, "source_account_id and destination_account_id are the same account")
+	}
+	return ledger.Command{
+		Kind: ledger.KindTransferDebit, AccountID: src, Counterparty: dst, Amount: amount, Currency: cur,
+		Description: req.Description, ReferenceID: req.ReferenceID, IdemKey: key,
+	}, nil
+}
+
+func (s *Server) transfer(ctx *fasthttp.RequestCtx) *apiError {
+	if err := s.checkJSON(ctx); err != nil {
+		return err
+	}
+	key, aerr := s.idemKey(ctx)
+	if aerr != nil {
+		return aerr
+	}
+	c, aerr := decodeTransfer(ctx.PostBody(), key)
+	if aerr != nil {
+		return aerr
+	}
+	res, aerr := s.submit(ctx, &c)
+	if aerr != nil || res == nil {
+		return aerr
+	}
+	markReplay(ctx, res)
+	if res.Kind == ledger.KindTransferDebit && res.Status == ledger.StatusPending {
+		// A retry whose debit leg replayed: the outcome is in the legs.
+		return s.resolveTransfer(ctx, res.TxID, s.cfg.WaitTimeout)
+	}
+	return writeTransferOutcome(ctx, &c, res)
+}
+
+// writeTransferOutcome answers with a transfer's final outcome as the
+// deciding leg reported it: the credit leg (completed, or refused by the
+// destination) or a refused debit leg.
+func writeTransferOutcome(ctx *fasthttp.RequestCtx, c *ledger.Command, res *ledger.Result) *apiError {
+	if res.Status == ledger.StatusFailed {
+		aerr := resultError(res)
+		if res.Kind == ledger.KindTransferCredit {
+			aerr.msg = "the destination refused the transfer; the amount was refunded to the source: " + aerr.msg
+		}
+		return aerr
+	}
+	exp, _ := ledger.CurrencyExponent(c.Currency)
+	writeJSON(ctx, 201, map[string]any{
+		"transaction_id": res.TxID.String(), "type": "transfer", "status": "completed",
+		"source_account_id": c.AccountID.String(), "destination_account_id": c.Counterparty.String(),
+		"amount": ledger.FormatAmount(c.Amount, exp), "currency": c.Currency,
+		"description": c.Description, "reference_id": c.ReferenceID, "timestamp": timestamp(c.TimestampUs),
+	})
+	return nil
+}
+
+// resolveTransfer reads a transfer's legs from PostgreSQL until it is final
+// or wait passes (then 202 with the ID to poll).
+func (s *Server) resolveTransfer(ctx *fasthttp.RequestCtx, id uuid.UUID, wait time.Duration) *apiError {
+	deadline := time.Now().Add(wait)
+	for {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		recs, err := s.store.Transaction(c, id)
+		cancel()
+		if err != nil {
+			return bad(ledger.CodeUnavailable, "cannot read the transfer's outcome now; retry with the same idempotency key")
+		}
+		if v := transferView(recs); v != nil && v.status != "pending" {
+			if v.status == "completed" {
+				writeJSON(ctx, 201, v.json())
+				return nil
+			}
+			return &apiError{code: v.code, msg: "transfer " + v.status + ": " + v.code.Info().Description}
+		}
+		if time.Now().After(deadline) {
+			writeJSON(ctx, 202, map[string]any{
+				"transaction_id": id.String(), "type": "transfer", "status": "pending",
+				"message": "accepted; poll GET /api/v1/transactions/" + id.String(),
+			})
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// transfer is a transfer assembled from its legs.
+type transfer struct {
+	debit, credit, refund *storage.TxRecord
+	status                string
+	code                  ledger.Code
+}
+
+// transferView assembles the legs of one transfer; nil if recs are not a
+// transfer.
+func transferView(recs []storage.TxRecord) *transfer {
+	var t transfer
+	for i := range recs {
+		switch recs[i].Kind {
+		case ledger.KindTransferDebit:
+			t.debit = &recs[i]
+		case ledger.KindTransferCredit:
+			t.credit = &recs[i]
+		case ledger.KindTransferRefund:
+			t.refund = &recs[i]
+		}
+	}
+	if t.debit == nil {
+		if t.credit == nil && t.refund == nil {
+			return nil
+		}
+		// Legs flushed by another partition before the debit's: in flight.
+		t.status = "pending"
+		return &t
+	}
+	switch {
+	case t.debit.Status == ledger.StatusFailed:
+		t.status, t.code = "failed", t.debit.Code
+	case t.refund != nil:
+		t.status, t.code = "refunded", t.refund.Code
+	case t.credit != nil && t.credit.Status == ledger.StatusCompleted:
+		t.status = "completed"
+	case t.credit != nil:
+		// Refused but the refund is not flushed yet.
+		t.status, t.code = "refunded", t.credit.Code
+	default:
+		t.status = "pending"
+	}
+	return &t
+}
+
+func (t *transfer) json() map[string]any {
+	d := t.debit
+	if d == nil {
+		d = t.credit
+		if d == nil {
+			d = t.refund
+		}
+	}
+	exp, _ := ledger.CurrencyExponent(d.Currency)
+	src, dst := d.AccountID, d.Counterparty
+	if d.Kind == ledger.KindTransferCredit {
+		src, dst = dst, src
+	}
+	m := map[string]any{
+		"transaction_id": d.TxID.String(), "type": "transfer", "status": t.status,
+		"source_account_id": src.String(), "destination_account_id": dst.String(),
+		"amount": ledger.FormatAmount(d.Amount, exp), "currency": d.Currency,
+		"description": d.Description, "reference_id": d.ReferenceID, "timestamp": timestamp(d.TimestampUs),
+	}
+	if t.code != ledger.OK {
+		m["error_code"] = t.code.String()
+	}
+	legs := []map[string]any{}
+	for _, l := range []*storage.TxRecord{t.debit, t.credit, t.refund} {
+		if l != nil {
+			legs = append(legs, recordJSON(l))
+		}
+	}
+	m["legs"] = legs
+	return m
+}
