@@ -35,12 +35,12 @@ type PartitionMark struct {
 // touched account (written once however often it changed), and partition
 // marks. The zero value is ready to use.
 type Batch struct {
-	Rows     []TxRow
+	Rows []TxRow
 	// Tombstones are leg refusals by accounts that do not exist
 	// (ledger.Result.Tombstone), kept in leg_refusals.
 	Tombstones []TxRow
-	Accounts map[uuid.UUID]*ledger.Account
-	Marks    []PartitionMark
+	Accounts   map[uuid.UUID]*ledger.Account
+	Marks      []PartitionMark
 }
 
 // Len is the number of rows the batch will write.
