@@ -58,6 +58,11 @@ type Config struct {
 	// least recently used flushed ones are passivated early
 	// (bursar_engine_passivations_total{reason="limit"}). Default 1,000,000.
 	MaxResidentActors int
+	// DisableEvents stops producing bursar.events (default: produce them).
+	DisableEvents bool
+	// EventPartitions is the partition count of bursar.events. Default
+	// Partitions.
+	EventPartitions int32
 	// KeysPerAccount bounds each account's in-memory idempotency keys.
 	// Default ledger.DefaultKeysPerAccount.
 	KeysPerAccount int
@@ -84,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxResidentActors <= 0 {
 		c.MaxResidentActors = 1_000_000
+	}
+	if c.EventPartitions <= 0 {
+		c.EventPartitions = c.Partitions
 	}
 	if c.KeysPerAccount <= 0 {
 		c.KeysPerAccount = ledger.DefaultKeysPerAccount
@@ -132,6 +140,8 @@ type Engine struct {
 	m       *Metrics
 	slots   *ledger.SlotMap
 
+	eventPartitions int32
+
 	mu    sync.RWMutex
 	parts map[int32]*partition
 
@@ -140,6 +150,10 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// unflushed is work a flush took but could not commit; only the
+	// flusher (and Stop, after it) touches it.
+	unflushed []taken
 
 	stopOnce sync.Once
 	stopErr  error
@@ -157,7 +171,7 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	e := &Engine{
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
 		parts: make(map[int32]*partition),
-		slots: ledger.NewSlotMap(cfg.Partitions),
+		slots: ledger.NewSlotMap(cfg.Partitions), eventPartitions: cfg.EventPartitions,
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}

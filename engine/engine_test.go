@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -202,11 +203,11 @@ func TestDuplicateRecordAppliedOnce(t *testing.T) {
 	c := money(ledger.KindCredit, a, 100, "dup")
 	seq := r.produce(c)
 	first := r.sink.wait(t, seq)
-	// The very same record again, as a producer retry could write it.
-	r.produceRaw(r.slots.PartitionOfAccount(a), c.AppendBinary(nil))
 	r.sink.mu.Lock()
 	delete(r.sink.got, seq)
 	r.sink.mu.Unlock()
+	// The very same record again, as a producer retry could write it.
+	r.produceRaw(r.slots.PartitionOfAccount(a), c.AppendBinary(nil))
 	second := r.sink.wait(t, seq)
 	if !second.Replayed || second.TxID != first.TxID || second.Balance != 100 {
 		t.Fatalf("duplicate = %+v, first = %+v", second, first)
@@ -288,4 +289,170 @@ func TestFencedPartitionStopsWriting(t *testing.T) {
 			t.Fatalf("partition row = %+v", row)
 		}
 	}
+}
+
+func transferCmd(src, dst uuid.UUID, amount int64, key string) *ledger.Command {
+	return &ledger.Command{Kind: ledger.KindTransferDebit, AccountID: src, Counterparty: dst, Amount: amount, Currency: "USD", IdemKey: key}
+}
+
+func (r *rig) balance(id uuid.UUID) int64 {
+	r.t.Helper()
+	acc, err := r.eng.Account(context.Background(), r.slots.PartitionOfAccount(id), id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return acc.Balance
+}
+
+// waitBalance waits until the account's balance is want (legs and refunds
+// arrive after the answer).
+func (r *rig) waitBalance(id uuid.UUID, want int64) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.balance(id) != want {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("balance of %s = %d, want %d", id, r.balance(id), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTransferAcrossAndWithinPartitions(t *testing.T) {
+	r := newRig(t)
+	a := accountIn(0, r.slots)
+	same := accountIn(0, r.slots)
+	other := accountIn(3, r.slots)
+	for _, id := range []uuid.UUID{a, same, other} {
+		r.apply(openCmd(id))
+	}
+	r.apply(money(ledger.KindCredit, a, 1000, "fund"))
+	for _, dst := range []uuid.UUID{same, other} {
+		res := r.apply(transferCmd(a, dst, 100, "t-"+dst.String()))
+		if res.Kind != ledger.KindTransferCredit || res.Status != ledger.StatusCompleted || res.AccountID != dst {
+			t.Fatalf("transfer to %s answered %+v", dst, res)
+		}
+	}
+	r.waitBalance(a, 800)
+	r.waitBalance(same, 100)
+	r.waitBalance(other, 100)
+}
+
+func TestReplayedLegAppliedOnce(t *testing.T) {
+	r := newRig(t)
+	a, b := accountIn(1, r.slots), accountIn(2, r.slots)
+	r.apply(openCmd(a))
+	r.apply(openCmd(b))
+	r.apply(money(ledger.KindCredit, a, 500, "fund"))
+	tr := transferCmd(a, b, 200, "t1")
+	res := r.apply(tr)
+	if res.Status != ledger.StatusCompleted {
+		t.Fatalf("transfer = %+v", res)
+	}
+	// A replay of the source partition re-emits the very same credit leg.
+	leg := *tr
+	leg.Kind, leg.AccountID, leg.Counterparty, leg.IdemKey = ledger.KindTransferCredit, b, a, ""
+	r.produceRaw(r.slots.PartitionOfAccount(b), leg.AppendBinary(nil))
+	// And a refund that was never caused must not be invented either: send
+	// a marker command after it and wait for that, so the leg was applied.
+	r.apply(money(ledger.KindCredit, b, 1, "marker"))
+	if got := r.balance(b); got != 201 {
+		t.Fatalf("destination balance %d after a replayed leg, want 201", got)
+	}
+	if got := r.balance(a); got != 300 {
+		t.Fatalf("source balance %d, want 300", got)
+	}
+}
+
+func TestMissingDestinationRefundsAndRemembers(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	a := accountIn(0, r.slots)
+	ghost := accountIn(1, r.slots)
+	r.apply(openCmd(a))
+	r.apply(money(ledger.KindCredit, a, 500, "fund"))
+	tr := transferCmd(a, ghost, 120, "to-ghost")
+	res := r.apply(tr)
+	if res.Status != ledger.StatusFailed || res.Code != ledger.CodeAccountNotFound || res.Kind != ledger.KindTransferCredit {
+		t.Fatalf("transfer to a missing account = %+v", res)
+	}
+	r.waitBalance(a, 500) // refunded
+
+	// The missing account is opened later, then a replayed copy of the
+	// refused leg arrives: it must be recognized, even across a restart
+	// (the refusal is remembered in PostgreSQL), not credited.
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	r.apply(openCmd(ghost))
+	leg := *tr
+	leg.Kind, leg.AccountID, leg.Counterparty, leg.IdemKey = ledger.KindTransferCredit, ghost, a, ""
+	r.produceRaw(r.slots.PartitionOfAccount(ghost), leg.AppendBinary(nil))
+	r.apply(money(ledger.KindCredit, ghost, 1, "marker"))
+	if got := r.balance(ghost); got != 1 {
+		t.Fatalf("late replayed leg credited the new account: balance %d, want 1", got)
+	}
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.store.Audit(ctx, nil)
+	if err != nil || !rep.Clean {
+		rows, _ := r.store.History(ctx, ghost, 0, 10)
+		for _, row := range rows {
+			t.Logf("ghost row %+v", row)
+		}
+		acc, _ := r.store.Account(ctx, ghost)
+		t.Logf("ghost account %+v", acc)
+		t.Fatalf("audit: %v %+v", err, rep)
+	}
+}
+
+func TestEventsHaveStableIDs(t *testing.T) {
+	r := newRig(t)
+	a := accountIn(2, r.slots)
+	r.apply(openCmd(a))
+	r.apply(money(ledger.KindCredit, a, 700, "e1"))
+	r.apply(money(ledger.KindDebit, a, 9999, "e2")) // refused
+	cl := r.newClient()
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{kafkalog.TopicEvents: {2: kgo.NewOffset().AtStart()}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	types := map[string]string{}
+	for len(types) < 3 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			var id, typ string
+			for _, h := range rec.Headers {
+				switch h.Key {
+				case "event_id":
+					id = string(h.Value)
+				case "type":
+					typ = string(h.Value)
+				}
+			}
+			types[id] = typ
+		})
+	}
+	want := map[string]string{EventKey(a, 2): engine.EventBalanceChanged}
+	for id, typ := range want {
+		if types[id] != typ {
+			t.Fatalf("events = %v, missing %s %s", types, id, typ)
+		}
+	}
+	completed, failed := 0, 0
+	for _, typ := range types {
+		switch typ {
+		case engine.EventTransactionCompleted:
+			completed++
+		case engine.EventTransactionFailed:
+			failed++
+		}
+	}
+	if completed != 1 || failed != 1 {
+		t.Fatalf("events = %v", types)
+	}
+}
+
+// EventKey is the balance.changed event ID of an account version.
+func EventKey(a uuid.UUID, version int) string {
+	return a.String() + "/v" + strconv.Itoa(version)
 }

@@ -14,15 +14,20 @@ import (
 
 var errMisrouted = errors.New("engine: record's account hashes to another partition")
 
-// taken is a buffer a flush took from its partition.
+// taken is what a flush took from one partition: its buffers in log order.
+// Work that failed to commit is kept (Engine.unflushed) and goes first into
+// the next flush; it is never dropped, or the next mark would skip its rows.
 type taken struct {
-	p *partition
-	b *buffer
+	p    *partition
+	bufs []*buffer
 }
 
-// flushAll takes every partition's buffer and writes them in one
-// transaction, retrying what may succeed later. While it runs, partitions
-// fill fresh buffers (so each holds at most twice MaxUnflushedRows).
+func (t *taken) next() int64 { return t.bufs[len(t.bufs)-1].next }
+
+// flushAll takes every partition's buffer, adds it to the work earlier
+// flushes could not commit, and writes it all in one transaction, retrying
+// what may succeed later. While it runs, partitions fill fresh buffers. Only
+// the flusher goroutine calls it (and Stop, once the flusher has ended).
 func (e *Engine) flushAll(ctx context.Context, final bool) error {
 	e.mu.RLock()
 	parts := make([]*partition, 0, len(e.parts))
@@ -31,7 +36,9 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 	}
 	e.mu.RUnlock()
 
-	var work []taken
+	work := e.unflushed
+	e.unflushed = nil
+	work = slices.DeleteFunc(work, func(t taken) bool { return t.p.stopped.Load() })
 	for _, p := range parts {
 		if p.stopped.Load() {
 			continue
@@ -40,7 +47,12 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		b := p.buf
 		if b.size() > 0 || b.next > p.committed {
 			p.buf = newBuffer(b.next)
-			work = append(work, taken{p, b})
+			k := slices.IndexFunc(work, func(t taken) bool { return t.p == p })
+			if k < 0 {
+				work = append(work, taken{p: p})
+				k = len(work) - 1
+			}
+			work[k].bufs = append(work[k].bufs, b)
 		}
 		p.space.Broadcast()
 		p.mu.Unlock()
@@ -49,21 +61,27 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		return nil
 	}
 	start := time.Now()
+	keep := func(err error) error {
+		e.unflushed = work
+		return err
+	}
 
 	// Rule 3: every record these effects caused must be durable before
 	// their offsets commit.
 	for _, t := range work {
-		done := make(chan struct{})
-		go func() { t.b.emits.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
-		}
-		if t.b.emitErr != nil {
-			err := fmt.Errorf("engine: partition %d: producing caused records: %w", t.p.id, t.b.emitErr)
-			e.fail(err)
-			return err
+		for _, b := range t.bufs {
+			done := make(chan struct{})
+			go func() { b.emits.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return keep(fmt.Errorf("engine: waiting for produced records: %w", ctx.Err()))
+			}
+			if b.emitErr != nil {
+				err := fmt.Errorf("engine: partition %d: producing caused records: %w", t.p.id, b.emitErr)
+				e.fail(err)
+				return keep(err)
+			}
 		}
 	}
 
@@ -93,12 +111,12 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		e.m.storageErrors.Inc()
 		if !storage.Retriable(err) {
 			e.fail(err)
-			return err
+			return keep(err)
 		}
 		e.log.Warn("flush failed; retrying", "err", err, "final", final)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err)
+			return keep(fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err))
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -106,11 +124,13 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 
 	for _, t := range work {
 		t.p.mu.Lock()
-		t.p.committed = t.b.next
+		t.p.committed = t.next()
 		t.p.mu.Unlock()
-		for i := range t.b.replies {
-			r := &t.b.replies[i]
-			e.replies.Deliver(r.node, r.seq, &r.result)
+		for _, b := range t.bufs {
+			for i := range b.replies {
+				r := &b.replies[i]
+				e.replies.Deliver(r.node, r.seq, &r.result)
+			}
 		}
 	}
 	return nil
@@ -119,18 +139,22 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 func buildBatch(work []taken) *storage.Batch {
 	n := 0
 	for _, t := range work {
-		n += len(t.b.rows)
-	}
-	b := &storage.Batch{Rows: make([]storage.TxRow, 0, n), Accounts: make(map[uuid.UUID]*ledger.Account)}
-	for _, t := range work {
-		b.Rows = append(b.Rows, t.b.rows...)
-		b.Tombstones = append(b.Tombstones, t.b.tombstones...)
-		for id, a := range t.b.accounts {
-			b.Accounts[id] = a
+		for _, b := range t.bufs {
+			n += len(b.rows)
 		}
-		b.Marks = append(b.Marks, storage.PartitionMark{Partition: t.p.id, Epoch: t.p.epoch, NextOffset: t.b.next})
 	}
-	return b
+	batch := &storage.Batch{Rows: make([]storage.TxRow, 0, n), Accounts: make(map[uuid.UUID]*ledger.Account)}
+	for _, t := range work {
+		for _, b := range t.bufs { // in log order: later account states win
+			batch.Rows = append(batch.Rows, b.rows...)
+			batch.Tombstones = append(batch.Tombstones, b.tombstones...)
+			for id, a := range b.accounts {
+				batch.Accounts[id] = a
+			}
+		}
+		batch.Marks = append(batch.Marks, storage.PartitionMark{Partition: t.p.id, Epoch: t.p.epoch, NextOffset: t.next()})
+	}
+	return batch
 }
 
 // fence drops a partition another node has acquired: stop its worker and

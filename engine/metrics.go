@@ -8,6 +8,7 @@ import (
 type Metrics struct {
 	applied       *prometheus.CounterVec
 	emitted       prometheus.Counter
+	events        prometheus.Counter
 	deadLetters   prometheus.Counter
 	fenced        prometheus.Counter
 	backpressure  prometheus.Counter
@@ -31,6 +32,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind", "status"}),
 		emitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_records_emitted_total", Help: "Credit legs and refunds produced by applied commands.",
+		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_events_emitted_total", Help: "Records produced to bursar.events.",
 		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_dead_letters_total", Help: "Undecodable or misrouted command records sent to bursar.commands.dlq.",
@@ -72,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applied, m.emitted, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
+		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
 			m.fetchErrors, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
 			m.flushSeconds, m.batchSeconds)
 	}

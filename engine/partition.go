@@ -211,6 +211,9 @@ func (p *partition) process(recs []*kgo.Record) {
 		if o.Effect.Emit != nil {
 			p.emit(b, o.Effect.Emit)
 		}
+		if !e.cfg.DisableEvents {
+			p.emitEvents(b, c, res, offs[i])
+		}
 		if !replyNow && c.ReplyNode != "" && actors.Answers(c, res) {
 			b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
 		}

@@ -156,10 +156,7 @@ type route struct {
 
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	rid := string(ctx.Request.Header.Peek("X-Request-ID"))
-	if rid == "" || len(rid) > 128 || checkKey(rid, "X-Request-ID") != nil {
-		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
-	}
+	rid := s.requestID(ctx)
 	ctx.SetUserValue("rid", rid)
 	ctx.Response.Header.Set("X-Request-ID", rid)
 
@@ -285,7 +282,11 @@ func (s *Server) idemKey(ctx *fasthttp.RequestCtx) (string, *apiError) {
 
 func (s *Server) checkJSON(ctx *fasthttp.RequestCtx) *apiError {
 	ct := string(ctx.Request.Header.ContentType())
-	if ct != "" && !strings.HasPrefix(ct, "application/json") {
+	// Compare the media type without its parameters ("; charset=utf-8"),
+	// case-insensitively as RFC 9110 says; a prefix test would also let
+	// "application/jsonp" through and refuse "Application/JSON".
+	mt, _, _ := strings.Cut(ct, ";")
+	if ct != "" && !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
 		return bad(ledger.CodeUnsupportedMediaType, "Content-Type must be application/json, got "+strconv.Quote(ct))
 	}
 	return nil
@@ -566,11 +567,22 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(append(body, '\n'))
 }
 
+// requestID is the client's X-Request-ID when it is a valid key (1–128 of
+// [A-Za-z0-9._:-]), else a fresh one. The error handler calls it too: the
+// headers are parsed by the time a body is refused as too large.
+func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
+	rid := string(ctx.Request.Header.Peek("X-Request-ID"))
+	if rid == "" || checkKey(rid, "X-Request-ID") != nil {
+		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+	}
+	return rid
+}
+
 func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 	info := e.code.Info()
 	rid, _ := ctx.UserValue("rid").(string)
 	if rid == "" { // fasthttp's error handler runs before serve
-		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+		rid = s.requestID(ctx)
 		ctx.Response.Header.Set("X-Request-ID", rid)
 	}
 	writeJSON(ctx, info.HTTPStatus, map[string]any{"error": map[string]string{

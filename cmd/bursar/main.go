@@ -26,6 +26,7 @@ var commands = []command{
 	{"migrate", "apply the embedded PostgreSQL migrations", runMigrate},
 	{"broker", "run the embedded Kafka-protocol development broker on its own", runBroker},
 	{"audit", "check the money invariants in PostgreSQL (exit 1 on a violation, 2 if it could not check)", runAudit},
+	{"bench", "drive load through the REST API and report throughput, latency and errors (optionally audit)", runBench},
 	{"partitions", "partitions ls: list partitions, owners, epochs and committed offsets", runPartitions},
 }
 

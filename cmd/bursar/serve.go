@@ -34,6 +34,7 @@ type serveFlags struct {
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
+	events                                                 bool
 }
 
 func defaultNodeID() string {
@@ -61,6 +62,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
+	fs.BoolVar(&f.events, "events", true, "produce transaction and balance events to bursar.events")
 	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
 	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
 	fs.IntVar(&f.maxUnflushed, "max-unflushed-rows", 50000, "per-partition unflushed rows before it stops consuming (bursar_engine_backpressure_waits_total)")
@@ -154,6 +156,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
+			DisableEvents: !f.events,
 		}, log.With("component", "engine"), store, engineClient, replies, engine.NewMetrics(reg))
 		if err != nil {
 			return &exitError{code: 2, err: err}

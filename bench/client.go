@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/valyala/fasthttp"
+)
+
+// codeTransport is the error code of a request that got no HTTP answer
+// (connect, write or read failed or timed out).
+const codeTransport = "TRANSPORT"
+
+// responseBodyMax bounds what the client reads of an answer; the API's
+// answers are a few hundred bytes.
+const responseBodyMax = 1 << 20
+
+// paths of the API, relative to the target.
+const (
+	pathOpen     = "/api/v1/accounts"
+	pathCredit   = "/api/v1/transactions/credit"
+	pathDebit    = "/api/v1/transactions/debit"
+	pathAccounts = "/api/v1/accounts/" // + id + "/balance"
+	pathReadyz   = "/readyz"
+)
+
+func newHTTPClient(cfg *Config) *fasthttp.Client {
+	return &fasthttp.Client{
+		Name: "bursar-bench",
+		// One connection per worker; a worker has one request in flight.
+		MaxConnsPerHost:     cfg.Concurrency,
+		MaxConnWaitTimeout:  cfg.RequestTimeout,
+		ReadTimeout:         cfg.RequestTimeout,
+		WriteTimeout:        cfg.RequestTimeout,
+		MaxIdleConnDuration: time.Minute,
+		MaxResponseBodySize: responseBodyMax,
+		// A hidden retry would hide a failure and skew latency; the bench
+		// counts every attempt it makes.
+		MaxIdemponentCallAttempts: 1,
+		DisablePathNormalizing:    true,
+	}
+}
+
+// exchange is one goroutine's reusable request and response: a worker
+// builds every request into the same buffers, so the hot path does not
+// allocate.
+type exchange struct {
+	cl   *fasthttp.Client
+	base string
+	req  *fasthttp.Request
+	resp *fasthttp.Response
+	url  []byte
+	body []byte
+}
+
+func newExchange(cl *fasthttp.Client, base string) *exchange {
+	return &exchange{
+		cl: cl, base: base,
+		req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(),
+		url: make([]byte, 0, 128), body: make([]byte, 0, 256),
+	}
+}
+
+func (x *exchange) release() {
+	fasthttp.ReleaseRequest(x.req)
+	fasthttp.ReleaseResponse(x.resp)
+}
+
+// do sends x.url with x.body (POST when the body is not empty, else GET)
+// and returns "" when the status is want, else the error code of the
+// answer (see errorCode) or codeTransport with the transport error.
+func (x *exchange) do(idemKey []byte, want int) (string, error) {
+	req := x.req
+	req.Reset()
+	req.SetRequestURIBytes(x.url)
+	if len(x.body) > 0 {
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(x.body)
+	} else {
+		req.Header.SetMethod(fasthttp.MethodGet)
+	}
+	if len(idemKey) > 0 {
+		req.Header.SetBytesV("Idempotency-Key", idemKey)
+	}
+	if err := x.cl.Do(req, x.resp); err != nil {
+		return codeTransport, err
+	}
+	status := x.resp.StatusCode()
+	if status == want {
+		return "", nil
+	}
+	return errorCode(status, x.resp.Body()), nil
+}
+
+// errorCode returns the code of an API error answer
+// ({"error":{"code":"INSUFFICIENT_FUNDS",...}}), or HTTP_<status> when the
+// body carries none (a 202 pending answer, a proxy's error page).
+func errorCode(status int, body []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && plausibleCode(e.Error.Code) {
+		return e.Error.Code
+	}
+	return "HTTP_" + strconv.Itoa(status)
+}
+
+// plausibleCode accepts the shape of the API's codes (upper-case words
+// joined by _, at most 64 bytes) so that garbage never becomes a map key.
+func plausibleCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendMoneyBody appends a credit or debit request body. accountID is a
+// canonical UUID, currency a checked ISO code and ref a key of
+// [A-Za-z0-9._:-]: nothing needs JSON escaping.
+func appendMoneyBody(dst []byte, accountID string, amount int64, exp int, currency string, ref []byte) []byte {
+	dst = append(dst, `{"account_id":"`...)
+	dst = append(dst, accountID...)
+	dst = append(dst, `","amount":"`...)
+	dst = ledger.AppendAmount(dst, amount, exp)
+	dst = append(dst, `","currency":"`...)
+	dst = append(dst, currency...)
+	dst = append(dst, `","description":"bursar bench","reference_id":"`...)
+	dst = append(dst, ref...)
+	return append(dst, `"}`...)
+}
+
+// appendOpenBody appends an open-account request body; customer is a key
+// of [A-Za-z0-9._:-].
+func appendOpenBody(dst []byte, customer []byte, currency string) []byte {
+	dst = append(dst, `{"customer_id":"`...)
+	dst = append(dst, customer...)
+	dst = append(dst, `","account_type":"checking","currency":"`...)
+	dst = append(dst, currency...)
+	return append(dst, `"}`...)
+}

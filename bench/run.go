@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+)
+
+// Result is a bench run's outcome; it is also the JSON result file.
+type Result struct {
+	RunID       string    `json:"run_id"`
+	Workload    string    `json:"workload"`
+	Target      string    `json:"target"`
+	Mode        string    `json:"mode"` // "closed" or "open"
+	Concurrency int       `json:"concurrency"`
+	RateTarget  float64   `json:"rate_target_ops_per_sec,omitempty"` // open loop only
+	Accounts    int       `json:"accounts"`
+	Currency    string    `json:"currency"`
+	Seed        uint64    `json:"seed"`
+	StartedAt   time.Time `json:"started_at"`
+
+	SetupSeconds  float64 `json:"setup_seconds"`
+	SetupRetries  int64   `json:"setup_retries"`
+	WarmupSeconds float64 `json:"warmup_seconds"`
+	// DurationSeconds is the measured window actually covered.
+	DurationSeconds float64 `json:"duration_seconds"`
+	Interrupted     bool    `json:"interrupted,omitempty"`
+
+	// Ops counts correct answers that arrived in the measured window:
+	// successes (the exact expected status) and expected refusals.
+	// OpsPerSec is Ops over DurationSeconds.
+	Ops       int64            `json:"ops"`
+	OpsPerSec float64          `json:"ops_per_sec"`
+	Succeeded int64            `json:"succeeded"`
+	OpsByKind map[string]int64 `json:"ops_by_kind"`
+	// ExpectedRefusals are refusals that are correct business answers for
+	// the workload (a debit the balance does not cover), by code.
+	ExpectedRefusals map[string]int64 `json:"expected_refusals"`
+	// Errors are every other answer by code: the API's error code,
+	// HTTP_<status> for an answer without one (HTTP_202: accepted but not
+	// answered within the API's wait), TRANSPORT for no answer.
+	Errors                map[string]int64 `json:"errors"`
+	ErrorsTotal           int64            `json:"errors_total"`
+	TransportErrorExample string           `json:"transport_error_example,omitempty"`
+	// Unsent (open loop) counts operations due before the end that were
+	// never sent: the target fell that far behind the schedule.
+	Unsent int64 `json:"unsent,omitempty"`
+
+	// Latency covers correct answers, from the scheduled start (send time
+	// in a closed loop, due time in an open loop) to the answer.
+	Latency Latency  `json:"latency_us"`
+	Series  []Second `json:"series"`
+
+	Audit *AuditOutcome `json:"audit,omitempty"`
+}
+
+// Run sets up the accounts, runs warmup and measurement, runs the audit
+// hook when set, and writes cfg.Out when set. Cancelling ctx during the
+// measurement ends it early: the result covers what was measured and says
+// Interrupted.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, &ConfigError{Err: err}
+	}
+	mode := "closed"
+	if cfg.Rate > 0 {
+		mode = "open"
+	}
+	cl := newHTTPClient(&cfg)
+	defer cl.CloseIdleConnections()
+	log := cfg.Log.With("run_id", cfg.RunID)
+	cfg.Log = log
+
+	if err := waitReady(ctx, cl, cfg.Target, cfg.ReadyWait); err != nil {
+		return nil, err
+	}
+	log.Info("setup starting", "accounts", cfg.Accounts, "target", cfg.Target)
+	accounts, ss, err := setup(ctx, &cfg, cl)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("setup done", "accounts", len(accounts), "seconds", ss.elapsed.Seconds(), "retries", ss.retries)
+
+	started := time.Now()
+	log.Info("load starting", "workload", cfg.Workload, "mode", mode, "concurrency", cfg.Concurrency,
+		"rate", cfg.Rate, "warmup", cfg.Warmup, "duration", cfg.Duration)
+	rec, ls := runLoad(ctx, &cfg, cl, accounts)
+	if ls.measured <= 0 {
+		return nil, errors.New("bench: interrupted before the measured window")
+	}
+	res := buildResult(&cfg, rec, ls)
+	res.Mode, res.StartedAt = mode, started.UTC()
+	res.SetupSeconds, res.SetupRetries = round1(ss.elapsed.Seconds()), ss.retries
+	if ls.interrupted {
+		log.Warn("interrupted; the result covers the measured part", "seconds", ls.measured.Seconds())
+	}
+
+	if cfg.Audit != nil {
+		// The audit gets its own context: it should run even after an
+		// interrupt ended the load, and it has its own time limits.
+		out, err := cfg.Audit(context.WithoutCancel(ctx))
+		if err != nil {
+			out = AuditOutcome{Error: err.Error()}
+		}
+		res.Audit = &out
+	}
+	if cfg.Out != "" {
+		if err := res.WriteFile(cfg.Out); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
+	res := &Result{
+		RunID: cfg.RunID, Workload: cfg.Workload, Target: cfg.Target, Concurrency: cfg.Concurrency,
+		RateTarget: cfg.Rate, Accounts: cfg.Accounts, Currency: cfg.Currency, Seed: cfg.Seed,
+		WarmupSeconds: round1(cfg.Warmup.Seconds()), DurationSeconds: round3(ls.measured.Seconds()),
+		Interrupted: ls.interrupted, Unsent: ls.unsent,
+		OpsByKind: map[string]int64{}, ExpectedRefusals: map[string]int64{}, Errors: map[string]int64{},
+	}
+	res.Series = rec.series(ls.measured)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for k := range opKindCount {
+		if n := rec.ok[k] + rec.refused[k]; n > 0 {
+			res.OpsByKind[k.String()] = n
+		}
+		res.Succeeded += rec.ok[k]
+		res.Ops += rec.ok[k] + rec.refused[k]
+	}
+	for c, n := range rec.refusals {
+		res.ExpectedRefusals[c] = n
+	}
+	for c, n := range rec.errs {
+		res.Errors[c] = n
+	}
+	res.ErrorsTotal = rec.errsTotal
+	res.TransportErrorExample = rec.transport
+	res.OpsPerSec = round1(float64(res.Ops) / ls.measured.Seconds())
+	res.Latency = summarize(rec.all, rec.maxUs)
+	return res
+}
+
+// WriteFile writes the result as indented JSON.
+func (r *Result) WriteFile(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: encode result: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: write result: %w", err)
+	}
+	return nil
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -1,0 +1,342 @@
+package ingress
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
+)
+
+// Seeds shared by f.Add and documented by the committed corpus under
+// testdata/fuzz; the corpus adds a few more.
+var (
+	moneySeeds = []string{
+		moneyJSON(`"12.34"`, "USD"),
+		moneyJSON(`12.34`, "USD"),
+		moneyJSON(`"5"`, "JPY"),
+		moneyJSON(`"1.234"`, "KWD"),
+		moneyWith(`"description":"rent","reference_id":"ref-1"`),
+		moneyJSON(`"0"`, "USD"),
+		moneyJSON(`-1`, "USD"),
+		moneyJSON(`1e3`, "USD"),
+		moneyJSON(`"99999999999999999999"`, "USD"),
+		moneyJSON(`"1"`, "usd"),
+		`{}{}`,
+		`null`,
+		``,
+	}
+	openSeeds = []string{
+		openJSON(""),
+		openJSON(`"overdraft_limit":"0"`),
+		openJSON(`"overdraft_limit":"100.50"`),
+		openJSON(`"account_id":"` + testAccount + `"`),
+		openJSON(`"overdraft_limit":"0."`),
+		openJSON(`"overdraft_limit":-1`),
+		`{"customer_id":"c","account_type":"checking","currency":"JPY","overdraft_limit":"0.5"}`,
+		`{"customer_id":"","account_type":"checking","currency":"USD"}`,
+		`[]`,
+		``,
+	}
+)
+
+const fuzzKey = "fuzz-key:1"
+
+func FuzzDecodeMoney(f *testing.F) {
+	for _, s := range moneySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, kind := range []ledger.Kind{ledger.KindCredit, ledger.KindDebit} {
+			for _, key := range []string{"", fuzzKey} {
+				c, err := decodeMoney(kind, body, key)
+				if err != nil {
+					checkRefusal(t, c, err)
+					continue
+				}
+				checkMoney(t, c, kind, key)
+				checkRoundTrip(t, c)
+				// Decoding is a pure function of its input.
+				if again, err := decodeMoney(kind, body, key); err != nil || again != c {
+					t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
+				}
+				// The canonical spelling of an accepted request decodes to
+				// the same command.
+				exp, _ := ledger.CurrencyExponent(c.Currency)
+				canon, merr := json.Marshal(map[string]string{
+					"account_id": c.AccountID.String(), "amount": ledger.FormatAmount(c.Amount, exp),
+					"currency": c.Currency, "description": c.Description, "reference_id": c.ReferenceID,
+				})
+				if merr != nil {
+					t.Fatal(merr)
+				}
+				if again, err := decodeMoney(kind, canon, key); err != nil || again != c {
+					t.Fatalf("canonical form %s decodes to %+v, %v; want %+v", canon, again, err, c)
+				}
+			}
+		}
+	})
+}
+
+func FuzzDecodeOpen(f *testing.F) {
+	for _, s := range openSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, key := range []string{"", fuzzKey} {
+			c, err := decodeOpen(body, key)
+			if err != nil {
+				checkRefusal(t, c, err)
+				continue
+			}
+			checkOpen(t, c, key)
+			checkRoundTrip(t, c)
+			// With a key (or an explicit account_id) the decode is a pure
+			// function of its input; without either the ID is random.
+			if key != "" {
+				if again, err := decodeOpen(body, key); err != nil || again != c {
+					t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
+				}
+			}
+			exp, _ := ledger.CurrencyExponent(c.Currency)
+			canon, merr := json.Marshal(map[string]string{
+				"account_id": c.AccountID.String(), "customer_id": c.CustomerID, "account_type": c.AccountType,
+				"currency": c.Currency, "overdraft_limit": ledger.FormatAmount(c.OverdraftLimit, exp),
+			})
+			if merr != nil {
+				t.Fatal(merr)
+			}
+			if again, err := decodeOpen(canon, key); err != nil || again != c {
+				t.Fatalf("canonical form %s decodes to %+v, %v; want %+v", canon, again, err, c)
+			}
+		}
+	})
+}
+
+func FuzzDecodeTransfer(f *testing.F) {
+	for _, s := range []string{
+		transferJSON(q(testAccount), q(otherAccount), `"12.34"`),
+		transferJSON(q(testAccount), q(otherAccount), `12.34`),
+		transferJSON(q(testAccount), q(testAccount), `"1"`),
+		transferJSON(q(testAccount), q(otherAccount), `"0"`),
+		moneyJSON(`"1"`, "USD"),
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, key := range []string{"", fuzzKey} {
+			c, err := decodeTransfer(body, key)
+			if err != nil {
+				if err.code == ledger.CodeSameAccount && c == (ledger.Command{}) {
+					continue // the one 422 a body alone can earn
+				}
+				checkRefusal(t, c, err)
+				continue
+			}
+			if c.Counterparty == uuid.Nil || c.Counterparty == c.AccountID {
+				t.Fatalf("bad counterparty %s for account %s", c.Counterparty, c.AccountID)
+			}
+			// Apart from the kind and the counterparty, a transfer's debit
+			// leg obeys the money invariants.
+			asMoney := c
+			asMoney.Kind, asMoney.Counterparty = ledger.KindDebit, uuid.Nil
+			if c.Kind != ledger.KindTransferDebit {
+				t.Fatalf("kind %s, want transfer_debit", c.Kind)
+			}
+			checkMoney(t, asMoney, ledger.KindDebit, key)
+			checkRoundTrip(t, c)
+			if again, err := decodeTransfer(body, key); err != nil || again != c {
+				t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
+			}
+		}
+	})
+}
+
+// checkRefusal: a refusal is a client error with a stable code, a message,
+// and no half-built command.
+func checkRefusal(t *testing.T, c ledger.Command, err *apiError) {
+	t.Helper()
+	switch err.code {
+	case ledger.CodeMalformedRequest, ledger.CodeMissingField, ledger.CodeInvalidField,
+		ledger.CodeInvalidAmount, ledger.CodeUnsupportedCurrency:
+	default:
+		t.Fatalf("refusal with unexpected code %s: %s", err.code, err.msg)
+	}
+	if status := err.code.Info().HTTPStatus; status != 400 {
+		t.Fatalf("refusal %s maps to HTTP %d, want 400", err.code, status)
+	}
+	if err.msg == "" {
+		t.Fatalf("refusal %s without a message", err.code)
+	}
+	if c != (ledger.Command{}) {
+		t.Fatalf("refusal %s returned a command: %+v", err.code, c)
+	}
+}
+
+func checkMoney(t *testing.T, c ledger.Command, kind ledger.Kind, key string) {
+	t.Helper()
+	if c.Kind != kind {
+		t.Fatalf("kind %s, want %s", c.Kind, kind)
+	}
+	if c.AccountID == uuid.Nil {
+		t.Fatalf("nil account ID: %+v", c)
+	}
+	if c.Amount < 1 || c.Amount > ledger.AmountMax {
+		t.Fatalf("amount %d outside [1, %d]", c.Amount, ledger.AmountMax)
+	}
+	checkCurrency(t, c.Currency)
+	assertText(t, "description", c.Description, ledger.DescriptionLenMax)
+	assertKeyText(t, "reference_id", c.ReferenceID)
+	assertKeyText(t, "idempotency key", c.IdemKey)
+	want := key
+	if want == "" {
+		want = c.ReferenceID
+	}
+	if c.IdemKey != want {
+		t.Fatalf("idempotency key %q, want %q (header %q, reference_id %q)", c.IdemKey, want, key, c.ReferenceID)
+	}
+	if c.CustomerID != "" || c.AccountType != "" || c.OverdraftLimit != 0 {
+		t.Fatalf("money command carries open fields: %+v", c)
+	}
+	checkUnminted(t, c)
+}
+
+func checkOpen(t *testing.T, c ledger.Command, key string) {
+	t.Helper()
+	if c.Kind != ledger.KindOpen {
+		t.Fatalf("kind %s, want open", c.Kind)
+	}
+	if c.AccountID == uuid.Nil {
+		t.Fatalf("nil account ID: %+v", c)
+	}
+	checkCurrency(t, c.Currency)
+	if c.CustomerID == "" || c.AccountType == "" {
+		t.Fatalf("empty customer_id or account_type: %+v", c)
+	}
+	assertText(t, "customer_id", c.CustomerID, ledger.CustomerIDLenMax)
+	assertText(t, "account_type", c.AccountType, ledger.AccountTypeLenMax)
+	if c.OverdraftLimit < 0 || c.OverdraftLimit > ledger.AmountMax {
+		t.Fatalf("overdraft limit %d outside [0, %d]", c.OverdraftLimit, ledger.AmountMax)
+	}
+	if c.IdemKey != key {
+		t.Fatalf("idempotency key %q, want %q", c.IdemKey, key)
+	}
+	if c.Amount != 0 || c.Description != "" || c.ReferenceID != "" {
+		t.Fatalf("open command carries money fields: %+v", c)
+	}
+	checkUnminted(t, c)
+}
+
+func checkCurrency(t *testing.T, cur string) {
+	t.Helper()
+	if _, ok := ledger.CurrencyExponent(cur); !ok || len(cur) != ledger.CurrencyLen {
+		t.Fatalf("unknown currency %q", cur)
+	}
+}
+
+func assertText(t *testing.T, field, s string, max int) {
+	t.Helper()
+	if len(s) > max {
+		t.Fatalf("%s is %d bytes, limit %d", field, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		t.Fatalf("%s %q is not valid UTF-8", field, s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == utf8.RuneError {
+			t.Fatalf("%s %q contains control character %U", field, s, r)
+		}
+	}
+}
+
+func assertKeyText(t *testing.T, field, s string) {
+	t.Helper()
+	if len(s) > ledger.IdemKeyLenMax || len(s) > ledger.ReferenceLenMax {
+		t.Fatalf("%s is %d bytes", field, len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			t.Fatalf("%s %q contains %q", field, s, c)
+		}
+	}
+}
+
+// checkUnminted: IDs, the timestamp, the hash and the reply route are set at
+// submit, never from the body.
+func checkUnminted(t *testing.T, c ledger.Command) {
+	t.Helper()
+	if c.TxID != uuid.Nil || c.Counterparty != uuid.Nil || c.TimestampUs != 0 || c.RequestHash != 0 ||
+		c.ReplyNode != "" || c.ReplySeq != 0 || c.FailCode != ledger.OK {
+		t.Fatalf("decoder set submit-time fields: %+v", c)
+	}
+}
+
+// checkRoundTrip: what the decoder accepts, the log can carry unchanged —
+// also once submit has filled in the minted fields.
+func checkRoundTrip(t *testing.T, c ledger.Command) {
+	t.Helper()
+	minted := c
+	minted.TxID = uuid.MustParse("0b0c0d0e-0f10-4112-8314-15161718191a")
+	minted.TimestampUs = 1_700_000_000_000_000
+	minted.RequestHash = ledger.HashRequest(&minted)
+	minted.ReplyNode, minted.ReplySeq = "node-1/boot", 42
+	for _, cmd := range []ledger.Command{c, minted} {
+		b := cmd.AppendBinary(nil)
+		got, err := ledger.DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("DecodeCommand(AppendBinary(%+v)): %v", cmd, err)
+		}
+		if got != cmd {
+			t.Fatalf("round trip changed the command:\n  in %+v\n out %+v", cmd, got)
+		}
+	}
+}
+
+// TestFuzzCorpusLabels keeps the committed seed corpus honest: a file named
+// valid-* must decode, one named invalid-* must be refused.
+func TestFuzzCorpusLabels(t *testing.T) {
+	decoders := map[string]func([]byte) *apiError{
+		"FuzzDecodeMoney":    func(b []byte) *apiError { _, err := decodeMoney(ledger.KindCredit, b, ""); return err },
+		"FuzzDecodeOpen":     func(b []byte) *apiError { _, err := decodeOpen(b, ""); return err },
+		"FuzzDecodeTransfer": func(b []byte) *apiError { _, err := decodeTransfer(b, ""); return err },
+	}
+	for target, decode := range decoders {
+		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) < 4 {
+			t.Fatalf("%s: only %d seed files", target, len(files))
+		}
+		for _, file := range files {
+			name := filepath.Base(file)
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+			if len(lines) != 2 || lines[0] != "go test fuzz v1" ||
+				!strings.HasPrefix(lines[1], "[]byte(") || !strings.HasSuffix(lines[1], ")") {
+				t.Fatalf("%s/%s is not a one-value go test fuzz v1 file", target, name)
+			}
+			body, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+			if err != nil {
+				t.Fatalf("%s/%s: %v", target, name, err)
+			}
+			aerr := decode([]byte(body))
+			switch {
+			case strings.HasPrefix(name, "valid-") && aerr != nil:
+				t.Errorf("%s/%s refused: %v", target, name, aerr)
+			case strings.HasPrefix(name, "invalid-") && aerr == nil:
+				t.Errorf("%s/%s accepted", target, name)
+			}
+		}
+	}
+}
