@@ -47,10 +47,11 @@ func runBroker(args []string, stdout io.Writer) error {
 	fs := newFlagSet("broker", "Runs the embedded Kafka-protocol broker (franz-go kfake, persisted with fsync) on its own so\nseveral local nodes can share it. A DEVELOPMENT broker: single node, no replication. Production\npoints KAFKA_BROKERS at a real Kafka or Redpanda cluster.")
 	dir := fs.String("data-dir", "./bursar-data", "where the broker keeps its log")
 	listen := fs.String("listen", "127.0.0.1:9092", "listen address")
+	fsync := fs.Bool("fsync", true, "fsync every produced batch before acknowledging it (false: survive kill -9 but not power loss, much faster)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := kafkalog.StartBroker(*dir, *listen)
+	b, err := kafkalog.StartBroker(*dir, *listen, *fsync)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // profiles on --pprof-addr only
 	"os"
 	"os/signal"
 	"slices"
@@ -29,12 +31,12 @@ import (
 type serveFlags struct {
 	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL string
 	nodeID, gossipAddr, join, remoteAddr, roles, ack       string
-	brokerListen, logLevel                                 string
+	brokerListen, logLevel, pprofAddr                      string
 	partitions                                             int
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
-	events                                                 bool
+	events, brokerFsync                                    bool
 }
 
 func defaultNodeID() string {
@@ -62,6 +64,8 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (empty: off)")
+	fs.BoolVar(&f.brokerFsync, "broker-fsync", true, "embedded broker: fsync every produced batch before acknowledging it (false: survive kill -9 but not power loss, much faster)")
 	fs.BoolVar(&f.events, "events", true, "produce transaction and balance events to bursar.events")
 	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
 	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
@@ -103,9 +107,17 @@ func newLogger(level string) *slog.Logger {
 
 func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *slog.Logger) error {
 	log = log.With("node", f.nodeID)
+	if f.pprofAddr != "" {
+		go func() {
+			// The default mux carries net/http/pprof's handlers.
+			if err := http.ListenAndServe(f.pprofAddr, nil); err != nil {
+				log.Warn("pprof server stopped", "err", err)
+			}
+		}()
+	}
 	brokers := splitList(f.kafkaBrokers)
 	if len(brokers) == 0 {
-		b, err := kafkalog.StartBroker(f.dataDir, f.brokerListen)
+		b, err := kafkalog.StartBroker(f.dataDir, f.brokerListen, f.brokerFsync)
 		if err != nil {
 			return err
 		}
