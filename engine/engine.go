@@ -135,6 +135,8 @@ type Engine struct {
 	store   Store
 	client  *kgo.Client
 	system  *actor.ActorSystem
+	// ownSystem: the engine created system and shuts it down.
+	ownSystem bool
 	actors  *actors.Config
 	replies actors.ReplySink
 	m       *Metrics
@@ -159,8 +161,9 @@ type Engine struct {
 	stopErr  error
 }
 
-// New returns an engine; Start begins consuming.
-func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies actors.ReplySink, m *Metrics) (*Engine, error) {
+// New returns an engine; Start begins consuming. system is the actor
+// system account actors run in; nil creates (and Stop shuts down) one.
+func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies actors.ReplySink, m *Metrics, system *actor.ActorSystem) (*Engine, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -175,15 +178,20 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}
-	e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return log.With("component", "actors")
-	}))
+	e.system = system
+	if system == nil {
+		e.ownSystem = true
+		e.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return log.With("component", "actors")
+		}))
+	}
 	return e, nil
 }
 
-// Start acquires the given partitions and starts consuming them. It returns
-// once they are acquired; recovery (replay) continues in the background and
-// Ready reports its end.
+// Start starts the engine and acquires the given partitions (a cluster
+// coordinator passes none and calls Acquire and Release as ownership
+// moves). It returns once they are acquired; recovery (replay) continues in
+// the background and Ready reports its end.
 func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.actors = &actors.Config{
@@ -193,18 +201,78 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 			e.log.Warn("key lookup failed; retrying", "err", err)
 		},
 	}
+	e.wg.Add(2)
+	go e.fetchLoop()
+	go e.flushLoop()
+	return e.Acquire(ctx, partitions...)
+}
+
+// Acquire takes the given partitions: bump each one's epoch in PostgreSQL
+// (fencing any earlier owner), start consuming at its committed offset and
+// replay to the log end seen now before reporting it ready. Partitions
+// already owned are skipped.
+func (e *Engine) Acquire(ctx context.Context, partitions ...int32) error {
+	if len(partitions) == 0 {
+		return nil
+	}
 	ends, err := e.endOffsets(ctx)
 	if err != nil {
 		return err
 	}
 	for _, p := range partitions {
+		if e.partition(p) != nil {
+			continue
+		}
 		if err := e.acquire(ctx, p, ends[p]); err != nil {
 			return err
 		}
 	}
-	e.wg.Add(2)
-	go e.fetchLoop()
-	go e.flushLoop()
+	return nil
+}
+
+// Release hands partition p off gracefully: stop fetching it, let its worker
+// finish the batch in hand, flush everything it applied, clear the owner in
+// PostgreSQL (keeping the epoch, so the next acquisition still fences) and
+// stop its actors.
+func (e *Engine) Release(ctx context.Context, id int32) error {
+	p := e.partition(id)
+	if p == nil {
+		return nil
+	}
+	e.client.RemoveConsumePartitions(map[string][]int32{kafkalog.TopicCommands: {id}})
+	p.halt()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for {
+		p.mu.Lock()
+		flushed := p.committed >= p.applied && p.buf.size() == 0
+		p.mu.Unlock()
+		if flushed || p.stopped.Load() {
+			break
+		}
+		e.kickFlush()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	if p.stopped.Load() {
+		return nil // fenced meanwhile: nothing of ours to release
+	}
+	e.mu.Lock()
+	if e.parts[id] == p {
+		delete(e.parts, id)
+	}
+	e.mu.Unlock()
+	p.stop()
+	if err := e.store.Release(ctx, id, e.cfg.NodeID, p.epoch); err != nil {
+		return err
+	}
+	e.log.Info("partition released", "partition", id, "epoch", p.epoch, "offset", p.committed)
 	return nil
 }
 
@@ -254,13 +322,10 @@ func (e *Engine) fail(err error) {
 }
 
 // Ready reports whether every owned partition has replayed to the end it
-// saw when acquired.
+// saw when acquired (true when it owns none).
 func (e *Engine) Ready() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if len(e.parts) == 0 {
-		return false
-	}
 	for _, p := range e.parts {
 		if !p.ready.Load() {
 			return false
@@ -359,7 +424,9 @@ func (e *Engine) stop(ctx context.Context) error {
 			err = rerr
 		}
 	}
-	e.system.Shutdown()
+	if e.ownSystem {
+		e.system.Shutdown()
+	}
 	return err
 }
 

@@ -106,7 +106,7 @@ func (r *rig) start() {
 	r.t.Helper()
 	r.sink = newSink()
 	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), r.store, r.newClient(), r.sink, nil)
+		slog.New(slog.NewTextHandler(io.Discard, nil)), r.store, r.newClient(), r.sink, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -455,4 +455,40 @@ func TestEventsHaveStableIDs(t *testing.T) {
 // EventKey is the balance.changed event ID of an account version.
 func EventKey(a uuid.UUID, version int) string {
 	return a.String() + "/v" + strconv.Itoa(version)
+}
+
+func TestReleaseHandsOffWithoutLoss(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	p := int32(3)
+	a := accountIn(p, r.slots)
+	r.apply(openCmd(a))
+	r.apply(money(ledger.KindCredit, a, 250, "before-handoff"))
+	if err := r.eng.Release(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range r.eng.Owned() {
+		if q == p {
+			t.Fatal("released partition still owned")
+		}
+	}
+	rows, err := r.store.Partitions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.Partition == p && (row.Owner != "" || row.NextOffset != 2) {
+			t.Fatalf("after release: %+v, want no owner and offset 2 (everything flushed)", row)
+		}
+	}
+	// Another node takes it over and continues from the committed state.
+	old := r.eng
+	r.start() // acquires every partition; the old engine is fenced on the rest
+	if res := r.apply(money(ledger.KindCredit, a, 50, "after-handoff")); res.Balance != 300 || res.Version != 3 {
+		t.Fatalf("after handoff = %+v", res)
+	}
+	if res := r.apply(money(ledger.KindCredit, a, 250, "before-handoff")); !res.Replayed {
+		t.Fatalf("key from before the handoff not remembered: %+v", res)
+	}
+	old.Stop(ctx) //nolint:errcheck // fenced everywhere by now
 }

@@ -66,8 +66,10 @@ type partition struct {
 	epoch int64
 	end   int64 // log end when acquired; ready once applied reaches it
 
-	in      chan []*kgo.Record
-	quit    chan struct{}
+	in       chan []*kgo.Record
+	quit     chan struct{} // closed to end the worker (halt or stop)
+	quitOnce sync.Once
+	done     chan struct{} // closed when the worker has ended
 	ready   atomic.Bool
 	stopped atomic.Bool
 
@@ -84,6 +86,7 @@ func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
 		e: e, id: id, epoch: epoch, end: end,
 		in:        make(chan []*kgo.Record, 2),
 		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
 		residents: make(map[uuid.UUID]*resident),
 		buf:       newBuffer(next),
 		applied:   next,
@@ -98,6 +101,7 @@ func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
 
 func (p *partition) run() {
 	defer p.e.wg.Done()
+	defer close(p.done)
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	for {
@@ -361,12 +365,17 @@ func (p *partition) stopActor(id uuid.UUID, r *resident) {
 	p.e.m.resident.Dec()
 }
 
-// stop ends the partition's processing at once (fenced, or released).
+// halt ends the worker after the batch in hand; the partition's buffer is
+// still flushed (a graceful release).
+func (p *partition) halt() { p.quitOnce.Do(func() { close(p.quit) }) }
+
+// stop ends the partition's processing at once (fenced, or released) and
+// excludes it from flushes.
 func (p *partition) stop() {
 	if p.stopped.Swap(true) {
 		return
 	}
-	close(p.quit)
+	p.halt()
 	p.mu.Lock()
 	for id, r := range p.residents {
 		p.stopActor(id, r)

@@ -169,7 +169,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events,
-		}, log.With("component", "engine"), store, engineClient, replies, engine.NewMetrics(reg))
+		}, log.With("component", "engine"), store, engineClient, replies, engine.NewMetrics(reg), nil)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
