@@ -130,17 +130,17 @@ var (
 
 // Engine consumes and applies owned partitions.
 type Engine struct {
-	cfg     Config
-	log     *slog.Logger
-	store   Store
-	client  *kgo.Client
-	system  *actor.ActorSystem
+	cfg    Config
+	log    *slog.Logger
+	store  Store
+	client *kgo.Client
+	system *actor.ActorSystem
 	// ownSystem: the engine created system and shuts it down.
 	ownSystem bool
-	actors  *actors.Config
-	replies actors.ReplySink
-	m       *Metrics
-	slots   *ledger.SlotMap
+	actors    *actors.Config
+	replies   actors.ReplySink
+	m         *Metrics
+	slots     *ledger.SlotMap
 
 	eventPartitions int32
 

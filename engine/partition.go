@@ -70,8 +70,8 @@ type partition struct {
 	quit     chan struct{} // closed to end the worker (halt or stop)
 	quitOnce sync.Once
 	done     chan struct{} // closed when the worker has ended
-	ready   atomic.Bool
-	stopped atomic.Bool
+	ready    atomic.Bool
+	stopped  atomic.Bool
 
 	mu        sync.RWMutex
 	space     *sync.Cond // signalled when a flush takes the buffer
