@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"time"
 
 	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,6 +24,7 @@ const (
 	pathOpen     = "/api/v1/accounts"
 	pathCredit   = "/api/v1/transactions/credit"
 	pathDebit    = "/api/v1/transactions/debit"
+	pathTransfer = "/api/v1/transactions/transfer"
 	pathAccounts = "/api/v1/accounts/" // + id + "/balance"
 	pathReadyz   = "/readyz"
 )
@@ -140,12 +143,45 @@ func appendMoneyBody(dst []byte, accountID string, amount int64, exp int, curren
 	return append(dst, `"}`...)
 }
 
-// appendOpenBody appends an open-account request body; customer is a key
-// of [A-Za-z0-9._:-].
-func appendOpenBody(dst []byte, customer []byte, currency string) []byte {
-	dst = append(dst, `{"customer_id":"`...)
+// appendTransferBody appends a transfer request body; the IDs are
+// canonical UUIDs and the rest as for appendMoneyBody.
+func appendTransferBody(dst []byte, source, destination string, amount int64, exp int, currency string, ref []byte) []byte {
+	dst = append(dst, `{"source_account_id":"`...)
+	dst = append(dst, source...)
+	dst = append(dst, `","destination_account_id":"`...)
+	dst = append(dst, destination...)
+	dst = append(dst, `","amount":"`...)
+	dst = ledger.AppendAmount(dst, amount, exp)
+	dst = append(dst, `","currency":"`...)
+	dst = append(dst, currency...)
+	dst = append(dst, `","description":"bursar bench","reference_id":"`...)
+	dst = append(dst, ref...)
+	return append(dst, `"}`...)
+}
+
+// appendOpenBody appends an open-account request body for the account
+// with the given canonical UUID; customer is a key of [A-Za-z0-9._:-].
+func appendOpenBody(dst []byte, id uuid.UUID, customer []byte, currency string) []byte {
+	dst = append(dst, `{"account_id":"`...)
+	dst = appendUUID(dst, id)
+	dst = append(dst, `","customer_id":"`...)
 	dst = append(dst, customer...)
 	dst = append(dst, `","account_type":"checking","currency":"`...)
 	dst = append(dst, currency...)
 	return append(dst, `"}`...)
+}
+
+// appendUUID appends the canonical text of id without allocating.
+func appendUUID(dst []byte, id uuid.UUID) []byte {
+	var buf [36]byte
+	hex.Encode(buf[0:8], id[0:4])
+	buf[8] = '-'
+	hex.Encode(buf[9:13], id[4:6])
+	buf[13] = '-'
+	hex.Encode(buf[14:18], id[6:8])
+	buf[18] = '-'
+	hex.Encode(buf[19:23], id[8:10])
+	buf[23] = '-'
+	hex.Encode(buf[24:], id[10:])
+	return append(dst, buf[:]...)
 }

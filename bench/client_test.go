@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 func TestErrorCode(t *testing.T) {
@@ -76,18 +78,47 @@ func TestAppendMoneyBody(t *testing.T) {
 }
 
 func TestAppendOpenBody(t *testing.T) {
-	b := appendOpenBody(nil, []byte("bench-r1-open-7"), "USD")
+	id := uuid.MustParse("0b8e6f6a-4c1e-4d5a-9a44-7d1f1c2b3a4d")
+	b := appendOpenBody(nil, id, []byte("bench-r1-open-7"), "USD")
 	var req map[string]any
 	if err := json.Unmarshal(b, &req); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}
-	want := map[string]any{"customer_id": "bench-r1-open-7", "account_type": "checking", "currency": "USD"}
+	want := map[string]any{"account_id": id.String(), "customer_id": "bench-r1-open-7", "account_type": "checking", "currency": "USD"}
 	if len(req) != len(want) {
 		t.Fatalf("got %v, want %v", req, want)
 	}
 	for k, v := range want {
 		if req[k] != v {
 			t.Errorf("%s = %v, want %v", k, req[k], v)
+		}
+	}
+}
+
+func TestAppendTransferBody(t *testing.T) {
+	const src, dst = "0b8e6f6a-4c1e-4d5a-9a44-7d1f1c2b3a4d", "9f3a2e1d-0000-4000-8000-000000000001"
+	b := appendTransferBody([]byte("junk"), src, dst, 1234, 2, "EUR", []byte("b-r-1-2"))
+	var req map[string]any
+	if err := json.Unmarshal(b[len("junk"):], &req); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	want := map[string]any{"source_account_id": src, "destination_account_id": dst, "amount": "12.34",
+		"currency": "EUR", "description": "bursar bench", "reference_id": "b-r-1-2"}
+	if len(req) != len(want) {
+		t.Fatalf("got %v, want %v", req, want)
+	}
+	for k, v := range want {
+		if req[k] != v {
+			t.Errorf("%s = %v, want %v", k, req[k], v)
+		}
+	}
+}
+
+func TestAppendUUID(t *testing.T) {
+	for range 100 {
+		id := uuid.New()
+		if got := string(appendUUID([]byte("x"), id)); got != "x"+id.String() {
+			t.Fatalf("appendUUID = %s, want x%s", got, id)
 		}
 	}
 }

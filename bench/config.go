@@ -47,9 +47,19 @@ const (
 
 // Config configures a bench run.
 type Config struct {
-	// Target is the base URL of any node with the ingress role. Default
+	// Target is the base URL of any node with the ingress role (or of a
+	// baseline server, which offers the same endpoints). Default
 	// http://127.0.0.1:8080.
 	Target string
+	// Label names the target in reports and charts ("bursar",
+	// "baseline"). Default "bursar".
+	Label string
+	// Partitions is the partition count of the target's bursar.commands
+	// topic. The bench hashes its account IDs with ledger.SlotMap to know
+	// each account's partition, which the same-partition and
+	// cross-partition workloads need; it must match the node's
+	// --partitions. Default 64.
+	Partitions int
 	// Workload names the operation mix; see Workloads. Default
 	// credit-debit.
 	Workload string
@@ -72,7 +82,9 @@ type Config struct {
 	// Currency of the accounts and operations, ISO 4217. Default USD.
 	Currency string
 	// Funding is the decimal amount credited to each account at setup
-	// ("1000", "1000.00"); "0" skips funding. Default "1000".
+	// ("1000", "1000.00"); "0" skips funding. Default "1000". The hot
+	// workload's paying account gets ledger.AmountMax minor units instead,
+	// so that it never runs dry.
 	Funding string
 	// Seed makes each worker's sequence of operations reproducible. Worker
 	// w draws from a PCG seeded with (Seed, w). Zero is a valid seed.
@@ -100,6 +112,7 @@ type Config struct {
 	// Filled by validate.
 	exponent    int
 	fundingUnit int64
+	pool        *accountPool
 	workload    workload
 }
 
@@ -122,6 +135,12 @@ type AuditOutcome struct {
 func (c *Config) setDefaults() error {
 	if c.Target == "" {
 		c.Target = "http://127.0.0.1:8080"
+	}
+	if c.Label == "" {
+		c.Label = "bursar"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 64
 	}
 	if c.Workload == "" {
 		c.Workload = WorkloadCreditDebit
@@ -169,6 +188,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Accounts < 1 || c.Accounts > AccountsMax:
 		return fmt.Errorf("bench: accounts must be in [1, %d], got %d", AccountsMax, c.Accounts)
+	case c.Partitions < 1 || c.Partitions > PartitionsMax:
+		return fmt.Errorf("bench: partitions must be in [1, %d], got %d", PartitionsMax, c.Partitions)
 	case c.Concurrency < 1 || c.Concurrency > ConcurrencyMax:
 		return fmt.Errorf("bench: concurrency must be in [1, %d], got %d", ConcurrencyMax, c.Concurrency)
 	case c.Rate < 0 || c.Rate > RateMax || c.Rate != c.Rate: // c.Rate != c.Rate: NaN
@@ -185,6 +206,9 @@ func (c *Config) validate() error {
 	if err := checkRunID(c.RunID); err != nil {
 		return err
 	}
+	if err := checkLabel(c.Label); err != nil {
+		return err
+	}
 	exp, ok := ledger.CurrencyExponent(c.Currency)
 	if !ok {
 		return fmt.Errorf("bench: currency %q is not a supported ISO 4217 code", c.Currency)
@@ -195,11 +219,15 @@ func (c *Config) validate() error {
 		return err
 	}
 	c.fundingUnit = funding
-	wl, err := newWorkload(c.Workload, c.Accounts, exp)
+	pool := newAccountPool(c.RunID, c.Accounts, int32(c.Partitions))
+	wl, err := newWorkload(c.Workload, pool, exp)
 	if err != nil {
 		return err
 	}
-	c.workload = wl
+	if err := pool.checkPairs(c.Workload, int32(c.Partitions)); err != nil {
+		return err
+	}
+	c.pool, c.workload = pool, wl
 	return nil
 }
 
@@ -214,6 +242,20 @@ func parseFunding(text string, exp int) (int64, error) {
 		return 0, fmt.Errorf("bench: funding %q: %w", text, err)
 	}
 	return v, nil
+}
+
+// checkLabel keeps labels safe as file-name parts of charts.
+func checkLabel(s string) error {
+	if s == "" || len(s) > 32 {
+		return fmt.Errorf("bench: label must be 1 to 32 bytes, got %d", len(s))
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return errors.New("bench: label may contain only letters, digits and . _ -")
+		}
+	}
+	return nil
 }
 
 func checkRunID(s string) error {

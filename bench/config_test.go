@@ -15,7 +15,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Target != "http://127.0.0.1:8080" || c.Workload != WorkloadCreditDebit || c.Accounts != 1000 ||
-		c.Concurrency != 64 || c.Rate != 0 || c.Duration != 10*time.Second || c.Currency != "USD" ||
+		c.Concurrency != 64 || c.Partitions != 64 || c.Label != "bursar" || c.Rate != 0 || c.Duration != 10*time.Second || c.Currency != "USD" ||
 		c.fundingUnit != 100_000 || c.exponent != 2 || len(c.RunID) != 10 {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -41,7 +41,13 @@ func TestConfigValidate(t *testing.T) {
 		{"funding", func(c *Config) { c.Funding = "1.234" }, "funding"},
 		{"no funding", func(c *Config) { c.Funding = "0.00" }, ""},
 		{"run id", func(c *Config) { c.RunID = "a b" }, "run ID"},
-		{"workload", func(c *Config) { c.Workload = WorkloadHot }, "needs transfers (issue 3)"},
+		{"workload", func(c *Config) { c.Workload = "nope" }, "unknown workload"},
+		{"hot", func(c *Config) { c.Workload = WorkloadHot }, ""},
+		{"partitions", func(c *Config) { c.Partitions = PartitionsMax + 1 }, "partitions"},
+		{"same partition impossible", func(c *Config) {
+			c.Workload, c.Accounts, c.Partitions = WorkloadSamePartition, 2, PartitionsMax
+		}, "two accounts in one partition"},
+		{"label", func(c *Config) { c.Label = "a/b" }, "label"},
 	} {
 		cfg := Config{}
 		if err := cfg.setDefaults(); err != nil {

@@ -80,6 +80,9 @@ func (w *worker) send() (string, error) {
 			x.url = append(x.url, pathDebit...)
 		}
 		x.body = appendMoneyBody(x.body, w.accounts[o.account], o.amount, cfg.exponent, cfg.Currency, w.nextRef())
+	case opTransfer:
+		x.url = append(x.url, pathTransfer...)
+		x.body = appendTransferBody(x.body, w.accounts[o.account], w.accounts[o.counterparty], o.amount, cfg.exponent, cfg.Currency, w.nextRef())
 	case opBalance:
 		x.url = append(x.url, pathAccounts...)
 		x.url = append(x.url, w.accounts[o.account]...)
@@ -87,7 +90,7 @@ func (w *worker) send() (string, error) {
 	case opOpen:
 		x.url = append(x.url, pathOpen...)
 		key = w.nextRef()
-		x.body = appendOpenBody(x.body, key, cfg.Currency)
+		x.body = appendOpenBody(x.body, openedAccountID(key), key, cfg.Currency)
 	}
 	return x.do(key, o.kind.wantStatus())
 }

@@ -16,7 +16,7 @@ const (
 	latencyMaxUs = 5 * 60 * 1_000_000
 	// 3 significant digits: 1µs resolution up to 2ms, 0.1% above.
 	latencySigFigs = 3
-	// The per-second histograms are only for p99 charts; 2 digits (1%)
+	// The per-second histograms are only for p50/p99 charts; 2 digits (1%)
 	// keeps each at about 20 KiB.
 	seriesSigFigs = 2
 	// codesMax bounds the distinct error codes kept; beyond it they are
@@ -177,6 +177,7 @@ type Second struct {
 	Refusals  int64   `json:"expected_refusals,omitempty"`
 	Errors    int64   `json:"errors"`
 	OpsPerSec float64 `json:"ops_per_sec"`
+	P50Us     int64   `json:"p50_us"`
 	P99Us     int64   `json:"p99_us"`
 	MaxUs     int64   `json:"max_us"`
 }
@@ -196,6 +197,7 @@ func (r *recorder) series(window time.Duration) []Second {
 			out[i].OpsPerSec = math.Round(float64(s.ops)/span.Seconds()*10) / 10
 		}
 		if s.hist != nil {
+			out[i].P50Us = min(s.hist.ValueAtQuantile(50), s.maxUs)
 			out[i].P99Us = min(s.hist.ValueAtQuantile(99), s.maxUs)
 		}
 	}

@@ -14,7 +14,9 @@ import (
 type Result struct {
 	RunID       string    `json:"run_id"`
 	Workload    string    `json:"workload"`
+	Label       string    `json:"label"`
 	Target      string    `json:"target"`
+	Partitions  int       `json:"partitions"`
 	Mode        string    `json:"mode"` // "closed" or "open"
 	Concurrency int       `json:"concurrency"`
 	RateTarget  float64   `json:"rate_target_ops_per_sec,omitempty"` // open loop only
@@ -75,7 +77,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cl := newHTTPClient(&cfg)
 	defer cl.CloseIdleConnections()
-	log := cfg.Log.With("run_id", cfg.RunID)
+	log := cfg.Log.With("run_id", cfg.RunID, "target", cfg.Label)
 	cfg.Log = log
 
 	if err := waitReady(ctx, cl, cfg.Target, cfg.ReadyWait); err != nil {
@@ -121,8 +123,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 	res := &Result{
-		RunID: cfg.RunID, Workload: cfg.Workload, Target: cfg.Target, Concurrency: cfg.Concurrency,
-		RateTarget: cfg.Rate, Accounts: cfg.Accounts, Currency: cfg.Currency, Seed: cfg.Seed,
+		RunID: cfg.RunID, Workload: cfg.Workload, Label: cfg.Label, Target: cfg.Target,
+		Partitions: cfg.Partitions, Concurrency: cfg.Concurrency, RateTarget: cfg.Rate,
+		Accounts: cfg.Accounts, Currency: cfg.Currency, Seed: cfg.Seed,
 		WarmupSeconds: round1(cfg.Warmup.Seconds()), DurationSeconds: round3(ls.measured.Seconds()),
 		Interrupted: ls.interrupted, Unsent: ls.unsent,
 		OpsByKind: map[string]int64{}, ExpectedRefusals: map[string]int64{}, Errors: map[string]int64{},

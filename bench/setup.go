@@ -66,11 +66,11 @@ type setupStats struct {
 	retries int64
 }
 
-// setup opens cfg.Accounts accounts and funds each, with min(Concurrency,
-// Accounts) workers, and returns their IDs in index order.
+// setup opens the cfg.Accounts accounts of cfg.pool and funds each, with
+// min(Concurrency, Accounts) workers, and returns their IDs in index order.
 func setup(ctx context.Context, cfg *Config, cl *fasthttp.Client) ([]string, setupStats, error) {
 	start := time.Now()
-	ids := make([]string, cfg.Accounts)
+	ids := cfg.pool.ids
 	var next, done, retries atomic.Int64
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -101,12 +101,10 @@ func setup(ctx context.Context, cfg *Config, cl *fasthttp.Client) ([]string, set
 				if i >= cfg.Accounts {
 					return
 				}
-				id, err := setupAccount(ctx, cfg, x, i, &key, &retries)
-				if err != nil {
+				if err := setupAccount(ctx, cfg, x, i, &key, &retries); err != nil {
 					cancel(fmt.Errorf("bench: setup of account %d (worker %d): %w", i, w, err))
 					return
 				}
-				ids[i] = id
 				done.Add(1)
 			}
 		})
@@ -118,41 +116,44 @@ func setup(ctx context.Context, cfg *Config, cl *fasthttp.Client) ([]string, set
 	return ids, setupStats{elapsed: time.Since(start), retries: retries.Load()}, nil
 }
 
-// setupAccount opens account i and funds it. The keys derive from the run
-// ID and i, so a retry names the same account and the same credit.
-func setupAccount(ctx context.Context, cfg *Config, x *exchange, i int, key *[]byte, retries *atomic.Int64) (string, error) {
+// setupAccount opens account i under its chosen ID and funds it. The keys
+// derive from the run ID and i, so a retry names the same account and the
+// same credit.
+func setupAccount(ctx context.Context, cfg *Config, x *exchange, i int, key *[]byte, retries *atomic.Int64) error {
+	id := cfg.pool.ids[i]
 	k := append((*key)[:0], "bench-"...)
 	k = append(k, cfg.RunID...)
 	k = append(k, "-open-"...)
 	k = strconv.AppendInt(k, int64(i), 10)
 	x.url = append(append(x.url[:0], cfg.Target...), pathOpen...)
-	x.body = appendOpenBody(x.body[:0], k, cfg.Currency)
+	x.body = appendOpenBody(x.body[:0], uuid.MustParse(id), k, cfg.Currency)
 	if err := retry(ctx, x, k, 201, retries); err != nil {
-		return "", fmt.Errorf("open: %w", err)
+		return fmt.Errorf("open: %w", err)
 	}
 	var acc struct {
 		AccountID string `json:"account_id"`
 	}
 	if err := json.Unmarshal(x.resp.Body(), &acc); err != nil {
-		return "", fmt.Errorf("open: cannot decode the answer: %w", err)
+		return fmt.Errorf("open: cannot decode the answer: %w", err)
 	}
-	// The ID goes into request bodies unescaped: insist on the canonical form.
-	if u, err := uuid.Parse(acc.AccountID); err != nil || u.String() != acc.AccountID {
-		return "", fmt.Errorf("open: answer has account_id %q, not a canonical UUID", acc.AccountID)
+	// The workloads pair accounts by the partitions of the IDs they chose:
+	// a target that ignored account_id would silently break that.
+	if acc.AccountID != id {
+		return fmt.Errorf("open: asked for account_id %s, the answer has %q", id, acc.AccountID)
 	}
-	if cfg.fundingUnit > 0 {
+	if amount := cfg.workload.funding(i, cfg.fundingUnit); amount > 0 {
 		k = append(k[:0], "bench-"...)
 		k = append(k, cfg.RunID...)
 		k = append(k, "-fund-"...)
 		k = strconv.AppendInt(k, int64(i), 10)
 		x.url = append(append(x.url[:0], cfg.Target...), pathCredit...)
-		x.body = appendMoneyBody(x.body[:0], acc.AccountID, cfg.fundingUnit, cfg.exponent, cfg.Currency, k)
+		x.body = appendMoneyBody(x.body[:0], id, amount, cfg.exponent, cfg.Currency, k)
 		if err := retry(ctx, x, k, 201, retries); err != nil {
-			return "", fmt.Errorf("fund: %w", err)
+			return fmt.Errorf("fund: %w", err)
 		}
 	}
 	*key = k
-	return acc.AccountID, nil
+	return nil
 }
 
 // retry sends x's request until it gets want, a non-retriable answer, or

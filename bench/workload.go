@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+
+	"github.com/bursar/bursar/engine/ledger"
 )
 
 // Workload names.
@@ -29,11 +31,11 @@ type WorkloadInfo struct {
 func Workloads() []WorkloadInfo {
 	return []WorkloadInfo{
 		{WorkloadCreditDebit, "random account, 50/50 credit or debit of 1 to 10 currency units", true},
-		{WorkloadMixed, "balance reads 50%, credits 23%, debits 23%, account opens 4%", true},
-		{WorkloadUniform, "transfers between uniformly random accounts", false},
-		{WorkloadSamePartition, "transfers within one partition", false},
-		{WorkloadCrossPartition, "transfers across partitions", false},
-		{WorkloadHot, "transfers concentrated on a few hot accounts", false},
+		{WorkloadMixed, "a retail banking day: balance reads 44%, deposits 18%, withdrawals 18%, transfers 16%, account opens 4%", true},
+		{WorkloadUniform, "transfers of 1 to 10 units between two uniformly random accounts", true},
+		{WorkloadSamePartition, "transfers between two random accounts of the same partition (see --partitions)", true},
+		{WorkloadCrossPartition, "transfers between two random accounts of different partitions (see --partitions)", true},
+		{WorkloadHot, "payouts: one hot account (funded so it never runs dry) pays every transfer to a random account", true},
 	}
 }
 
@@ -45,14 +47,16 @@ const (
 	opDebit
 	opBalance
 	opOpen
+	opTransfer
 	opKindCount
 )
 
-var opKindNames = [opKindCount]string{"credit", "debit", "balance", "open"}
+var opKindNames = [opKindCount]string{"credit", "debit", "balance", "open", "transfer"}
 
 func (k opKind) String() string { return opKindNames[k] }
 
-// wantStatus is the one HTTP status that counts as success for the kind.
+// wantStatus is the one HTTP status that counts as success for the kind:
+// a transfer must be completed (201), not merely accepted (202).
 func (k opKind) wantStatus() int {
 	if k == opBalance {
 		return 200
@@ -60,12 +64,14 @@ func (k opKind) wantStatus() int {
 	return 201
 }
 
-// op is one operation chosen by a workload. account indexes the accounts
-// opened at setup (unused for opOpen); amount is in minor units.
+// op is one operation chosen by a workload. account indexes the setup
+// accounts (the source of a transfer; unused for opOpen), counterparty the
+// destination of a transfer; amount is in minor units.
 type op struct {
-	kind    opKind
-	account int
-	amount  int64
+	kind         opKind
+	account      int
+	counterparty int
+	amount       int64
 }
 
 // workload chooses operations. Implementations hold only immutable
@@ -77,11 +83,17 @@ type workload interface {
 	// operation of kind k is a correct business answer under this
 	// workload rather than a failure.
 	expectedRefusal(k opKind, code string) bool
+	// funding returns what setup credits to account i, given the
+	// configured per-account funding (0: none).
+	funding(i int, base int64) int64
 }
 
-// newWorkload returns the named workload over accounts accounts of a
+// insufficient is the code of the one refusal a workload may expect.
+var insufficient = ledger.CodeInsufficientFunds.String()
+
+// newWorkload returns the named workload over the accounts of pool, in a
 // currency with the given exponent.
-func newWorkload(name string, accounts, exponent int) (workload, error) {
+func newWorkload(name string, pool *accountPool, exponent int) (workload, error) {
 	unit := int64(1)
 	for range exponent {
 		unit *= 10
@@ -89,13 +101,20 @@ func newWorkload(name string, accounts, exponent int) (workload, error) {
 	// Small amounts (1 to 10 units) keep a funded account's random walk far
 	// from zero, so refusals stay rare and mean something.
 	amounts := amountRange{min: unit, max: 10 * unit}
+	n := pool.len()
 	switch name {
 	case WorkloadCreditDebit:
-		return creditDebit{accounts: accounts, amounts: amounts}, nil
+		return creditDebit{accounts: n, amounts: amounts}, nil
 	case WorkloadMixed:
-		return mixed{accounts: accounts, amounts: amounts}, nil
-	case WorkloadUniform, WorkloadSamePartition, WorkloadCrossPartition, WorkloadHot:
-		return nil, fmt.Errorf("workload %s needs transfers (issue 3)", name)
+		return mixed{accounts: n, amounts: amounts}, nil
+	case WorkloadUniform:
+		return uniform{accounts: n, amounts: amounts}, nil
+	case WorkloadSamePartition:
+		return samePartition{pool: pool, sources: pool.samePartitionSources(), amounts: amounts}, nil
+	case WorkloadCrossPartition:
+		return crossPartition{pool: pool, amounts: amounts}, nil
+	case WorkloadHot:
+		return hot{accounts: n, amounts: amounts}, nil
 	}
 	names := make([]string, 0, 6)
 	for _, w := range Workloads() {
@@ -108,8 +127,14 @@ type amountRange struct{ min, max int64 }
 
 func (a amountRange) draw(r *rand.Rand) int64 { return a.min + r.Int64N(a.max-a.min+1) }
 
+// evenFunding funds every account alike.
+type evenFunding struct{}
+
+func (evenFunding) funding(_ int, base int64) int64 { return base }
+
 // creditDebit credits or debits (50/50) a uniformly random account.
 type creditDebit struct {
+	evenFunding
 	accounts int
 	amounts  amountRange
 }
@@ -120,28 +145,34 @@ func (w creditDebit) next(r *rand.Rand, o *op) {
 		o.kind = opDebit
 	}
 	o.account = r.IntN(w.accounts)
+	o.counterparty = 0
 	o.amount = w.amounts.draw(r)
 }
 
 // A debit the balance does not cover is the ledger doing its job.
 func (creditDebit) expectedRefusal(k opKind, code string) bool {
-	return k == opDebit && code == "INSUFFICIENT_FUNDS"
+	return k == opDebit && code == insufficient
 }
 
-// Proportions of the mixed workload, in percent: a retail ledger's API is
-// read-heavy, deposits and withdrawals balance out, and a few customers
-// open accounts.
+// Proportions of the mixed workload, in percent: a retail bank's day. Most
+// calls are customers checking a balance in the app; deposits (salaries,
+// cash) and withdrawals (cards, ATMs) balance out so that accounts neither
+// drain nor pile up; person-to-person transfers are a large minority; a
+// few customers open accounts.
 const (
-	mixedBalancePct = 50
-	mixedCreditPct  = 23
-	mixedDebitPct   = 23
-	mixedOpenPct    = 4
+	mixedBalancePct  = 44
+	mixedCreditPct   = 18
+	mixedDebitPct    = 18
+	mixedTransferPct = 16
+	mixedOpenPct     = 4
 )
 
-// mixed is balance reads, credits, debits and account opens on uniformly
-// random accounts. Opened accounts are not added to the pool: they start
-// empty, and the pool is fixed at setup so that workers share nothing.
+// mixed is balance reads, deposits, withdrawals, transfers and account
+// opens on uniformly random accounts. Opened accounts are not added to the
+// pool: they start empty, and the pool is fixed at setup so that workers
+// share nothing.
 type mixed struct {
+	evenFunding
 	accounts int
 	amounts  amountRange
 }
@@ -149,6 +180,7 @@ type mixed struct {
 func (w mixed) next(r *rand.Rand, o *op) {
 	p := r.IntN(100)
 	o.account = r.IntN(w.accounts)
+	o.counterparty = 0
 	o.amount = 0
 	switch {
 	case p < mixedBalancePct:
@@ -159,13 +191,137 @@ func (w mixed) next(r *rand.Rand, o *op) {
 	case p < mixedBalancePct+mixedCreditPct+mixedDebitPct:
 		o.kind = opDebit
 		o.amount = w.amounts.draw(r)
+	case p < mixedBalancePct+mixedCreditPct+mixedDebitPct+mixedTransferPct:
+		o.kind = opTransfer
+		o.counterparty = otherThan(r, w.accounts, o.account)
+		o.amount = w.amounts.draw(r)
 	default:
 		o.kind = opOpen
 	}
 }
 
+// Withdrawals and transfers from an account whose random walk has reached
+// zero are refused, correctly.
 func (mixed) expectedRefusal(k opKind, code string) bool {
-	return k == opDebit && code == "INSUFFICIENT_FUNDS"
+	return (k == opDebit || k == opTransfer) && code == insufficient
+}
+
+// otherThan draws an account index in [0, n) other than a (n >= 2).
+func otherThan(r *rand.Rand, n, a int) int {
+	b := r.IntN(n - 1)
+	if b >= a {
+		b++
+	}
+	return b
+}
+
+// transferRefusals is the refusal rule of the even-funded transfer
+// workloads: every account is funded alike and moves money in a random
+// walk, which can reach zero; a refusal then is the ledger doing its job.
+// With the default funding (1000 units, amounts of 1 to 10) it is rare.
+type transferRefusals struct{}
+
+func (transferRefusals) expectedRefusal(k opKind, code string) bool {
+	return k == opTransfer && code == insufficient
+}
+
+// uniform transfers between two distinct uniformly random accounts.
+type uniform struct {
+	evenFunding
+	transferRefusals
+	accounts int
+	amounts  amountRange
+}
+
+func (w uniform) next(r *rand.Rand, o *op) {
+	o.kind = opTransfer
+	o.account = r.IntN(w.accounts)
+	o.counterparty = otherThan(r, w.accounts, o.account)
+	o.amount = w.amounts.draw(r)
+}
+
+// samePartition transfers between two distinct accounts of one partition:
+// the source is uniform over the accounts that share their partition, the
+// destination uniform over the others of that partition. Under Bursar the
+// credit leg is still a record of its own (rule 1), appended to the same
+// partition.
+type samePartition struct {
+	evenFunding
+	transferRefusals
+	pool    *accountPool
+	sources []int32
+	amounts amountRange
+}
+
+func (w samePartition) next(r *rand.Rand, o *op) {
+	a := w.sources[r.IntN(len(w.sources))]
+	q := w.pool.partOf[a]
+	members := w.pool.byPartition[w.pool.start[q]:w.pool.start[q+1]]
+	// Uniform over members other than a: draw among the first len-1, and
+	// if that is a itself take the last member in its place.
+	b := members[r.IntN(len(members)-1)]
+	if b == a {
+		b = members[len(members)-1]
+	}
+	o.kind = opTransfer
+	o.account, o.counterparty = int(a), int(b)
+	o.amount = w.amounts.draw(r)
+}
+
+// crossPartition transfers between two accounts of different partitions:
+// the source is uniform over every account, the destination uniform over
+// the accounts outside the source's partition.
+type crossPartition struct {
+	evenFunding
+	transferRefusals
+	pool    *accountPool
+	amounts amountRange
+}
+
+func (w crossPartition) next(r *rand.Rand, o *op) {
+	p := w.pool
+	a := r.IntN(p.len())
+	q := p.partOf[a]
+	lo, hi := int(p.start[q]), int(p.start[q+1])
+	// Uniform over the positions of byPartition outside [lo, hi); there is
+	// at least one (checkPairs refuses a pool with a single partition).
+	j := r.IntN(p.len() - (hi - lo))
+	if j >= lo {
+		j += hi - lo
+	}
+	o.kind = opTransfer
+	o.account, o.counterparty = a, int(p.byPartition[j])
+	o.amount = w.amounts.draw(r)
+}
+
+// hotAccount is the index of the hot workload's paying account.
+const hotAccount = 0
+
+// hot is payouts from one account: a payroll or marketplace disbursement
+// account pays every transfer to a uniformly random other account. Every
+// debit leg serializes on that one account. It is funded with the largest
+// amount one credit may carry (ledger.AmountMax minor units), so it cannot
+// run dry in any run the limits allow: INSUFFICIENT_FUNDS is never a
+// correct answer here and counts as an error.
+type hot struct {
+	accounts int
+	amounts  amountRange
+}
+
+func (w hot) next(r *rand.Rand, o *op) {
+	o.kind = opTransfer
+	o.account = hotAccount
+	o.counterparty = otherThan(r, w.accounts, hotAccount)
+	o.amount = w.amounts.draw(r)
+}
+
+func (hot) expectedRefusal(opKind, string) bool { return false }
+
+func (hot) funding(i int, base int64) int64 {
+	if i == hotAccount && base > 0 {
+		return ledger.AmountMax
+	}
+	return base
 }
 
 // newRand returns worker w's generator for a seed.

@@ -3,11 +3,17 @@ package bench
 import (
 	"strings"
 	"testing"
+
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
 )
+
+// testPool is 1000 accounts over 64 partitions.
+var testPool = newAccountPool("test", 1000, 64)
 
 func drawOps(t *testing.T, name string, seed uint64, worker, n int) []op {
 	t.Helper()
-	wl, err := newWorkload(name, 1000, 2)
+	wl, err := newWorkload(name, testPool, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +26,8 @@ func drawOps(t *testing.T, name string, seed uint64, worker, n int) []op {
 }
 
 func TestWorkloadReproducible(t *testing.T) {
-	for _, name := range []string{WorkloadCreditDebit, WorkloadMixed} {
+	for _, w := range Workloads() {
+		name := w.Name
 		a := drawOps(t, name, 42, 3, 1000)
 		b := drawOps(t, name, 42, 3, 1000)
 		for i := range a {
@@ -85,7 +92,7 @@ func TestCreditDebitChoice(t *testing.T) {
 }
 
 func TestMixedChoice(t *testing.T) {
-	if mixedBalancePct+mixedCreditPct+mixedDebitPct+mixedOpenPct != 100 {
+	if mixedBalancePct+mixedCreditPct+mixedDebitPct+mixedTransferPct+mixedOpenPct != 100 {
 		t.Fatal("mixed proportions do not sum to 100%")
 	}
 	const n = 100_000
@@ -93,7 +100,7 @@ func TestMixedChoice(t *testing.T) {
 	for _, o := range drawOps(t, WorkloadMixed, 9, 1, n) {
 		kinds[o.kind]++
 		switch o.kind {
-		case opCredit, opDebit:
+		case opCredit, opDebit, opTransfer:
 			if o.amount < 100 || o.amount > 1000 {
 				t.Fatalf("amount %d outside 1.00..10.00", o.amount)
 			}
@@ -102,8 +109,11 @@ func TestMixedChoice(t *testing.T) {
 				t.Fatalf("%s carries amount %d", o.kind, o.amount)
 			}
 		}
+		if o.kind == opTransfer && (o.counterparty == o.account || o.counterparty < 0 || o.counterparty >= 1000) {
+			t.Fatalf("transfer %d -> %d", o.account, o.counterparty)
+		}
 	}
-	for k, pct := range map[opKind]int{opBalance: mixedBalancePct, opCredit: mixedCreditPct, opDebit: mixedDebitPct, opOpen: mixedOpenPct} {
+	for k, pct := range map[opKind]int{opBalance: mixedBalancePct, opCredit: mixedCreditPct, opDebit: mixedDebitPct, opTransfer: mixedTransferPct, opOpen: mixedOpenPct} {
 		want := n * pct / 100
 		if d := kinds[k] - want; d < -n/100 || d > n/100 {
 			t.Errorf("%s: %d of %d, want about %d", k, kinds[k], n, want)
@@ -111,9 +121,128 @@ func TestMixedChoice(t *testing.T) {
 	}
 }
 
+// checkTransfers draws n ops of a transfer workload and checks each with
+// ok; it returns how often each account was a source and a destination.
+func checkTransfers(t *testing.T, name string, n int, ok func(o op) bool) (src, dst []int) {
+	t.Helper()
+	src, dst = make([]int, testPool.len()), make([]int, testPool.len())
+	for _, o := range drawOps(t, name, 11, 2, n) {
+		if o.kind != opTransfer || o.account == o.counterparty || o.amount < 100 || o.amount > 1000 ||
+			o.account < 0 || o.account >= testPool.len() || o.counterparty < 0 || o.counterparty >= testPool.len() || !ok(o) {
+			t.Fatalf("%s: bad op %+v", name, o)
+		}
+		src[o.account]++
+		dst[o.counterparty]++
+	}
+	return src, dst
+}
+
+func TestUniform(t *testing.T) {
+	src, dst := checkTransfers(t, WorkloadUniform, 200_000, func(op) bool { return true })
+	for i := range src {
+		// 200 expected each; the bounds only document "uniform".
+		if src[i] < 120 || src[i] > 280 || dst[i] < 120 || dst[i] > 280 {
+			t.Fatalf("account %d: source %d, destination %d times of 200 expected", i, src[i], dst[i])
+		}
+	}
+}
+
+func TestSamePartition(t *testing.T) {
+	p := testPool
+	src, dst := checkTransfers(t, WorkloadSamePartition, 200_000, func(o op) bool {
+		return p.partOf[o.account] == p.partOf[o.counterparty]
+	})
+	for i := range src {
+		shares := p.partitionSize(p.partOf[i]) >= 2
+		if shares != (src[i] > 0) || shares != (dst[i] > 0) {
+			t.Errorf("account %d (partition of %d): source %d, destination %d times", i, p.partitionSize(p.partOf[i]), src[i], dst[i])
+		}
+	}
+}
+
+func TestCrossPartition(t *testing.T) {
+	p := testPool
+	src, dst := checkTransfers(t, WorkloadCrossPartition, 200_000, func(o op) bool {
+		return p.partOf[o.account] != p.partOf[o.counterparty]
+	})
+	for i := range src {
+		if src[i] == 0 || dst[i] == 0 {
+			t.Errorf("account %d: source %d, destination %d times", i, src[i], dst[i])
+		}
+	}
+}
+
+func TestHot(t *testing.T) {
+	_, dst := checkTransfers(t, WorkloadHot, 100_000, func(o op) bool { return o.account == hotAccount })
+	if dst[hotAccount] != 0 {
+		t.Errorf("the hot account received %d transfers", dst[hotAccount])
+	}
+	wl, _ := newWorkload(WorkloadHot, testPool, 2)
+	if got := wl.funding(hotAccount, 100_000); got != ledger.AmountMax {
+		t.Errorf("hot account funding = %d, want ledger.AmountMax", got)
+	}
+	if got := wl.funding(hotAccount, 0); got != 0 {
+		t.Errorf("hot account funding with funding off = %d, want 0", got)
+	}
+	if got := wl.funding(5, 100_000); got != 100_000 {
+		t.Errorf("payee funding = %d, want 100000", got)
+	}
+}
+
+func TestAccountPool(t *testing.T) {
+	p := newAccountPool("run-1", 500, 16)
+	slots := ledger.NewSlotMap(16)
+	seen := map[int32]bool{}
+	for q := range int32(16) {
+		for _, i := range p.byPartition[p.start[q]:p.start[q+1]] {
+			if seen[i] {
+				t.Fatalf("account %d listed twice", i)
+			}
+			seen[i] = true
+			id := uuid.MustParse(p.ids[i])
+			if got := slots.PartitionOfAccount(id); got != q || p.partOf[i] != q {
+				t.Fatalf("account %d listed in partition %d, slot map says %d, partOf %d", i, q, got, p.partOf[i])
+			}
+			if id != accountID("run-1", int(i)) {
+				t.Fatalf("account %d: ID %s is not accountID", i, id)
+			}
+		}
+	}
+	if len(seen) != 500 {
+		t.Fatalf("%d of 500 accounts grouped", len(seen))
+	}
+	if accountID("run-1", 3) == accountID("run-2", 3) || accountID("run-1", 3) == accountID("run-1", 4) {
+		t.Error("account IDs collide across runs or indexes")
+	}
+}
+
+func TestCheckPairs(t *testing.T) {
+	for _, c := range []struct {
+		workload   string
+		accounts   int
+		partitions int32
+		want       string
+	}{
+		{WorkloadUniform, 1, 64, "at least 2 accounts"},
+		{WorkloadHot, 1, 64, "at least 2 accounts"},
+		{WorkloadMixed, 1, 64, "at least 2 accounts"},
+		{WorkloadCreditDebit, 1, 64, ""},
+		{WorkloadUniform, 2, 64, ""},
+		{WorkloadSamePartition, 2, PartitionsMax, "two accounts in one partition"},
+		{WorkloadSamePartition, 2, 1, ""},
+		{WorkloadCrossPartition, 50, 1, "accounts in two partitions"},
+		{WorkloadCrossPartition, 50, 64, ""},
+	} {
+		err := newAccountPool("p", c.accounts, c.partitions).checkPairs(c.workload, c.partitions)
+		if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s over %d accounts, %d partitions: err = %v, want %q", c.workload, c.accounts, c.partitions, err, c.want)
+		}
+	}
+}
+
 func TestAmountsFollowExponent(t *testing.T) {
 	for _, c := range []struct{ exp, lo, hi int64 }{{0, 1, 10}, {2, 100, 1000}, {3, 1000, 10000}} {
-		wl, err := newWorkload(WorkloadCreditDebit, 5, int(c.exp))
+		wl, err := newWorkload(WorkloadCreditDebit, newAccountPool("e", 5, 4), int(c.exp))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,38 +258,43 @@ func TestAmountsFollowExponent(t *testing.T) {
 }
 
 func TestExpectedRefusal(t *testing.T) {
-	for _, name := range []string{WorkloadCreditDebit, WorkloadMixed} {
-		wl, _ := newWorkload(name, 1, 2)
-		if !wl.expectedRefusal(opDebit, "INSUFFICIENT_FUNDS") {
-			t.Errorf("%s: a refused debit should be expected", name)
+	type kc struct {
+		k    opKind
+		code string
+	}
+	// Exactly these are expected; every other kind and code is an error.
+	expected := map[string][]kc{
+		WorkloadCreditDebit:    {{opDebit, "INSUFFICIENT_FUNDS"}},
+		WorkloadMixed:          {{opDebit, "INSUFFICIENT_FUNDS"}, {opTransfer, "INSUFFICIENT_FUNDS"}},
+		WorkloadUniform:        {{opTransfer, "INSUFFICIENT_FUNDS"}},
+		WorkloadSamePartition:  {{opTransfer, "INSUFFICIENT_FUNDS"}},
+		WorkloadCrossPartition: {{opTransfer, "INSUFFICIENT_FUNDS"}},
+		WorkloadHot:            nil, // the hot account cannot run dry
+	}
+	codes := []string{"INSUFFICIENT_FUNDS", "UNAVAILABLE", "ACCOUNT_NOT_FOUND", "SAME_ACCOUNT", codeTransport, "HTTP_202"}
+	for _, w := range Workloads() {
+		want, ok := expected[w.Name]
+		if !ok {
+			t.Errorf("%s: no expectation", w.Name)
 		}
-		for _, c := range []struct {
-			k    opKind
-			code string
-		}{{opCredit, "INSUFFICIENT_FUNDS"}, {opDebit, "UNAVAILABLE"}, {opDebit, "ACCOUNT_NOT_FOUND"}, {opDebit, codeTransport}, {opBalance, "HTTP_202"}} {
-			if wl.expectedRefusal(c.k, c.code) {
-				t.Errorf("%s: %s %s counted as expected", name, c.k, c.code)
+		wl, err := newWorkload(w.Name, testPool, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range opKindCount {
+			for _, code := range codes {
+				exp := false
+				for _, e := range want {
+					exp = exp || e == kc{k, code}
+				}
+				if got := wl.expectedRefusal(k, code); got != exp {
+					t.Errorf("%s: expectedRefusal(%s, %s) = %v, want %v", w.Name, k, code, got, exp)
+				}
 			}
 		}
 	}
-}
-
-func TestTransferWorkloadsRefuse(t *testing.T) {
-	for _, name := range []string{WorkloadUniform, WorkloadSamePartition, WorkloadCrossPartition, WorkloadHot} {
-		_, err := newWorkload(name, 10, 2)
-		want := "workload " + name + " needs transfers (issue 3)"
-		if err == nil || err.Error() != want {
-			t.Errorf("%s: err = %v, want %q", name, err, want)
-		}
-	}
-	if _, err := newWorkload("nope", 10, 2); err == nil || !strings.Contains(err.Error(), "unknown workload") {
+	if _, err := newWorkload("nope", testPool, 2); err == nil || !strings.Contains(err.Error(), "unknown workload") {
 		t.Errorf("unknown workload: err = %v", err)
-	}
-	for _, w := range Workloads() {
-		_, err := newWorkload(w.Name, 10, 2)
-		if (err == nil) != w.Available {
-			t.Errorf("%s: Available = %v but newWorkload err = %v", w.Name, w.Available, err)
-		}
 	}
 }
 

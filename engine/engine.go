@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -345,6 +346,26 @@ func (e *Engine) Owned() []int32 {
 	return out
 }
 
+// OwnedEpochs returns the owned partitions with the epoch each was
+// acquired under.
+func (e *Engine) OwnedEpochs() map[int32]int64 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make(map[int32]int64, len(e.parts))
+	for id, p := range e.parts {
+		out[id] = p.epoch
+	}
+	return out
+}
+
+// Drop stops partition p at once as if a flush had been fenced: another
+// node acquired it.
+func (e *Engine) Drop(id int32) {
+	if p := e.partition(id); p != nil {
+		e.fence(p)
+	}
+}
+
 func (e *Engine) partition(p int32) *partition {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -482,4 +503,37 @@ func (e *Engine) flushLoop() {
 			e.log.Error("flush failed", "err", err)
 		}
 	}
+}
+
+// PartitionStats is one owned partition as `bursar cluster status` shows it.
+type PartitionStats struct {
+	Partition     int32 `json:"partition"`
+	Epoch         int64 `json:"epoch"`
+	Applied       int64 `json:"applied_offset"`   // next offset to apply
+	Committed     int64 `json:"committed_offset"` // next offset PostgreSQL has
+	End           int64 `json:"end_offset_at_acquire"`
+	UnflushedRows int   `json:"unflushed_rows"`
+	Resident      int   `json:"resident_actors"`
+	Ready         bool  `json:"ready"`
+}
+
+// Stats returns every owned partition's counters, by partition.
+func (e *Engine) Stats() []PartitionStats {
+	e.mu.RLock()
+	parts := make([]*partition, 0, len(e.parts))
+	for _, p := range e.parts {
+		parts = append(parts, p)
+	}
+	e.mu.RUnlock()
+	out := make([]PartitionStats, 0, len(parts))
+	for _, p := range parts {
+		p.mu.RLock()
+		out = append(out, PartitionStats{
+			Partition: p.id, Epoch: p.epoch, Applied: p.applied, Committed: p.committed, End: p.end,
+			UnflushedRows: p.buf.size(), Resident: len(p.residents), Ready: p.ready.Load(),
+		})
+		p.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b PartitionStats) int { return int(a.Partition - b.Partition) })
+	return out
 }

@@ -84,6 +84,9 @@ type Server struct {
 	reqSeq   atomic.Uint64
 	boot     string
 
+	admin fasthttp.RequestHandler
+	ready func() bool
+
 	requests *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -119,6 +122,12 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 		)
 	}
 	return s, nil
+}
+
+// SetAdmin routes /internal/ to h (the cluster's operator endpoints) and
+// makes /readyz also require ready() (partition ownership settled).
+func (s *Server) SetAdmin(h fasthttp.RequestHandler, ready func() bool) {
+	s.admin, s.ready = h, ready
 }
 
 // Handler returns the fasthttp handler.
@@ -219,6 +228,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		}
 		return "transfer", s.transfer(ctx)
 	}
+	if s.admin != nil && strings.HasPrefix(path, "/internal/") {
+		s.admin(ctx)
+		return "internal", nil
+	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) >= 4 && parts[0] == "api" && parts[1] == "v1" {
 		switch {
@@ -260,6 +273,9 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	if s.engine != nil && !s.engine.Ready() {
 		checks["partitions"], ok = "recovering", false
+	}
+	if s.ready != nil && !s.ready() {
+		checks["partitions"], ok = "acquiring", false
 	}
 	status := 200
 	if !ok {
@@ -405,10 +421,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 				// Not even durable yet: the outcome is unknown.
 				return nil, bad(ledger.CodeUnavailable, "timed out appending the command; retry with the same idempotency key")
 			}
-			writeJSON(ctx, 202, map[string]any{
-				"transaction_id": c.TxID.String(), "status": "pending", "account_id": c.AccountID.String(),
-				"message": "accepted; poll GET /api/v1/transactions/" + c.TxID.String(),
-			})
+			writeJSON(ctx, 202, pendingBody{c})
 			return nil, nil
 		}
 	}
@@ -435,12 +448,7 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	}
 	exp, _ := ledger.CurrencyExponent(acc.Currency)
 	if balanceOnly {
-		writeJSON(ctx, 200, map[string]any{
-			"account_id": id.String(), "currency": acc.Currency,
-			"current_balance":   ledger.FormatAmount(acc.Balance, exp),
-			"available_balance": ledger.FormatAmount(acc.Available(), exp),
-			"version":           acc.Version,
-		})
+		writeBalance(ctx, id, &acc, exp)
 		return nil
 	}
 	writeJSON(ctx, 200, accountJSON(&acc, exp))
@@ -506,7 +514,7 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	} else {
 		out["next_cursor"] = nil
 	}
-	items := make([]map[string]any, len(recs))
+	items := make([]recordBody, len(recs))
 	for i := range recs {
 		items[i] = recordJSON(&recs[i])
 	}
@@ -517,47 +525,26 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 
 func timestamp(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
 
-func accountJSON(a *ledger.Account, exp int) map[string]any {
-	return map[string]any{
-		"account_id": a.ID.String(), "customer_id": a.CustomerID, "account_type": a.Type,
-		"currency": a.Currency, "status": a.Status.String(),
-		"overdraft_limit":   ledger.FormatAmount(a.OverdraftLimit, exp),
-		"current_balance":   ledger.FormatAmount(a.Balance, exp),
-		"available_balance": ledger.FormatAmount(a.Available(), exp),
-		"version":           a.Version, "created_at": timestamp(a.CreatedUs), "updated_at": timestamp(a.UpdatedUs),
-	}
-}
+// accountJSON, txJSON and recordJSON return bodies that write themselves
+// (jsonbody.go): writeJSON takes them without reflection, and they still
+// marshal with encoding/json when nested in a map.
+func accountJSON(a *ledger.Account, exp int) accountBody { return accountBody{a, exp} }
 
-func txJSON(r *ledger.Result) map[string]any {
-	exp, _ := ledger.CurrencyExponent(r.Currency)
-	return map[string]any{
-		"transaction_id": r.TxID.String(), "status": r.Status.String(), "type": r.Kind.String(),
-		"timestamp": timestamp(r.TimestampUs), "account_id": r.AccountID.String(),
-		"amount": ledger.FormatAmount(r.Amount, exp), "currency": r.Currency,
-		"current_balance":   ledger.FormatAmount(r.Balance, exp),
-		"available_balance": ledger.FormatAmount(r.Available, exp),
-	}
-}
+func txJSON(r *ledger.Result) txBody { return txBody{r} }
 
-func recordJSON(r *storage.TxRecord) map[string]any {
-	exp, _ := ledger.CurrencyExponent(r.Currency)
-	m := map[string]any{
-		"transaction_id": r.TxID.String(), "type": r.Kind.String(), "status": r.Status.String(),
-		"account_id": r.AccountID.String(), "amount": ledger.FormatAmount(r.Amount, exp),
-		"currency": r.Currency, "description": r.Description, "reference_id": r.ReferenceID,
-		"timestamp": timestamp(r.TimestampUs), "balance_after": ledger.FormatAmount(r.Balance, exp),
-		"sequence": r.Seq,
-	}
-	if r.Code != ledger.OK {
-		m["error_code"] = r.Code.String()
-	}
-	if r.Counterparty != uuid.Nil {
-		m["counterparty_account_id"] = r.Counterparty.String()
-	}
-	return m
-}
+func recordJSON(r *storage.TxRecord) recordBody { return recordBody{r} }
 
+// writeJSON answers with v as JSON: appended by hand when v is one of the
+// bodies of jsonbody.go, else through encoding/json (cold paths: health,
+// readiness, history pages).
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	if a, ok := v.(jsonAppender); ok {
+		w := getJSONWriter()
+		a.appendJSON(w)
+		sendJSON(ctx, status, w)
+		putJSONWriter(w)
+		return
+	}
 	body, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // only our own maps and strings are marshalled
@@ -585,7 +572,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 		rid = s.requestID(ctx)
 		ctx.Response.Header.Set("X-Request-ID", rid)
 	}
-	writeJSON(ctx, info.HTTPStatus, map[string]any{"error": map[string]string{
-		"code": info.Name, "message": e.msg, "request_id": rid,
-	}})
+	w := getJSONWriter()
+	appendError(w, info.Name, e.msg, rid)
+	sendJSON(ctx, info.HTTPStatus, w)
+	putJSONWriter(w)
 }

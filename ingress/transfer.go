@@ -80,13 +80,10 @@ func writeTransferOutcome(ctx *fasthttp.RequestCtx, c *ledger.Command, res *ledg
 		}
 		return aerr
 	}
-	exp, _ := ledger.CurrencyExponent(c.Currency)
-	writeJSON(ctx, 201, map[string]any{
-		"transaction_id": res.TxID.String(), "type": "transfer", "status": "completed",
-		"source_account_id": c.AccountID.String(), "destination_account_id": c.Counterparty.String(),
-		"amount": ledger.FormatAmount(c.Amount, exp), "currency": c.Currency,
-		"description": c.Description, "reference_id": c.ReferenceID, "timestamp": timestamp(c.TimestampUs),
-	})
+	w := getJSONWriter()
+	appendTransferOutcome(w, c, res.TxID)
+	sendJSON(ctx, 201, w)
+	putJSONWriter(w)
 	return nil
 }
 
@@ -164,34 +161,5 @@ func transferView(recs []storage.TxRecord) *transfer {
 	return &t
 }
 
-func (t *transfer) json() map[string]any {
-	d := t.debit
-	if d == nil {
-		d = t.credit
-		if d == nil {
-			d = t.refund
-		}
-	}
-	exp, _ := ledger.CurrencyExponent(d.Currency)
-	src, dst := d.AccountID, d.Counterparty
-	if d.Kind == ledger.KindTransferCredit {
-		src, dst = dst, src
-	}
-	m := map[string]any{
-		"transaction_id": d.TxID.String(), "type": "transfer", "status": t.status,
-		"source_account_id": src.String(), "destination_account_id": dst.String(),
-		"amount": ledger.FormatAmount(d.Amount, exp), "currency": d.Currency,
-		"description": d.Description, "reference_id": d.ReferenceID, "timestamp": timestamp(d.TimestampUs),
-	}
-	if t.code != ledger.OK {
-		m["error_code"] = t.code.String()
-	}
-	legs := []map[string]any{}
-	for _, l := range []*storage.TxRecord{t.debit, t.credit, t.refund} {
-		if l != nil {
-			legs = append(legs, recordJSON(l))
-		}
-	}
-	m["legs"] = legs
-	return m
-}
+// json returns the transfer as a response body (jsonbody.go).
+func (t *transfer) json() transferBody { return transferBody{t} }

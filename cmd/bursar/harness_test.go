@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,9 @@ func (s *syncBuffer) String() string {
 func startNode(t *testing.T, addr string, args ...string) *node {
 	t.Helper()
 	all := append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)
+	if !slices.Contains(args, "--gossip-addr") {
+		all = append(all, "--gossip-addr", freePort(t), "--remote-addr", freePort(t))
+	}
 	n := &node{t: t, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command(binPath, all...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log

@@ -17,8 +17,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/engine/ledger"
 	"github.com/bursar/bursar/ingress"
 	"github.com/bursar/bursar/storage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +41,8 @@ type serveFlags struct {
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
 	events, brokerFsync                                    bool
+	advertiseHost                                          string
+	probeInterval                                          time.Duration
 }
 
 func defaultNodeID() string {
@@ -57,9 +63,11 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
 	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
-	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address (cluster mode; not used by this release)")
-	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (cluster mode; not used by this release)")
-	fs.StringVar(&f.remoteAddr, "remote-addr", ":8090", "protoactor-go remote address (cluster mode; not used by this release)")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address")
+	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (empty: start a new cluster)")
+	fs.StringVar(&f.remoteAddr, "remote-addr", ":8090", "protoactor-go remote address (answers and reads between nodes)")
+	fs.StringVar(&f.advertiseHost, "advertise-host", "127.0.0.1", "host other nodes reach this one at, when an address above binds all interfaces")
+	fs.DurationVar(&f.probeInterval, "probe-interval", time.Second, "memberlist failure-detector probe interval; a dead node is declared after a few")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
@@ -88,6 +96,9 @@ func runServe(args []string, _ io.Writer) error {
 		if r != "ingress" && r != "engine" {
 			return &exitError{code: 2, err: fmt.Errorf("--roles: unknown role %q (want ingress, engine)", r)}
 		}
+	}
+	if f.nodeID == "" || strings.ContainsAny(f.nodeID, "/ ") {
+		return &exitError{code: 2, err: errors.New("--node-id must be non-empty, without '/' or spaces")}
 	}
 	if f.partitions < 1 || f.partitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
@@ -160,26 +171,112 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	replies := ingress.NewReplies(f.nodeID+"/"+strconv.FormatInt(time.Now().UnixNano(), 36), f.maxInflight)
 
-	var eng *engine.Engine
+	// Cluster plumbing: the actor system with remote (answers and reads
+	// between nodes), then gossip. A single node is a cluster of one.
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return log.With("component", "actors")
+	}))
+	defer system.Shutdown()
+	remoteHost, remotePort, err := hostPort(f.remoteAddr)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--remote-addr: %w", err)}
+	}
+	rem := remote.NewRemote(system, remote.Configure(remoteHost, remotePort,
+		remote.WithAdvertisedHost(net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)))))
+	rem.Start()
+	defer rem.Shutdown(false)
+	var roles []string
+	if runIngress {
+		roles = append(roles, "ingress")
+	}
 	if runEngine {
+		roles = append(roles, "engine")
+	}
+	httpHost, httpPort, err := hostPort(f.httpAddr)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--http-addr: %w", err)}
+	}
+	members, err := cluster.Join(cluster.MembershipConfig{
+		Meta: cluster.Meta{
+			ID: f.nodeID, Roles: roles,
+			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
+			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
+		},
+		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval,
+	}, log.With("component", "cluster"))
+	if err != nil {
+		return err
+	}
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			members.Leave(5 * time.Second)
+		}
+	}
+	defer leave()
+
+	replies := ingress.NewReplies(f.nodeID+"/"+strconv.FormatInt(time.Now().UnixNano(), 36), f.maxInflight)
+	routerCfg := cluster.RouterConfig{
+		Self: f.nodeID, System: system, Members: members, Partitions: parts,
+		ErrNotOwner: engine.ErrNotOwner, ErrNotReady: engine.ErrNotReady,
+	}
+	if runIngress {
+		routerCfg.Replies = replies
+	}
+	var eng *engine.Engine
+	var router *cluster.Router
+	if runEngine {
+		// The engine answers through the router; the router reads through
+		// the engine.
+		var sink lateSink
 		eng, err = engine.New(engine.Config{
 			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events,
-		}, log.With("component", "engine"), store, engineClient, replies, engine.NewMetrics(reg), nil)
+		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		all := make([]int32, parts)
-		for i := range all {
-			all[i] = int32(i)
-		}
-		if err := eng.Start(ctx, all); err != nil {
+		routerCfg.Engine = eng
+		if router, err = cluster.NewRouter(routerCfg, log.With("component", "router")); err != nil {
 			return err
 		}
+		sink.r = router
+		if err := eng.Start(ctx, nil); err != nil {
+			return err
+		}
+	} else if router, err = cluster.NewRouter(routerCfg, log.With("component", "router")); err != nil {
+		return err
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_forwarded_total", Help: "Answers sent to the node whose ingress waits for them."},
+			func() float64 { return float64(router.Forwarded.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_unroutable_total", Help: "Answers for a node that is not a live member (dropped)."},
+			func() float64 { return float64(router.ForeignDropped.Load()) }),
+	)
+
+	var coord *cluster.Coordinator
+	coordCtx, stopCoord := context.WithCancel(context.Background())
+	defer stopCoord()
+	coordDone := make(chan struct{})
+	if runEngine {
+		coord = cluster.NewCoordinator(f.nodeID, parts, members, eng, store, log.With("component", "coordinator"))
+		go func() { coord.Run(coordCtx); close(coordDone) }()
+	} else {
+		close(coordDone)
+	}
+	ready := func() bool {
+		if coord != nil && !coord.Settled() {
+			return false
+		}
+		return router.Ready()
+	}
+	var stats func() any
+	if eng != nil {
+		stats = func() any { return eng.Stats() }
 	}
 
 	errc := make(chan error, 2)
@@ -187,17 +284,14 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		ShutdownWithContext(context.Context) error
 	}
 	if runIngress {
-		var engIface ingress.Engine
-		if eng != nil {
-			engIface = eng
-		}
 		api, err := ingress.New(ingress.Config{
 			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, MaxInflight: f.maxInflight,
-		}, log.With("component", "ingress"), producer, replies, engIface, store, reg,
+		}, log.With("component", "ingress"), producer, replies, router, store, reg,
 			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if err != nil {
 			return err
 		}
+		api.SetAdmin(cluster.AdminHandler(members, ready, stats), ready)
 		ln, err := net.Listen("tcp", f.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", f.httpAddr, err)
@@ -229,6 +323,22 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			log.Warn("http shutdown", "err", err)
 		}
 	}
+	// Hand partitions off before going: gossip that this node is draining
+	// (the others stop expecting it to own anything), release every
+	// partition (flush, clear the owner), then leave the cluster.
+	stopCoord()
+	<-coordDone
+	if eng != nil && runErr == nil {
+		if err := members.SetDraining(true); err != nil {
+			log.Warn("announcing drain", "err", err)
+		}
+		for p := range eng.OwnedEpochs() {
+			if err := eng.Release(sctx, p); err != nil {
+				log.Warn("releasing partition", "partition", p, "err", err)
+			}
+		}
+	}
+	leave()
 	if eng != nil {
 		if err := eng.Stop(sctx); err != nil {
 			log.Error("engine shutdown", "err", err)
@@ -250,4 +360,27 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// lateSink forwards answers to a router set after the engine is built.
+type lateSink struct{ r *cluster.Router }
+
+func (l *lateSink) Deliver(node string, seq uint64, res *ledger.Result) { l.r.Deliver(node, seq, res) }
+
+func hostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	return h, port, err
+}
+
+// advertiseHost is the host others reach a listener at: the bound host when
+// it is specific, else --advertise-host.
+func advertiseHost(bound, flagValue string) string {
+	if bound != "" && bound != "0.0.0.0" && bound != "::" {
+		return bound
+	}
+	return flagValue
 }

@@ -1,0 +1,264 @@
+// Package cluster makes Bursar nodes a cluster: membership and node
+// metadata through hashicorp/memberlist, partition ownership by rendezvous
+// hashing over the live engine nodes with fenced acquisition (the epoch in
+// PostgreSQL decides, never gossip alone), and cross-node answers and reads
+// over protoactor-go remote.
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a node gossips about itself. It must stay within
+// memberlist's meta limit (512 bytes); Encode checks.
+type Meta struct {
+	ID       string   `json:"id"`
+	Roles    []string `json:"roles"`
+	HTTP     string   `json:"http"`
+	Remote   string   `json:"remote"`
+	Draining bool     `json:"draining,omitempty"`
+}
+
+// HasRole reports whether the node runs role.
+func (m *Meta) HasRole(role string) bool { return slices.Contains(m.Roles, role) }
+
+// Member is a live node as this node sees it.
+type Member struct {
+	Meta
+	Gossip string `json:"gossip"`
+	State  string `json:"state"` // alive or suspect
+}
+
+// MembershipConfig configures gossip.
+type MembershipConfig struct {
+	// Meta describes this node. ID is required and names the memberlist node.
+	Meta Meta
+	// BindAddr is host:port to gossip on. Default ":7946".
+	BindAddr string
+	// AdvertiseAddr is the host:port others reach this node's gossip at.
+	// Default: BindAddr when it names a host, else memberlist's choice.
+	AdvertiseAddr string
+	// Join lists seed nodes' gossip addresses.
+	Join []string
+	// ProbeInterval is how often a random peer is probed. Default 1s; a
+	// dead node is declared after a few intervals (SuspicionMult).
+	ProbeInterval time.Duration
+	// SuspicionMult scales how long a suspect node has to refute before it
+	// is declared dead. Default 4.
+	SuspicionMult int
+}
+
+// Membership is this node's view of the cluster.
+type Membership struct {
+	ml      *memberlist.Memberlist
+	log     *slog.Logger
+	changed chan struct{}
+
+	mu   sync.Mutex
+	meta Meta
+}
+
+// Join starts gossiping and joins the seeds (if any). It keeps trying the
+// seeds in the background when none answers, so nodes can start in any
+// order.
+func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
+	if cfg.Meta.ID == "" {
+		return nil, errors.New("cluster: node ID is required")
+	}
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = ":7946"
+	}
+	m := &Membership{log: logger, changed: make(chan struct{}, 1), meta: cfg.Meta}
+	if _, err := m.encodeMeta(cfg.Meta); err != nil {
+		return nil, err
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Meta.ID
+	host, port, err := splitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip address: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if host == "" {
+		mc.BindAddr = "0.0.0.0"
+	}
+	adv := cfg.AdvertiseAddr
+	if adv == "" && host != "" && host != "0.0.0.0" {
+		adv = cfg.BindAddr
+	}
+	if adv != "" {
+		ah, ap, err := splitHostPort(adv)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip advertise address: %w", err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+	}
+	if cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = cfg.ProbeInterval
+		mc.ProbeTimeout = cfg.ProbeInterval / 2
+		mc.GossipInterval = min(mc.GossipInterval, cfg.ProbeInterval/5)
+	}
+	if cfg.SuspicionMult > 0 {
+		mc.SuspicionMult = cfg.SuspicionMult
+	}
+	mc.Delegate = (*delegate)(m)
+	mc.Events = (*events)(m)
+	mc.Logger = log.New(io.Discard, "", 0) // memberlist's chatter; our events are logged below
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip: %w", err)
+	}
+	m.ml = ml
+	if len(cfg.Join) > 0 {
+		if _, err := ml.Join(cfg.Join); err != nil {
+			logger.Warn("no seed answered; retrying in the background", "seeds", cfg.Join, "err", err)
+			go m.rejoin(cfg.Join)
+		}
+	}
+	return m, nil
+}
+
+func (m *Membership) rejoin(seeds []string) {
+	for len(m.ml.Members()) < 2 {
+		time.Sleep(time.Second)
+		if _, err := m.ml.Join(seeds); err == nil {
+			return
+		}
+	}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	return h, port, err
+}
+
+func (m *Membership) encodeMeta(meta Meta) ([]byte, error) {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("cluster: node metadata is %d bytes, more than memberlist's %d", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+// Self returns this node's metadata.
+func (m *Membership) Self() Meta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.meta
+}
+
+// SetDraining marks this node as draining (its engine keeps no partitions)
+// and gossips the change.
+func (m *Membership) SetDraining(d bool) error {
+	m.mu.Lock()
+	m.meta.Draining = d
+	m.mu.Unlock()
+	m.notify()
+	return m.ml.UpdateNode(5 * time.Second)
+}
+
+// Members returns the nodes memberlist has not declared dead or left, this
+// one included, sorted by ID.
+func (m *Membership) Members() []Member {
+	var out []Member
+	for _, n := range m.ml.Members() {
+		var meta Meta
+		if err := json.Unmarshal(n.Meta, &meta); err != nil || meta.ID == "" {
+			continue // a node still starting, or not ours
+		}
+		state := "alive"
+		if n.State == memberlist.StateSuspect {
+			state = "suspect"
+		}
+		out = append(out, Member{Meta: meta, Gossip: n.Address(), State: state})
+	}
+	slices.SortFunc(out, func(a, b Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Member returns the live member with the given ID.
+func (m *Membership) Member(id string) (Member, bool) {
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return mem, true
+		}
+	}
+	return Member{}, false
+}
+
+// Changed signals membership or metadata changes (coalesced).
+func (m *Membership) Changed() <-chan struct{} { return m.changed }
+
+func (m *Membership) notify() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Leave tells the cluster this node is going (so it is not suspected) and
+// stops gossiping.
+func (m *Membership) Leave(timeout time.Duration) {
+	if err := m.ml.Leave(timeout); err != nil {
+		m.log.Warn("leaving the cluster", "err", err)
+	}
+	m.ml.Shutdown() //nolint:errcheck // shutting down anyway
+}
+
+type delegate Membership
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	m := (*Membership)(d)
+	b, err := m.encodeMeta(m.Self())
+	if err != nil || len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (d *delegate) NotifyMsg([]byte)                    {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte     { return nil }
+func (d *delegate) LocalState(bool) []byte              { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+type events Membership
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.log.Info("node joined", "peer", n.Name, "gossip", n.Address())
+	(*Membership)(e).notify()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	e.log.Info("node left or declared dead", "peer", n.Name)
+	(*Membership)(e).notify()
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	(*Membership)(e).notify()
+}
