@@ -17,13 +17,14 @@ run: build
 		|| psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE bursar"
 	./bin/bursar serve
 
-## test: the whole suite against real PostgreSQL, Redis and an in-process Kafka broker.
+## test: the whole suite (ends with a k6 smoke run against a fresh node, installing k6 if missing) against real PostgreSQL, Redis and an in-process Kafka broker.
 test:
 	@bash scripts/ensure-services.sh --redis
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	$(GO) vet ./...
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 30m ./...
-	CI=$${CI:-true} $(GO) test -count=1 -race -timeout 20m ./engine/ledger/ ./ingress/ ./actors/
+	CI=$${CI:-true} $(GO) test -count=1 -race -timeout 20m ./engine/ledger/ ./ingress/ ./actors/ ./cluster/
+	bash k6/smoke-ci.sh
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
@@ -39,3 +40,5 @@ bench:
 
 clean:
 	rm -rf bin bursar-data
+
+include k6/k6.mk

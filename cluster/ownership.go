@@ -86,6 +86,13 @@ type Coordinator struct {
 	log        *slog.Logger
 	interval   time.Duration
 
+	started time.Time
+	// TakeoverGrace is how long after start this node waits before taking a
+	// partition from an owner it does not see: gossip needs a few rounds to
+	// show every live node, and a takeover of a live owner only causes churn
+	// (it is fenced, never wrong). Default 3s.
+	TakeoverGrace time.Duration
+
 	mu       sync.Mutex
 	acquired map[int32]time.Time // when this node last acquired each partition
 }
@@ -95,6 +102,7 @@ func NewCoordinator(self string, partitions int32, members *Membership, eng Loca
 	return &Coordinator{
 		self: self, partitions: partitions, members: members, engine: eng, table: table, log: log,
 		interval: 250 * time.Millisecond, acquired: make(map[int32]time.Time),
+		started: time.Now(), TakeoverGrace: 3 * time.Second,
 	}
 }
 
@@ -183,7 +191,7 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 	var take []int32
 	for _, p := range want {
 		h := holder[p].Owner
-		if h == "" || h == c.self || !alive[h] {
+		if h == "" || h == c.self || (!alive[h] && time.Since(c.started) >= c.TakeoverGrace) {
 			take = append(take, p)
 		}
 	}

@@ -46,7 +46,7 @@ function balanceIs(step, b, want) {
   if (b && toMinor(b.current_balance) !== want) {
     balanceMismatch.add(1);
   }
-  return expectBody(step, b, `balance ${step} = script's arithmetic`, (x) =>
+  return expectBody(step, b, 'balance matches the script\'s arithmetic', (x) =>
     toMinor(x.current_balance) === want && toMinor(x.available_balance) === want);
 }
 

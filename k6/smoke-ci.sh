@@ -31,6 +31,7 @@ tmp="$(mktemp -d -t bursar-k6-smoke.XXXXXX)"
 db="bursar_k6_smoke_$$_${RANDOM}"
 db_url="postgres://${PGUSER}@${PGHOST}:${PGPORT}/${db}?sslmode=disable"
 node_pid=""
+k6_pid=""
 db_created=0
 
 # stop_node sends SIGTERM and waits (up to 45s: the node's shutdown timeout
@@ -57,6 +58,10 @@ stop_node() {
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "$k6_pid" ]; then
+    kill -TERM "$k6_pid" 2>/dev/null
+    wait "$k6_pid" 2>/dev/null
+  fi
   stop_node
   if [ "$db_created" = 1 ]; then
     psql -d postgres -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null \
@@ -141,13 +146,24 @@ say "node ready after $(( $(date +%s) - start ))s"
 mkdir -p "$K6_OUT"
 k6_rc=0
 # shellcheck disable=SC2086 # K6_ENV is a list of arguments
-timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e OUT_DIR="$K6_OUT" ${K6_ENV:-} "$ROOT/k6/smoke.js" || k6_rc=$?
+# In the background so that a signal to this script is handled at once
+# (bash runs traps only between foreground commands); cleanup stops it.
+timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e OUT_DIR="$K6_OUT" ${K6_ENV:-} "$ROOT/k6/smoke.js" &
+k6_pid=$!
+wait "$k6_pid" || k6_rc=$?
+k6_pid=""
 
+node_died=0
+if ! kill -0 "$node_pid" 2>/dev/null; then
+  node_died=1 # before we asked it to: a crash, or someone else's signal
+fi
 say "stopping node (SIGTERM)"
 stop_node
-if [ "$node_rc" != 0 ]; then
-  say "node exited with status $node_rc after SIGTERM; its log:"
+if [ "$node_died" = 1 ] || [ "$node_rc" != 0 ]; then
+  [ "$node_died" = 1 ] && say "node exited on its own during the run (status $node_rc)"
+  say "node exit status $node_rc; the end of its log:"
   tail -n 30 "$tmp/node.log" >&2
+  [ "$node_rc" != 0 ] || node_rc=1
 fi
 
 say "auditing"
@@ -157,7 +173,7 @@ timeout 120 "$tmp/bursar" audit --database-url "$db_url" || audit_rc=$?
 say "k6 exit $k6_rc, node exit $node_rc, audit exit $audit_rc; $(( $(date +%s) - start ))s; summary in $K6_OUT/smoke-summary.txt"
 if [ "$k6_rc" != 0 ] || [ "$node_rc" != 0 ] || [ "$audit_rc" != 0 ]; then
   [ "$k6_rc" != 0 ] && say "FAIL: k6 thresholds or run (exit $k6_rc; 99 means thresholds crossed)"
-  [ "$node_rc" != 0 ] && say "FAIL: node did not shut down cleanly"
+  [ "$node_rc" != 0 ] && say "FAIL: node died during the run or did not shut down cleanly"
   [ "$audit_rc" != 0 ] && say "FAIL: audit (exit $audit_rc: 1 violation, 2 could not check)"
   exit 1
 fi

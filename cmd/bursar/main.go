@@ -27,6 +27,8 @@ var commands = []command{
 	{"broker", "run the embedded Kafka-protocol development broker on its own", runBroker},
 	{"audit", "check the money invariants in PostgreSQL (exit 1 on a violation, 2 if it could not check)", runAudit},
 	{"bench", "drive load through the REST API and report throughput, latency and errors (optionally audit)", runBench},
+	{"cluster", "cluster status: nodes, roles, health, partitions owned, epochs, lag and unflushed rows", runCluster},
+	{"node", "node drain <node-id>: move a node's partitions away so it can be stopped safely", runNode},
 	{"partitions", "partitions ls: list partitions, owners, epochs and committed offsets", runPartitions},
 }
 

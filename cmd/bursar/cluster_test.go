@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/google/uuid"
+)
+
+// testCluster is a set of `bursar serve` processes sharing one development
+// broker and one database.
+type testCluster struct {
+	t      *testing.T
+	broker string
+	dbURL  string
+	seed   string // gossip address of the first node
+	nodes  map[string]*node
+	gossip map[string]string
+	parts  int
+}
+
+func (tc *testCluster) start(id string) *node {
+	tc.t.Helper()
+	addr, gossip := freePort(tc.t), freePort(tc.t)
+	if tc.seed == "" {
+		tc.seed = gossip
+	}
+	n := startNode(tc.t, addr, "--node-id", id, "--database-url", tc.dbURL, "--kafka-brokers", tc.broker,
+		"--partitions", fmt.Sprint(tc.parts), "--gossip-addr", gossip, "--remote-addr", freePort(tc.t),
+		"--join", tc.seed, "--probe-interval", "200ms", "--flush-interval", "20ms", "--wait-timeout", "3s")
+	tc.nodes[id] = n
+	tc.gossip[id] = gossip
+	return n
+}
+
+// live returns the HTTP addresses of the nodes still running, sorted by ID.
+func (tc *testCluster) live() []string {
+	var out []string
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		if n, ok := tc.nodes[id]; ok {
+			out = append(out, n.addr)
+		}
+	}
+	return out
+}
+
+// status runs `bursar cluster status --format json` against a live node.
+func (tc *testCluster) status() (*clusterView, int) {
+	tc.t.Helper()
+	cmd := exec.Command(binPath, "cluster", "status", "--addr", tc.live()[0], "--kafka-brokers", tc.broker, "--format", "json")
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		tc.t.Fatal(err)
+	}
+	var v clusterView
+	if err := json.Unmarshal(out, &v); err != nil {
+		return nil, code
+	}
+	return &v, code
+}
+
+// waitOwned waits until every partition has exactly one owner among the
+// given nodes, each ready, and returns how long it took.
+func (tc *testCluster) waitOwned(ids ...string) time.Duration {
+	tc.t.Helper()
+	start := time.Now()
+	deadline := start.Add(60 * time.Second)
+	for {
+		v, code := tc.status()
+		if v != nil && code == 0 && tc.ownedOnce(v, ids) {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			tc.t.Fatalf("partitions not owned exactly once by %v after 60s: %+v", ids, v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (tc *testCluster) ownedOnce(v *clusterView, ids []string) bool {
+	count := map[int32]int{}
+	for _, p := range v.Partitions {
+		if !p.Ready || !strings.Contains(","+strings.Join(ids, ",")+",", ","+p.Owner+",") {
+			return false
+		}
+		count[p.Partition]++
+	}
+	if len(count) != tc.parts {
+		return false
+	}
+	for _, c := range count {
+		if c != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestClusterMembershipAndFailover runs three nodes on loopback with one
+// development broker and the shared PostgreSQL, and a transfer workload
+// through every ingress while it adds a fourth node, drains and stops one,
+// kills an owner with SIGKILL, and pauses an owner with SIGSTOP long enough
+// to be declared dead. After each step the money audit is clean, every
+// acknowledged operation is applied exactly once and every partition has
+// exactly one owner.
+func TestClusterMembershipAndFailover(t *testing.T) {
+	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 16}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		tc.start(id)
+	}
+	tc.waitOwned("n1", "n2", "n3")
+
+	const accounts = 60
+	const fundCents = 100_000
+	c0 := newClient(tc.live()[0])
+	ids := make([]string, accounts)
+	for i := range ids {
+		ids[i] = c0.openAccount(t, fmt.Sprintf("cl-open-%d", i))
+		fund := &bankOp{key: fmt.Sprintf("cl-fund-%d", i), kind: "credit", src: ids[i], cents: fundCents}
+		if fund.send(context.Background(), t, c0); fund.outcome != "completed" {
+			t.Fatalf("funding: %+v", fund)
+		}
+	}
+	ghost := uuid.NewString()
+
+	var (
+		mu  sync.Mutex
+		ops []*bankOp
+		seq atomic.Int64
+	)
+	// load runs transfers (and some credits) round-robin over the given
+	// nodes until stop is closed.
+	load := func(addrs []string, stop chan struct{}) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for w := 0; w < 9; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				c := newClient(addrs[w%len(addrs)])
+				rng := rand.New(rand.NewPCG(uint64(seq.Load()), uint64(w)))
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					o := &bankOp{key: fmt.Sprintf("cl-%d", seq.Add(1)), kind: "transfer",
+						src: ids[rng.IntN(accounts)], dst: ids[rng.IntN(accounts)], cents: 1 + rng.Int64N(5_000)}
+					switch x := rng.IntN(100); {
+					case x < 10:
+						o.kind, o.dst = "credit", ""
+					case x < 13:
+						o.dst = ghost
+					case x < 15:
+						o.dst = o.src
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					o.send(ctx, t, c)
+					cancel()
+					mu.Lock()
+					ops = append(ops, o)
+					mu.Unlock()
+					if o.outcome == "unknown" {
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}(w)
+		}
+		return &wg
+	}
+	// checkpoint stops the load, resolves every lost answer through a live
+	// node, and checks ownership, the audit and exactly-once.
+	checkpoint := func(step string, owners ...string) {
+		t.Helper()
+		tc.waitOwned(owners...)
+		mu.Lock()
+		snapshot := append([]*bankOp(nil), ops...)
+		mu.Unlock()
+		resolveAll(t, newClient(tc.live()[0]), snapshot)
+		code, out := auditProcess(t, tc.dbURL, "--kafka-brokers", tc.broker, "--wait", "60s")
+		if code != 0 {
+			t.Fatalf("%s: audit exit %d:\n%s", step, code, out)
+		}
+		checkBank(t, tc.dbURL, ids, fundCents, snapshot)
+		t.Logf("%s: %d operations so far, audit clean, every partition owned once by %v", step, len(snapshot), owners)
+	}
+	run := func(d time.Duration, during func()) {
+		stop := make(chan struct{})
+		wg := load(tc.live(), stop)
+		time.Sleep(d / 2)
+		if during != nil {
+			during()
+		}
+		time.Sleep(d / 2)
+		close(stop)
+		wg.Wait()
+	}
+
+	// Step 1: add a fourth node, then drain and stop one.
+	run(4*time.Second, func() { tc.start("n4") })
+	checkpoint("after adding n4", "n1", "n2", "n3", "n4")
+	run(4*time.Second, func() {
+		out, err := exec.Command(binPath, "node", "drain", "n2", "--addr", tc.nodes["n1"].addr, "--wait", "60s").CombinedOutput()
+		if err != nil {
+			t.Errorf("node drain: %v\n%s", err, out)
+		}
+	})
+	tc.nodes["n2"].stop()
+	delete(tc.nodes, "n2")
+	checkpoint("after draining and stopping n2", "n1", "n3", "n4")
+
+	// Step 2: kill an owner with SIGKILL and measure how long its
+	// partitions have no owner.
+	var failover time.Duration
+	run(4*time.Second, func() {
+		tc.nodes["n3"].kill()
+		delete(tc.nodes, "n3")
+		failover = tc.waitOwned("n1", "n4")
+	})
+	checkpoint("after SIGKILL of n3", "n1", "n4")
+	t.Logf("partitions unowned for at most %s after SIGKILL (probe interval 200ms)", failover.Round(10*time.Millisecond))
+
+	// Step 3: pause an owner long enough to be declared dead, then resume
+	// it: it must be fenced (drop its partitions, write nothing under its
+	// old epoch) and then take its share back through a fresh acquisition.
+	zombie := tc.nodes["n4"]
+	run(6*time.Second, func() {
+		zombie.cmd.Process.Signal(syscall.SIGSTOP) //nolint:errcheck // checked by the takeover below
+		tc.nodes["n4"] = nil
+		delete(tc.nodes, "n4")
+		tc.waitOwned("n1")
+		zombie.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // checked below
+		tc.nodes["n4"] = zombie
+	})
+	checkpoint("after SIGSTOP/SIGCONT of n4", "n1", "n4")
+	if !strings.Contains(zombie.log.String(), "dropping it") && !strings.Contains(zombie.log.String(), "fenced out of partition") {
+		t.Fatalf("the paused node was never fenced:\n%s", zombie.log.String())
+	}
+	if !strings.Contains(zombie.log.String(), "level=WARN") {
+		t.Fatal("no warning logged by the fenced node")
+	}
+
+	counts := map[string]int{}
+	for _, o := range ops {
+		counts[o.kind+"/"+o.outcome+"/"+o.code]++
+	}
+	t.Logf("cluster workload: %d operations: %v", len(ops), counts)
+	if counts["transfer/completed/"] == 0 {
+		t.Fatal("no transfer completed")
+	}
+}
