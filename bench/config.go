@@ -55,10 +55,11 @@ type Config struct {
 	// "baseline"). Default "bursar".
 	Label string
 	// Partitions is the partition count of the target's bursar.commands
-	// topic. The bench hashes its account IDs with ledger.SlotMap to know
-	// each account's partition, which the same-partition and
-	// cross-partition workloads need; it must match the node's
-	// --partitions. Default 64.
+	// topic. The bench hashes its account IDs with the initial slot map
+	// (ledger.NewSlotMap, version 0) to know each account's partition,
+	// which the same-partition and cross-partition workloads need; it must
+	// match the node's --partitions, and slots must not have been moved.
+	// Default 64.
 	Partitions int
 	// Workload names the operation mix; see Workloads. Default
 	// credit-debit.

@@ -37,7 +37,7 @@ func (s *sink) Deliver(node string, seq uint64, r *ledger.Result) {
 	s.ch <- seq
 }
 
-func (s *sink) wait(t *testing.T, seq uint64) ledger.Result {
+func (s *sink) wait(t testing.TB, seq uint64) ledger.Result {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -56,7 +56,7 @@ func (s *sink) wait(t *testing.T, seq uint64) ledger.Result {
 }
 
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	broker *kfake.Cluster
 	store  *storage.Store
 	client *kgo.Client
@@ -68,7 +68,7 @@ type rig struct {
 
 // newRig starts a Kafka-protocol broker (kfake over TCP), a fresh database
 // and an engine owning every partition.
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx := context.Background()
 	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -491,4 +491,33 @@ func TestReleaseHandsOffWithoutLoss(t *testing.T) {
 		t.Fatalf("key from before the handoff not remembered: %+v", res)
 	}
 	old.Stop(ctx) //nolint:errcheck // fenced everywhere by now
+}
+
+// waitCommitted waits until PostgreSQL holds every partition's log up to
+// its end.
+func (r *rig) waitCommitted(tb testing.TB) {
+	tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ends, err := kafkalog.EndOffsets(ctx, r.client)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rows, err := r.store.Partitions(ctx)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		done := len(rows) > 0
+		for _, row := range rows {
+			done = done && row.NextOffset >= ends[row.Partition]
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not committed after 5 minutes: ends %v rows %+v", ends, rows)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

@@ -1,14 +1,11 @@
 package engine
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/bursar/bursar/engine/ledger"
 	"github.com/google/uuid"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Event types on bursar.events. Stable: downstream consumers switch on them.
@@ -92,16 +89,9 @@ func eventsFor(c *ledger.Command, r *ledger.Result, p int32, off int64) []Event 
 // partition with the command's partition number; the buffer's flush waits
 // for them (rule 3).
 func (p *partition) emitEvents(b *buffer, c *ledger.Command, r *ledger.Result, off int64) {
-	for _, ev := range eventsFor(c, r, p.id, off) {
-		body, err := json.Marshal(ev)
-		if err != nil {
-			panic(err) // a struct of strings and integers always marshals
-		}
-		p.produce(b, &kgo.Record{
-			Topic: kafkalog.TopicEvents, Partition: p.id % p.e.eventPartitions,
-			Key: []byte(ev.AccountID), Value: body, Timestamp: time.UnixMicro(r.TimestampUs),
-			Headers: []kgo.RecordHeader{{Key: "event_id", Value: []byte(ev.EventID)}, {Key: "type", Value: []byte(ev.Type)}},
-		})
+	events := eventsFor(c, r, p.id, off)
+	for i := range events {
+		p.produce(b, eventRecord(&events[i], p.id%p.e.eventPartitions, time.UnixMicro(r.TimestampUs)))
 		p.e.m.events.Inc()
 	}
 }

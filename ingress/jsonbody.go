@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/engine/ledger"
-	"github.com/bursar/bursar/internal/jsonw"
+	"github.com/bursar/bursar/engine/jsonw"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
