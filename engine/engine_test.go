@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -106,7 +107,7 @@ func (r *rig) start() {
 	r.t.Helper()
 	r.sink = newSink()
 	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), r.store, r.newClient(), r.sink, nil, nil)
+		testLogger(), r.store, r.newClient(), r.sink, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -520,4 +521,12 @@ func (r *rig) waitCommitted(tb testing.TB) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// testLogger discards logs unless BURSAR_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("BURSAR_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

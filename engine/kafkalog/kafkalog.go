@@ -118,7 +118,9 @@ func (c ClientConfig) Options() []kgo.Opt {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(linger),
 		kgo.MaxBufferedRecords(buffered),
-		kgo.ProducerBatchMaxBytes(4 << 20),
+		// Under Kafka's default message.max.bytes (1 MiB + overhead), which
+		// the embedded broker also enforces: a larger batch is refused.
+		kgo.ProducerBatchMaxBytes(1_000_000),
 		// Records are small and mostly random IDs: compression costs CPU
 		// and saves little.
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
