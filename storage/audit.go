@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -77,18 +78,16 @@ WHERE idem_key IS NOT NULL
 GROUP BY account_id, idem_key
 HAVING count(*) > 1 AND max(created_at) - min(created_at) < interval '24 hours'`},
 	{"transfer_legs_match", `
-SELECT d.transaction_id::text || ' debit ' || d.status || ' credits ' ||
-       (SELECT count(*) FROM transactions c WHERE c.transaction_id = d.transaction_id AND c.kind = 'transfer_credit' AND c.status = 'completed') ||
-       ' refunds ' ||
-       (SELECT count(*) FROM transactions r WHERE r.transaction_id = d.transaction_id AND r.kind = 'transfer_refund')
-FROM transactions d
-WHERE d.kind = 'transfer_debit' AND d.status = 'pending' AND
-      (SELECT count(*) FROM transactions c WHERE c.transaction_id = d.transaction_id AND c.kind = 'transfer_credit' AND c.status = 'completed') +
-      (SELECT count(*) FROM transactions r WHERE r.transaction_id = d.transaction_id AND r.kind = 'transfer_refund') > 1
-UNION ALL
-SELECT l.transaction_id::text || ' ' || l.kind || ' without a debit leg' FROM transactions l
-WHERE l.kind IN ('transfer_credit', 'transfer_refund') AND l.delta <> 0 AND NOT EXISTS
-      (SELECT 1 FROM transactions d WHERE d.transaction_id = l.transaction_id AND d.kind = 'transfer_debit' AND d.status = 'pending')`},
+WITH legs AS (
+    SELECT transaction_id,
+           count(*) FILTER (WHERE kind = 'transfer_debit' AND status = 'pending') AS debits,
+           count(*) FILTER (WHERE kind = 'transfer_credit' AND status = 'completed') AS credits,
+           count(*) FILTER (WHERE kind = 'transfer_refund') AS refunds,
+           count(*) FILTER (WHERE kind IN ('transfer_credit', 'transfer_refund') AND delta <> 0) AS moves
+    FROM transactions WHERE kind IN ('transfer_debit', 'transfer_credit', 'transfer_refund')
+    GROUP BY transaction_id)
+SELECT transaction_id::text || ' debits ' || debits || ' credits ' || credits || ' refunds ' || refunds
+FROM legs WHERE credits + refunds > 1 OR (moves > 0 AND debits = 0)`},
 }
 
 const currencyTotals = `
@@ -99,11 +98,13 @@ WITH b AS (SELECT currency, count(*) n, coalesce(sum(balance), 0) s FROM account
                   count(*) FILTER (WHERE kind <> 'open') txs,
                   count(*) FILTER (WHERE status = 'failed') failed
            FROM transactions GROUP BY currency),
-     f AS (SELECT d.currency, coalesce(sum(d.amount), 0) s FROM transactions d
-           WHERE d.kind = 'transfer_debit' AND d.status = 'pending' AND NOT EXISTS (
-               SELECT 1 FROM transactions l WHERE l.transaction_id = d.transaction_id
-               AND ((l.kind = 'transfer_credit' AND l.status = 'completed') OR l.kind = 'transfer_refund'))
-           GROUP BY d.currency)
+     legs AS (SELECT transaction_id, min(currency) AS currency,
+                     sum(amount) FILTER (WHERE kind = 'transfer_debit' AND status = 'pending') AS debited,
+                     count(*) FILTER (WHERE (kind = 'transfer_credit' AND status = 'completed') OR kind = 'transfer_refund') AS settled
+              FROM transactions WHERE kind IN ('transfer_debit', 'transfer_credit', 'transfer_refund')
+              GROUP BY transaction_id),
+     f AS (SELECT currency, coalesce(sum(debited), 0) s FROM legs
+           WHERE debited IS NOT NULL AND settled = 0 GROUP BY currency)
 SELECT coalesce(b.currency, t.currency), coalesce(b.n, 0), coalesce(b.s, 0), coalesce(t.ext_in, 0),
        coalesce(t.ext_out, 0), coalesce(f.s, 0), coalesce(t.txs, 0), coalesce(t.failed, 0)
 FROM b FULL JOIN t USING (currency) LEFT JOIN f ON f.currency = coalesce(b.currency, t.currency)
@@ -119,6 +120,11 @@ func (s *Store) Audit(ctx context.Context, endOffsets map[int32]int64) (*AuditRe
 		return nil, fmt.Errorf("storage: audit: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	// The audit scans every row; the pool's per-statement timeout is for
+	// the serving path. ctx bounds the audit instead.
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+		return nil, fmt.Errorf("storage: audit: %w", err)
+	}
 
 	rep := &AuditReport{Clean: true}
 	for _, rule := range auditRules {
@@ -191,5 +197,15 @@ func (s *Store) Audit(ctx context.Context, endOffsets map[int32]int64) (*AuditRe
 		}
 		rep.Partitions = append(rep.Partitions, p)
 	}
-	return rep, prows.Err()
+	if err := prows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: audit partitions: %w", err)
+	}
+	// Partitions no node ever acquired have committed nothing.
+	for part, end := range endOffsets {
+		if end > 0 && !slices.ContainsFunc(rep.Partitions, func(p PartitionLag) bool { return p.Partition == part }) {
+			rep.Partitions = append(rep.Partitions, PartitionLag{Partition: part, End: end, Unflushed: end})
+			rep.Unflushed += end
+		}
+	}
+	return rep, nil
 }
