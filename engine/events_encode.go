@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/bursar/bursar/engine/jsonw"
+	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 

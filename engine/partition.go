@@ -377,9 +377,17 @@ func (p *partition) stop() {
 	}
 	p.halt()
 	p.mu.Lock()
-	for id, r := range p.residents {
-		p.stopActor(id, r)
-	}
-	p.space.Broadcast()
+	p.space.Broadcast() // wake a worker waiting at the unflushed limit
 	p.mu.Unlock()
+	// The actors go once the worker has ended: it may be dispatching a
+	// batch right now, and a command sent after an actor's poison pill
+	// would never be applied (the worker would wait for it forever).
+	go func() {
+		<-p.done
+		p.mu.Lock()
+		for id, r := range p.residents {
+			p.stopActor(id, r)
+		}
+		p.mu.Unlock()
+	}()
 }
