@@ -163,11 +163,10 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	if parts != int32(f.partitions) {
 		log.Warn("command topic exists with a different partition count; using it", "partitions", parts, "flag", f.partitions)
 	}
-	producer, err := kgo.NewClient(kcfg.Options()...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer producer.Close()
+	// One client produces the API's commands and the engine's records and
+	// consumes the owned partitions: one connection, and records bound for
+	// the same broker share produce requests (fewer, larger batches).
+	producer := engineClient
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
