@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -103,10 +104,12 @@ func (r *rig) newClient() *kgo.Client {
 	return cl
 }
 
-func (r *rig) start() {
+func (r *rig) start() { r.startWith(engine.AckApplied) }
+
+func (r *rig) startWith(ack string) {
 	r.t.Helper()
 	r.sink = newSink()
-	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond},
+	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond, Ack: ack},
 		testLogger(), r.store, r.newClient(), r.sink, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
@@ -529,4 +532,28 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// With ack=flushed an answer is sent only once PostgreSQL holds the
+// command: the row is readable the moment the answer arrives.
+func TestAckFlushedAnswersAfterCommit(t *testing.T) {
+	r := newRig(t)
+	if err := r.eng.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.startWith(engine.AckFlushed)
+	ctx := context.Background()
+	a := uuid.New()
+	r.apply(openCmd(a))
+	for i := 0; i < 20; i++ {
+		res := r.apply(money(ledger.KindCredit, a, 10, fmt.Sprintf("flushed-%d", i)))
+		recs, err := r.store.Transaction(ctx, res.TxID)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("answer for %s arrived before its commit: %v %d rows", res.TxID, err, len(recs))
+		}
+	}
+	acc, err := r.store.Account(ctx, a)
+	if err != nil || acc.Balance != 200 {
+		t.Fatalf("account = %+v %v", acc, err)
+	}
 }
