@@ -14,6 +14,7 @@ type Metrics struct {
 	backpressure  prometheus.Counter
 	storageErrors prometheus.Counter
 	fetchErrors   prometheus.Counter
+	fetchGaps     prometheus.Counter
 	readFallbacks prometheus.Counter
 	loaded        prometheus.Counter
 	passivations  *prometheus.CounterVec
@@ -51,6 +52,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_fetch_errors_total", Help: "Kafka fetch errors.",
 		}),
+		fetchGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_fetch_gaps_total", Help: "Fetched batches that did not continue at the partition's next offset (stale cursor after a re-acquisition); dropped and re-sought.",
+		}),
 		readFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_read_fallbacks_total", Help: "Balance reads served from PostgreSQL after the actor passivated mid-read.",
 		}),
@@ -77,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
-			m.fetchErrors, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
+			m.fetchErrors, m.fetchGaps, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
 			m.flushSeconds, m.batchSeconds)
 	}
 	return m

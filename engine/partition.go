@@ -127,10 +127,23 @@ func (p *partition) process(recs []*kgo.Record) {
 	var dead []*kgo.Record
 	var deadWhy []string
 	last := int64(-1)
+	expected := p.applied
 	for _, r := range recs {
-		if r.Offset < p.applied {
+		if r.Offset < expected {
 			continue // re-fetched after a seek; already applied
 		}
+		if r.Offset > expected {
+			// Offsets of bursar.commands are contiguous (no transactions, no
+			// compaction), so a gap means this fetch came from an earlier
+			// consumption of the partition (it was dropped and acquired again
+			// and the client's cursor had not moved yet). Applying it would
+			// skip the records in between: drop the rest and seek back.
+			e.m.fetchGaps.Inc()
+			e.log.Warn("fetch does not continue where the partition stands; seeking back", "partition", p.id, "offset", r.Offset, "expected", expected)
+			e.client.SetOffsets(map[string]map[int32]kgo.EpochOffset{kafkalog.TopicCommands: {p.id: {Epoch: -1, Offset: expected}}})
+			break
+		}
+		expected++
 		last = r.Offset
 		c, err := ledger.DecodeCommand(r.Value)
 		if err == nil && e.slots.PartitionOfAccount(c.AccountID) != p.id {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,7 +171,7 @@ func TestBankWorkloadWithKills(t *testing.T) {
 		wg.Wait()
 		n = startNode(t, addr, args...)
 		c = newClient(addr)
-		resolveAll(t, c, ops)
+		resolveAll(t, c, ops, dbURL)
 	}
 	if v := badRead.Load(); v != nil {
 		t.Fatalf("implausible balance read: %v", v)
@@ -208,19 +209,64 @@ func TestBankWorkloadWithKills(t *testing.T) {
 
 // resolveAll retries every operation whose answer was lost, with its
 // idempotency key, until each has a final outcome.
-func resolveAll(t *testing.T, c *apiClient, ops []*bankOp) {
+func resolveAll(t *testing.T, c *apiClient, ops []*bankOp, dbURL string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for _, o := range ops {
+		last := ""
 		for o.outcome == "unknown" {
 			if time.Now().After(deadline) {
-				t.Fatalf("operation still unresolved after restart: %+v", o)
+				t.Fatalf("operation still unresolved after restart: %+v (last answer %s)\n%s", o, last, describeOp(dbURL, o))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			path, body := o.request()
+			if r, err := c.do(ctx, "POST", path, body, nil); err != nil {
+				last = err.Error()
+			} else {
+				last = fmt.Sprintf("%d %s", r.status, r.raw)
+			}
 			o.send(ctx, t, c)
 			cancel()
 		}
 	}
+}
+
+// describeOp dumps what PostgreSQL holds of an operation, for a failure
+// message.
+func describeOp(dbURL string, o *bankOp) string {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(ctx)
+	var out strings.Builder
+	rows, err := conn.Query(ctx, `SELECT t2.kind, t2.account_id::text, t2.status, t2.code, t2.partition, t2.kafka_offset
+		FROM transactions t JOIN transactions t2 USING (transaction_id) WHERE t.account_id = $1 AND t.idem_key = $2`,
+		uuid.MustParse(o.src), o.key)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, acct, status, code string
+		var part int32
+		var off int64
+		rows.Scan(&kind, &acct, &status, &code, &part, &off) //nolint:errcheck // diagnostics
+		fmt.Fprintf(&out, "  row %s %s %s %s p%d@%d\n", kind, acct, status, code, part, off)
+	}
+	prow, err := conn.Query(ctx, `SELECT partition, owner, epoch, next_offset FROM partitions ORDER BY 1`)
+	if err == nil {
+		defer prow.Close()
+		for prow.Next() {
+			var p int32
+			var owner string
+			var epoch, next int64
+			prow.Scan(&p, &owner, &epoch, &next) //nolint:errcheck // diagnostics
+			fmt.Fprintf(&out, "  partition %d owner %q epoch %d next %d\n", p, owner, epoch, next)
+		}
+	}
+	return out.String()
 }
 
 // checkBank compares PostgreSQL with the client's view: every operation

@@ -189,7 +189,7 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 		mu.Lock()
 		snapshot := append([]*bankOp(nil), ops...)
 		mu.Unlock()
-		resolveAll(t, newClient(tc.live()[0]), snapshot)
+		resolveAll(t, newClient(tc.live()[0]), snapshot, tc.dbURL)
 		code, out := auditProcess(t, tc.dbURL, "--kafka-brokers", tc.broker, "--wait", "60s")
 		if code != 0 {
 			t.Fatalf("%s: audit exit %d:\n%s", step, code, out)
