@@ -226,3 +226,51 @@ func TestFlushRefusesDuplicateLegAndRegression(t *testing.T) {
 		t.Fatalf("stale account flush = %v, want ErrInvariant", err)
 	}
 }
+
+// A node paused inside a flush transaction must not block the takeover of
+// its partitions for longer than the idle-in-transaction timeout.
+func TestPausedFlushDoesNotBlockTakeover(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	s, err := storage.Open(ctx, storage.Config{URL: url, IdleInTxTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	epoch, _, err := s.Acquire(ctx, 0, "zombie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The zombie's flush took the row lock, then the process froze.
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // the server ended it
+	if _, err := tx.Exec(ctx, "UPDATE partitions SET next_offset = 1 WHERE partition = 0 AND epoch = $1", epoch); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, _, err := s.Acquire(ctx, 0, "heir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != epoch+1 {
+		t.Fatalf("heir got epoch %d, want %d", got, epoch+1)
+	}
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("takeover waited %s for a paused transaction", waited)
+	}
+	// The zombie's transaction is gone: its commit fails and nothing of it
+	// landed.
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("the paused transaction committed after its session was ended")
+	}
+	rows, err := s.Partitions(ctx)
+	if err != nil || len(rows) != 1 || rows[0].NextOffset != 0 || rows[0].Owner != "heir" {
+		t.Fatalf("partitions = %+v %v", rows, err)
+	}
+}

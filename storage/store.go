@@ -26,6 +26,12 @@ type Config struct {
 	MaxConns int32
 	// StatementTimeout bounds every statement. Default 30s.
 	StatementTimeout time.Duration
+	// IdleInTxTimeout makes PostgreSQL end a session that sits inside a
+	// transaction this long. A node paused in the middle of a flush (GC,
+	// SIGSTOP, a cut-off network) otherwise keeps its partitions' rows
+	// locked, and the node taking them over waits on the lock for as long as
+	// the pause lasts. Default 5s.
+	IdleInTxTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -34,6 +40,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatementTimeout <= 0 {
 		c.StatementTimeout = 30 * time.Second
+	}
+	if c.IdleInTxTimeout <= 0 {
+		c.IdleInTxTimeout = 5 * time.Second
 	}
 }
 
@@ -61,6 +70,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	pc.MaxConns = cfg.MaxConns
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = fmt.Sprint(cfg.StatementTimeout.Milliseconds())
+	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = fmt.Sprint(cfg.IdleInTxTimeout.Milliseconds())
 	pc.ConnConfig.RuntimeParams["application_name"] = "bursar"
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
