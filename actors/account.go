@@ -77,9 +77,6 @@ type account struct {
 // unbounded because the engine bounds it: it sends at most one fetch
 // batch of commands before waiting for all of them to be applied.
 func Props(cfg *Config, acc *ledger.Account) *actor.Props {
-	if cfg.LookupTimeout <= 0 {
-		cfg.LookupTimeout = 5 * time.Second
-	}
 	return actor.PropsFromProducer(func() actor.Actor { return &account{cfg: cfg, acc: acc} })
 }
 
@@ -125,7 +122,11 @@ func (a *account) apply(m *Apply) {
 func (a *account) lookup(c *ledger.Command, key string) error {
 	backoff := 10 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(a.cfg.Ctx, a.cfg.LookupTimeout)
+		timeout := a.cfg.LookupTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(a.cfg.Ctx, timeout)
 		hash, r, found, err := a.cfg.Lookup.LookupKey(ctx, c.AccountID, key, c.TimestampUs-ledger.IdempotencyWindowUs)
 		cancel()
 		if err == nil {
