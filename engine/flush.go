@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/bursar/bursar/engine/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
@@ -161,13 +162,20 @@ func buildBatch(work []taken) *storage.Batch {
 // actors, stop fetching it, forget its unflushed effects (the new owner
 // replays them from the log).
 func (e *Engine) fence(p *partition) {
+	if p.stopped.Load() {
+		return // already dropped (the coordinator and a flush can both see it)
+	}
 	e.m.fenced.Inc()
 	e.log.Warn("fenced out of partition; stopping it", "partition", p.id, "epoch", p.epoch)
 	e.mu.Lock()
-	if e.parts[p.id] == p {
+	current := e.parts[p.id] == p
+	if current {
 		delete(e.parts, p.id)
+		// Only while this object is the partition's current one: once the
+		// partition is acquired again, removing it would stop the new
+		// consumption, and its replay would never finish.
+		e.client.RemoveConsumePartitions(map[string][]int32{kafkalog.TopicCommands: {p.id}})
 	}
 	e.mu.Unlock()
-	e.client.RemoveConsumePartitions(map[string][]int32{"bursar.commands": {p.id}})
 	p.stop()
 }
