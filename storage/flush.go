@@ -240,10 +240,39 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 			return fmt.Errorf("%w: %d of %d accounts moved forward", ErrInvariant, tag.RowsAffected(), len(a.ids))
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// The commit is not cancelled with ctx: a commit interrupted on the
+	// client's side may still have happened on the server, and the caller
+	// would then write the same rows again.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := tx.Commit(cctx); err != nil {
+		// The outcome is unknown (the connection broke during the commit):
+		// the marks say whether it happened.
+		if ok, cerr := s.marksCommitted(cctx, b.Marks); cerr == nil && ok {
+			return nil
+		}
 		return fmt.Errorf("storage: flush commit: %w", err)
 	}
 	return nil
+}
+
+// marksCommitted reports whether every mark is in PostgreSQL under its
+// epoch: then the flush that wrote them committed.
+func (s *Store) marksCommitted(ctx context.Context, marks []PartitionMark) (bool, error) {
+	if len(marks) == 0 {
+		return false, nil
+	}
+	for _, m := range marks {
+		var epoch, next int64
+		err := s.pool.QueryRow(ctx, `SELECT epoch, next_offset FROM partitions WHERE partition = $1`, m.Partition).Scan(&epoch, &next)
+		if err != nil {
+			return false, err
+		}
+		if epoch != m.Epoch || next != m.NextOffset {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Retriable reports whether a flush error may succeed if tried again:
