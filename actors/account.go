@@ -66,6 +66,9 @@ type Config struct {
 	// OnLookupError, if set, is told of each failed lookup (for logs and
 	// metrics).
 	OnLookupError func(error)
+	// OnLookup, if set, is told of each storage lookup: a command whose key
+	// the bounded in-memory index could not answer (--keys-per-account).
+	OnLookup func()
 }
 
 type account struct {
@@ -97,6 +100,9 @@ func (a *account) apply(m *Apply) {
 	c := m.Cmd
 	if key := ledger.DedupeKey(c); key != "" && !a.acc.Keys.Complete() {
 		if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); !ok {
+			if a.cfg.OnLookup != nil {
+				a.cfg.OnLookup()
+			}
 			if err := a.lookup(c, key); err != nil {
 				m.Out.Err = err
 				return

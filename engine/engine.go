@@ -197,6 +197,7 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.actors = &actors.Config{
 		Lookup: e.store, Replies: e.replies, Ctx: e.ctx,
+		OnLookup: e.m.keyLookups.Inc,
 		OnLookupError: func(err error) {
 			e.m.storageErrors.Inc()
 			e.log.Warn("key lookup failed; retrying", "err", err)

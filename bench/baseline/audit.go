@@ -4,17 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/bursar/bursar/storage"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// AuditCheck is the outcome of one audit rule.
-type AuditCheck struct {
-	Name       string   `json:"name"`
-	OK         bool     `json:"ok"`
-	Violations int64    `json:"violations"`
-	Examples   []string `json:"examples,omitempty"`
-}
+// AuditCheck is the outcome of one audit rule: the same shape as Bursar's,
+// so one printer serves both.
+type AuditCheck = storage.AuditCheck
 
 // CurrencyTotals is the conservation line of one currency, in minor units:
 // the balances must equal what came in from outside (credits) less what

@@ -165,15 +165,12 @@ func audit(ctx context.Context, url string, brokers []string, wait time.Duration
 	return store.Audit(ctx, nil)
 }
 
-func printAudit(w io.Writer, rep *storage.AuditReport) {
-	verdict := "CLEAN"
-	if !rep.Clean {
-		verdict = "VIOLATIONS FOUND"
-	}
-	fmt.Fprintf(w, "audit: %s\n\n", verdict)
+// printChecks renders audit checks and their examples (Bursar's and the
+// baseline's share the shape).
+func printChecks(w io.Writer, checks []storage.AuditCheck) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tVIOLATIONS")
-	for _, c := range rep.Checks {
+	for _, c := range checks {
 		res := "ok"
 		if !c.OK {
 			res = "FAIL"
@@ -181,13 +178,22 @@ func printAudit(w io.Writer, rep *storage.AuditReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Name, res, c.Violations)
 	}
 	tw.Flush()
-	for _, c := range rep.Checks {
+	for _, c := range checks {
 		for _, ex := range c.Examples {
 			fmt.Fprintf(w, "  %s: %s\n", c.Name, ex)
 		}
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+func printAudit(w io.Writer, rep *storage.AuditReport) {
+	verdict := "CLEAN"
+	if !rep.Clean {
+		verdict = "VIOLATIONS FOUND"
+	}
+	fmt.Fprintf(w, "audit: %s\n\n", verdict)
+	printChecks(w, rep.Checks)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CURRENCY\tACCOUNTS\tBALANCES\tIN\tOUT\tIN FLIGHT\tDISCREPANCY")
 	for _, c := range rep.Currencies {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", c.Currency, c.Accounts, c.Balances, c.ExternalIn, c.ExternalOut, c.InFlight, c.Discrepancy)

@@ -481,23 +481,8 @@ func printBaselineAudit(w io.Writer, rep *baseline.AuditReport) {
 		verdict = "VIOLATIONS FOUND"
 	}
 	fmt.Fprintf(w, "baseline audit: %s\n\n", verdict)
+	printChecks(w, rep.Checks)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tRESULT\tVIOLATIONS")
-	for _, c := range rep.Checks {
-		res := "ok"
-		if !c.OK {
-			res = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Name, res, c.Violations)
-	}
-	tw.Flush()
-	for _, c := range rep.Checks {
-		for _, ex := range c.Examples {
-			fmt.Fprintf(w, "  %s: %s\n", c.Name, ex)
-		}
-	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CURRENCY\tACCOUNTS\tBALANCES\tCREDITS\tDEBITS\tDISCREPANCY\tTRANSACTIONS\tFAILED")
 	for _, c := range rep.Currencies {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.Currency, c.Accounts, c.Balances, c.Credits, c.Debits, c.Discrepancy, c.Transactions, c.Failed)

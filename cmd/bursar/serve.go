@@ -81,7 +81,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.fetchMax, "fetch-max-records", 4096, "records per poll and dispatch batch")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "passivate an account actor idle this long once flushed")
 	fs.IntVar(&f.maxResident, "max-resident-actors", 1_000_000, "resident account actors per node (bursar_engine_passivations_total{reason=\"limit\"})")
-	fs.IntVar(&f.keys, "keys-per-account", 8192, "idempotency keys kept in memory per account; older ones are looked up in PostgreSQL")
+	fs.IntVar(&f.keys, "keys-per-account", 8192, "idempotency keys kept in memory per account; older ones are looked up in PostgreSQL (bursar_engine_key_lookups_total)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 100_000, "writes waiting for an answer before 503 (bursar_ingress_rejected_total{reason=\"inflight\"})")
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
