@@ -3,9 +3,11 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/bursar/bursar/engine/ledger"
 	"github.com/google/uuid"
@@ -16,8 +18,18 @@ import (
 // produced straight to Kafka (no HTTP), applied by the account actors and
 // flushed to PostgreSQL with their offsets. b.N commands over 10,000
 // accounts; the time is from the first produce to the last commit.
+//
+// The broker is the embedded one as `bursar serve` runs it: kfake persisting
+// to a data directory, over TCP. BURSAR_BENCH_FSYNC=1 turns on its fsync per
+// batch (off by default, as with --broker-fsync=false).
 func BenchmarkEngineApplyFlush(b *testing.B) {
-	r := newRig(b)
+	engine.TuneGC() // as bursar serve runs
+	broker, err := kafkalog.StartBroker(b.TempDir(), "127.0.0.1:0", os.Getenv("BURSAR_BENCH_FSYNC") == "1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(broker.Close)
+	r := newRigOn(b, broker.Addrs())
 	ctx := context.Background()
 	const accounts = 10_000
 	ids := make([]uuid.UUID, accounts)
@@ -25,7 +37,7 @@ func BenchmarkEngineApplyFlush(b *testing.B) {
 	for i := range ids {
 		ids[i] = uuid.New()
 		c := openCmd(ids[i])
-		c.TxID, c.TimestampUs = uuid.New(), time.Now().UnixMicro()
+		c.TxID, c.TimestampUs = uuid.Must(uuid.NewV7()), time.Now().UnixMicro() // v7, as the ingress mints them
 		c.RequestHash = ledger.HashRequest(c)
 		recs = append(recs, &kgo.Record{Topic: kafkalog.TopicCommands, Partition: r.slots.PartitionOfAccount(ids[i]), Value: c.AppendBinary(nil)})
 	}
@@ -38,7 +50,7 @@ func BenchmarkEngineApplyFlush(b *testing.B) {
 	for i := range recs {
 		id := ids[i%accounts]
 		c := money(ledger.KindCredit, id, 1, fmt.Sprintf("k%d", i))
-		c.TxID, c.TimestampUs = uuid.New(), time.Now().UnixMicro()
+		c.TxID, c.TimestampUs = uuid.Must(uuid.NewV7()), time.Now().UnixMicro() // v7, as the ingress mints them
 		c.RequestHash = ledger.HashRequest(c)
 		recs[i] = &kgo.Record{Topic: kafkalog.TopicCommands, Partition: r.slots.PartitionOfAccount(id), Value: c.AppendBinary(nil)}
 	}

@@ -59,7 +59,7 @@ func (s *sink) wait(t testing.TB, seq uint64) ledger.Result {
 
 type rig struct {
 	t      testing.TB
-	broker *kfake.Cluster
+	addrs  []string // the broker's
 	store  *storage.Store
 	client *kgo.Client
 	eng    *engine.Engine
@@ -68,16 +68,22 @@ type rig struct {
 	seq    uint64
 }
 
-// newRig starts a Kafka-protocol broker (kfake over TCP), a fresh database
-// and an engine owning every partition.
+// newRig starts a Kafka-protocol broker (kfake over TCP, in memory), a
+// fresh database and an engine owning every partition.
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	ctx := context.Background()
 	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(broker.Close)
+	return newRigOn(t, broker.ListenAddrs())
+}
+
+// newRigOn is newRig against the broker at addrs.
+func newRigOn(t testing.TB, addrs []string) *rig {
+	t.Helper()
+	ctx := context.Background()
 	store, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +92,7 @@ func newRig(t testing.TB) *rig {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, broker: broker, store: store, slots: ledger.NewSlotMap(parts)}
+	r := &rig{t: t, addrs: addrs, store: store, slots: ledger.NewSlotMap(parts)}
 	r.client = r.newClient()
 	if _, err := kafkalog.EnsureTopics(ctx, r.client, parts, 1); err != nil {
 		t.Fatal(err)
@@ -96,7 +102,7 @@ func newRig(t testing.TB) *rig {
 }
 
 func (r *rig) newClient() *kgo.Client {
-	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: r.broker.ListenAddrs()}.Options()...)
+	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: r.addrs}.Options()...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -570,3 +570,23 @@ func TestDecodeTransfer(t *testing.T) {
 		}
 	})
 }
+
+// TestTxIDsAreTimeOrdered: transaction IDs are version 7 UUIDs whose
+// embedded time does not go backwards, so PostgreSQL's index on
+// (transaction_id, kind) grows at its right edge.
+func TestTxIDsAreTimeOrdered(t *testing.T) {
+	prev := newTxID()
+	for range 10_000 {
+		id := newTxID()
+		if id.Version() != 7 || id.Variant() != uuid.RFC4122 {
+			t.Fatalf("%s: version %d variant %v", id, id.Version(), id.Variant())
+		}
+		if id.Time() < prev.Time() {
+			t.Fatalf("%s (time %d) after %s (time %d)", id, id.Time(), prev, prev.Time())
+		}
+		if id == prev {
+			t.Fatalf("%s minted twice", id)
+		}
+		prev = id
+	}
+}

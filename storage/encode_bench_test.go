@@ -23,7 +23,8 @@ func benchBatch(n, accounts int, p int32, offset int64) *Batch {
 	b := &Batch{Rows: make([]TxRow, 0, n), Accounts: make(map[uuid.UUID]*ledger.Account, accounts)}
 	for i := 0; i < n; i++ {
 		a := accts[ids[i%accounts]]
-		c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: a.ID, Amount: 100,
+		c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.Must(uuid.NewV7()), // as the ingress mints them
+			AccountID: a.ID, Amount: 100,
 			Currency: "USD", IdemKey: "k-" + uuid.NewString(), TimestampUs: time.Now().UnixMicro(), Description: "bench"}
 		e := ledger.Apply(a, c)
 		b.Rows = append(b.Rows, TxRow{Cmd: c, Result: e.Result, Partition: p, Offset: offset + int64(i)})

@@ -118,14 +118,17 @@ const hexDigits = "0123456789abcdef"
 
 // AppendUUID appends the canonical 36-byte text of id, unquoted.
 func AppendUUID(dst []byte, id [16]byte) []byte {
-	for i, b := range id {
-		switch i {
-		case 4, 6, 8, 10:
-			dst = append(dst, '-')
+	var b [36]byte
+	j := 0
+	for i, x := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
 		}
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+		b[j], b[j+1] = hexDigits[x>>4], hexDigits[x&0xf]
+		j += 2
 	}
-	return dst
+	return append(dst, b[:]...)
 }
 
 // safe[b] is true for the ASCII bytes encoding/json writes as they are
