@@ -28,23 +28,31 @@ type ReplySink interface {
 	Deliver(node string, seq uint64, r *ledger.Result)
 }
 
-// Applied is the outcome of one Apply message, filled in by the actor.
+// Applied is the outcome of one command, filled in by its actor.
 type Applied struct {
 	Effect ledger.Effect
-	// Account is a copy of the account after the command, without its key
-	// index, set when the effect changed the account.
+	// Account is a copy of the account without its key index, set on the
+	// last command of an Apply message that changed the account (the state
+	// after it is the state after all of them; earlier copies would be
+	// written over unread).
 	Account *ledger.Account
 	// Err is an operational failure (storage unreachable during a key
-	// lookup). The command was not applied; the engine must retry it.
+	// lookup, while the engine stops). The command and the ones after it in
+	// the message were not applied; the engine must retry them.
 	Err error
 }
 
-// Apply asks an account actor to apply Cmd, write the outcome to Out and
-// call Done.Done(). When Reply is set and the outcome is final, the actor
-// also delivers the answer to the waiting client.
+// Apply asks an account actor to apply, in order, the commands of Cmds at
+// the positions Idx (all of them on this actor's account), write each
+// outcome to the same position of Outs, and call Done.Done() once. One
+// message per account per fetch batch: a hot account's thousand commands
+// cost one mailbox hand-off, not a thousand. Distinct actors write
+// distinct positions of Outs. When Reply is set, the actor also delivers
+// each final outcome to its waiting client.
 type Apply struct {
-	Cmd   *ledger.Command
-	Out   *Applied
+	Cmds  []*ledger.Command
+	Outs  []Applied
+	Idx   []int32
 	Done  *sync.WaitGroup
 	Reply bool
 }
@@ -97,27 +105,34 @@ func (a *account) Receive(ctx actor.Context) {
 
 func (a *account) apply(m *Apply) {
 	defer m.Done.Done()
-	c := m.Cmd
-	if key := ledger.DedupeKey(c); key != "" && !a.acc.Keys.Complete() {
-		if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); !ok {
-			if a.cfg.OnLookup != nil {
-				a.cfg.OnLookup()
-			}
-			if err := a.lookup(c, key); err != nil {
-				m.Out.Err = err
-				return
+	last := int32(-1) // the last position that changed the account
+	for k, i := range m.Idx {
+		c, out := m.Cmds[i], &m.Outs[i]
+		if key := ledger.DedupeKey(c); key != "" && !a.acc.Keys.Complete() {
+			if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); !ok {
+				if a.cfg.OnLookup != nil {
+					a.cfg.OnLookup()
+				}
+				if err := a.lookup(c, key); err != nil {
+					for _, j := range m.Idx[k:] {
+						m.Outs[j].Err = err
+					}
+					break
+				}
 			}
 		}
+		out.Effect = ledger.Apply(a.acc, c)
+		if out.Effect.Changed {
+			last = i
+		}
+		if m.Reply && c.ReplyNode != "" && Answers(c, &out.Effect.Result) {
+			a.cfg.Replies.Deliver(c.ReplyNode, c.ReplySeq, &out.Effect.Result)
+		}
 	}
-	eff := ledger.Apply(a.acc, c)
-	m.Out.Effect = eff
-	if eff.Changed {
+	if last >= 0 {
 		snap := *a.acc
 		snap.Keys = ledger.KeyIndex{}
-		m.Out.Account = &snap
-	}
-	if m.Reply && c.ReplyNode != "" && Answers(c, &m.Out.Effect.Result) {
-		a.cfg.Replies.Deliver(c.ReplyNode, c.ReplySeq, &m.Out.Effect.Result)
+		m.Outs[last].Account = &snap
 	}
 }
 

@@ -44,12 +44,12 @@ func (l *lookup) LookupKey(_ context.Context, _ uuid.UUID, key string, _ int64) 
 
 func applyOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, c *ledger.Command, reply bool) Applied {
 	t.Helper()
-	var out Applied
+	outs := make([]Applied, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	sys.Root.Send(pid, &Apply{Cmd: c, Out: &out, Done: &wg, Reply: reply})
+	sys.Root.Send(pid, &Apply{Cmds: []*ledger.Command{c}, Outs: outs, Idx: []int32{0}, Done: &wg, Reply: reply})
 	wg.Wait()
-	return out
+	return outs[0]
 }
 
 func TestAccountActorAppliesAndAnswers(t *testing.T) {
@@ -103,5 +103,84 @@ func TestIncompleteIndexLooksUpAndRetries(t *testing.T) {
 	}
 	if lk.calls != 3 || lookupErrors != 2 {
 		t.Fatalf("lookups %d (errors %d), want 3 with 2 failures retried", lk.calls, lookupErrors)
+	}
+}
+
+// TestApplyMessageOfManyCommands: one message carries an account's
+// commands from a shared batch; they apply in Idx order, each outcome
+// lands at its own position (other positions untouched), the account copy
+// rides on the last command that changed it, and each final outcome is
+// answered.
+func TestApplyMessageOfManyCommands(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	rep := &replies{}
+	cfg := &Config{Lookup: &lookup{}, Replies: rep, Ctx: context.Background()}
+	id := uuid.New()
+	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(16, true)}
+	pid := sys.Root.Spawn(Props(cfg, acc))
+	other := uuid.New()
+	cmd := func(kind ledger.Kind, account uuid.UUID, amount int64, seq uint64) *ledger.Command {
+		return &ledger.Command{Kind: kind, TxID: uuid.New(), AccountID: account, Amount: amount, Currency: "USD",
+			ReplyNode: "n/1", ReplySeq: seq, IdemKey: "k" + uuid.NewString()}
+	}
+	cmds := []*ledger.Command{
+		cmd(ledger.KindCredit, id, 10, 1),
+		cmd(ledger.KindCredit, other, 99, 2), // another actor's position
+		cmd(ledger.KindDebit, id, 4, 3),
+		cmd(ledger.KindDebit, id, 50, 4), // refused, but recorded: the account's seq moves
+	}
+	outs := make([]Applied, len(cmds))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: []int32{0, 2, 3}, Done: &wg, Reply: true})
+	wg.Wait()
+	if outs[0].Effect.Result.Balance != 10 || outs[2].Effect.Result.Balance != 6 {
+		t.Fatalf("balances %d, %d; want 10, 6", outs[0].Effect.Result.Balance, outs[2].Effect.Result.Balance)
+	}
+	if outs[3].Effect.Result.Code != ledger.CodeInsufficientFunds || outs[3].Effect.Result.Seq != 3 {
+		t.Fatalf("overdraw: %+v", outs[3].Effect)
+	}
+	if outs[1] != (Applied{}) {
+		t.Fatalf("another account's position was written: %+v", outs[1])
+	}
+	if outs[0].Account != nil || outs[2].Account != nil || outs[3].Account == nil || outs[3].Account.Balance != 6 || outs[3].Account.Seq != 3 {
+		t.Fatalf("account copies: %v %v %v; want only the last change's (balance 6, seq 3)", outs[0].Account, outs[2].Account, outs[3].Account)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if len(rep.got) != 3 || rep.got[0].Balance != 10 || rep.got[1].Balance != 6 || rep.got[2].Code != ledger.CodeInsufficientFunds {
+		t.Fatalf("answers %+v", rep.got)
+	}
+}
+
+// TestLookupFailureStopsTheMessage: when storage cannot answer a key
+// lookup and the engine is stopping, that command and the ones after it
+// are marked failed, not applied.
+func TestLookupFailureStopsTheMessage(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the engine is stopping
+	id := uuid.New()
+	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(16, false)}
+	cfg := &Config{Lookup: &lookup{failures: 1 << 30}, Replies: &replies{}, Ctx: ctx}
+	pid := sys.Root.Spawn(Props(cfg, acc))
+	cmds := []*ledger.Command{
+		{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 1, Currency: "USD", IdemKey: "a", TimestampUs: time.Now().UnixMicro()},
+		{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 2, Currency: "USD", IdemKey: "b", TimestampUs: time.Now().UnixMicro()},
+	}
+	outs := make([]Applied, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: []int32{0, 1}, Done: &wg})
+	wg.Wait()
+	for i, o := range outs {
+		if o.Err == nil || o.Effect.Result.Status != 0 {
+			t.Fatalf("command %d: %+v, want an error and nothing applied", i, o)
+		}
+	}
+	if acc.Balance != 0 {
+		t.Fatalf("balance %d after failed lookups", acc.Balance)
 	}
 }

@@ -563,3 +563,21 @@ func TestAckFlushedAnswersAfterCommit(t *testing.T) {
 		t.Fatalf("account = %+v %v", acc, err)
 	}
 }
+
+func TestGroupByAccount(t *testing.T) {
+	a, b, c := uuid.New(), uuid.New(), uuid.New()
+	cmds := []*ledger.Command{{AccountID: b}, {AccountID: a}, {AccountID: b}, {AccountID: c}, {AccountID: a}, {AccountID: b}}
+	got := engine.GroupByAccount(cmds)
+	want := [][]int32{{0, 2, 5}, {1, 4}, {3}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("groups %v, want %v", got, want)
+	}
+	for _, g := range got {
+		if cap(g) != len(g) {
+			t.Fatalf("group %v can grow into its neighbour (cap %d)", g, cap(g))
+		}
+	}
+	if len(engine.GroupByAccount(nil)) != 0 {
+		t.Fatal("groups of no commands")
+	}
+}

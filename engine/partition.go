@@ -190,15 +190,18 @@ func (p *partition) process(recs []*kgo.Record) {
 		p.mu.Unlock()
 	}
 
-	// Dispatch, then wait for the whole batch: effects are committed in log
-	// order, so the batch's offset is final only when all of it is applied.
+	// Dispatch one message per account with its commands in log order,
+	// then wait for the whole batch: effects are committed in log order,
+	// so the batch's offset is final only when all of it is applied.
 	outs := make([]actors.Applied, len(cmds))
+	idx := groupByAccount(cmds)
 	var wg sync.WaitGroup
-	wg.Add(len(cmds))
+	wg.Add(len(idx))
 	replyNow := e.cfg.Ack == AckApplied
 	p.mu.RLock()
-	for i, c := range cmds {
-		e.system.Root.Send(p.residents[c.AccountID].pid, &actors.Apply{Cmd: c, Out: &outs[i], Done: &wg, Reply: replyNow})
+	for _, ix := range idx {
+		pid := p.residents[cmds[ix[0]].AccountID].pid
+		e.system.Root.Send(pid, &actors.Apply{Cmds: cmds, Outs: outs, Idx: ix, Done: &wg, Reply: replyNow})
 	}
 	p.mu.RUnlock()
 	wg.Wait()
@@ -257,6 +260,36 @@ func (p *partition) process(recs []*kgo.Record) {
 	}
 	p.mu.Unlock()
 	e.m.batchSeconds.Observe(time.Since(start).Seconds())
+}
+
+// groupByAccount returns, per account of cmds in order of first
+// appearance, the positions of its commands in log order; the lists share
+// one backing array.
+func groupByAccount(cmds []*ledger.Command) [][]int32 {
+	group := make([]int32, len(cmds)) // the group of each command
+	seen := make(map[uuid.UUID]int32, len(cmds))
+	var sizes []int32
+	for i, c := range cmds {
+		g, ok := seen[c.AccountID]
+		if !ok {
+			g = int32(len(sizes))
+			seen[c.AccountID] = g
+			sizes = append(sizes, 0)
+		}
+		group[i] = g
+		sizes[g]++
+	}
+	flat := make([]int32, len(cmds))
+	idx := make([][]int32, len(sizes))
+	at := int32(0)
+	for g, n := range sizes {
+		idx[g] = flat[at : at : at+n]
+		at += n
+	}
+	for i, g := range group {
+		idx[g] = append(idx[g], int32(i))
+	}
+	return idx
 }
 
 // load reads accounts from storage, retrying until it succeeds or the

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,6 +67,14 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 	if len(applied) != 0 {
 		t.Fatalf("second migrate applied %v", applied)
+	}
+	// 0003: account rows leave room for in-place (HOT) updates.
+	var opts []string
+	if err := s.Pool().QueryRow(context.Background(), `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'accounts'`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(opts, "fillfactor=70") {
+		t.Fatalf("accounts reloptions %v, want fillfactor=70", opts)
 	}
 }
 

@@ -1,0 +1,4 @@
+package engine
+
+// GroupByAccount exposes groupByAccount to the external tests.
+var GroupByAccount = groupByAccount
