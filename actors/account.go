@@ -8,6 +8,7 @@ package actors
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 	"github.com/google/uuid"
 )
 
-// KeyLookup finds a key's recorded outcome in storage. It backs accounts
-// whose in-memory key index is incomplete (see ledger.KeyIndex).
+// KeyLookup finds keys' recorded outcomes in storage (the newest per key
+// since sinceUs; keys never used are absent). It backs accounts whose
+// in-memory key index is incomplete (see ledger.KeyIndex).
 type KeyLookup interface {
-	LookupKey(ctx context.Context, account uuid.UUID, key string, sinceUs int64) (hash uint64, r ledger.Result, found bool, err error)
+	LookupKeys(ctx context.Context, account uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error)
 }
 
 // ReplySink receives the answer to a client command. Deliver must not
@@ -105,22 +107,17 @@ func (a *account) Receive(ctx actor.Context) {
 
 func (a *account) apply(m *Apply) {
 	defer m.Done.Done()
-	last := int32(-1) // the last position that changed the account
-	for k, i := range m.Idx {
-		c, out := m.Cmds[i], &m.Outs[i]
-		if key := ledger.DedupeKey(c); key != "" && !a.acc.Keys.Complete() {
-			if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); !ok {
-				if a.cfg.OnLookup != nil {
-					a.cfg.OnLookup()
-				}
-				if err := a.lookup(c, key); err != nil {
-					for _, j := range m.Idx[k:] {
-						m.Outs[j].Err = err
-					}
-					break
-				}
+	if !a.acc.Keys.Complete() {
+		if err := a.lookupMissing(m); err != nil {
+			for _, i := range m.Idx {
+				m.Outs[i].Err = err
 			}
+			return
 		}
+	}
+	last := int32(-1) // the last position that changed the account
+	for _, i := range m.Idx {
+		c, out := m.Cmds[i], &m.Outs[i]
 		out.Effect = ledger.Apply(a.acc, c)
 		if out.Effect.Changed {
 			last = i
@@ -136,11 +133,59 @@ func (a *account) apply(m *Apply) {
 	}
 }
 
-// lookup asks storage for key and remembers what it finds. It retries until
-// storage answers or the engine stops: skipping the lookup could apply a
-// duplicate, and failing the command would break the account's order, so
-// the partition waits (its commands stay in Kafka) while storage is down.
-func (a *account) lookup(c *ledger.Command, key string) error {
+// lookupMissing makes the incomplete key index able to answer for every
+// command of m: the keys it does not hold are looked up in storage in one
+// query, and the ones found are remembered. A key absent from both is new.
+// A key used twice within m is found in memory the second time (Apply
+// remembers it), so one lookup before the loop is enough.
+func (a *account) lookupMissing(m *Apply) error {
+	var keys []string
+	var seen map[string]struct{}
+	since := int64(math.MaxInt64)
+	for _, i := range m.Idx {
+		c := m.Cmds[i]
+		key := ledger.DedupeKey(c)
+		if key == "" {
+			continue
+		}
+		if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); ok {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]struct{})
+		}
+		if _, dup := seen[key]; dup {
+			continue
+		}
+		seen[key] = struct{}{}
+		keys = append(keys, key)
+		since = min(since, c.TimestampUs-ledger.IdempotencyWindowUs)
+		if a.cfg.OnLookup != nil {
+			a.cfg.OnLookup()
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	found, err := a.lookup(m.Cmds[m.Idx[0]].AccountID, keys, since)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys { // in command order: the index evicts oldest first
+		if rec, ok := found[key]; ok {
+			r := rec.Result
+			r.Available = r.Balance + a.acc.OverdraftLimit
+			a.acc.Keys.Remember(key, rec.Hash, r)
+		}
+	}
+	return nil
+}
+
+// lookup asks storage for keys. It retries until storage answers or the
+// engine stops: skipping the lookup could apply a duplicate, and failing
+// the commands would break the account's order, so the partition waits
+// (its commands stay in Kafka) while storage is down.
+func (a *account) lookup(account uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error) {
 	backoff := 10 * time.Millisecond
 	for {
 		timeout := a.cfg.LookupTimeout
@@ -148,24 +193,20 @@ func (a *account) lookup(c *ledger.Command, key string) error {
 			timeout = 5 * time.Second
 		}
 		ctx, cancel := context.WithTimeout(a.cfg.Ctx, timeout)
-		hash, r, found, err := a.cfg.Lookup.LookupKey(ctx, c.AccountID, key, c.TimestampUs-ledger.IdempotencyWindowUs)
+		found, err := a.cfg.Lookup.LookupKeys(ctx, account, keys, sinceUs)
 		cancel()
 		if err == nil {
-			if found {
-				r.Available = r.Balance + a.acc.OverdraftLimit
-				a.acc.Keys.Remember(key, hash, r)
-			}
-			return nil
+			return found, nil
 		}
 		if a.cfg.Ctx.Err() != nil {
-			return err
+			return nil, err
 		}
 		if a.cfg.OnLookupError != nil {
 			a.cfg.OnLookupError(err)
 		}
 		select {
 		case <-a.cfg.Ctx.Done():
-			return err
+			return nil, err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)

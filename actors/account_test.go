@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -29,17 +30,24 @@ type lookup struct {
 	calls    int
 	failures int
 	found    map[string]ledger.Result
+	asked    [][]string // the keys of each call
 }
 
-func (l *lookup) LookupKey(_ context.Context, _ uuid.UUID, key string, _ int64) (uint64, ledger.Result, bool, error) {
+func (l *lookup) LookupKeys(_ context.Context, _ uuid.UUID, keys []string, _ int64) (map[string]ledger.KeyRecord, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls++
+	l.asked = append(l.asked, keys)
 	if l.calls <= l.failures {
-		return 0, ledger.Result{}, false, errors.New("storage down")
+		return nil, errors.New("storage down")
 	}
-	r, ok := l.found[key]
-	return 7, r, ok, nil
+	out := map[string]ledger.KeyRecord{}
+	for _, k := range keys {
+		if r, ok := l.found[k]; ok {
+			out[k] = ledger.KeyRecord{Hash: 7, Result: r}
+		}
+	}
+	return out, nil
 }
 
 func applyOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, c *ledger.Command, reply bool) Applied {
@@ -182,5 +190,49 @@ func TestLookupFailureStopsTheMessage(t *testing.T) {
 	}
 	if acc.Balance != 0 {
 		t.Fatalf("balance %d after failed lookups", acc.Balance)
+	}
+}
+
+// TestIncompleteIndexLooksUpABatchOnce: for one message, the keys the
+// incomplete index cannot answer are looked up in a single call (each key
+// once); a key found there replays, the others apply as new, and a key
+// repeated within the message is a duplicate of its first use.
+func TestIncompleteIndexLooksUpABatchOnce(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	id := uuid.New()
+	now := time.Now().UnixMicro()
+	prior := ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, AccountID: id, Status: ledger.StatusCompleted, Amount: 9, Currency: "USD", Balance: 9, TimestampUs: now}
+	lk := &lookup{found: map[string]ledger.Result{"old": prior}}
+	lookups := 0
+	cfg := &Config{Lookup: lk, Replies: &replies{}, Ctx: context.Background(), OnLookup: func() { lookups++ }}
+	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Balance: 9, Keys: ledger.NewKeyIndex(16, false)}
+	pid := sys.Root.Spawn(Props(cfg, acc))
+	credit := func(key string, amount int64) *ledger.Command {
+		c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: amount, Currency: "USD", IdemKey: key, TimestampUs: now}
+		c.RequestHash = 7
+		return c
+	}
+	cmds := []*ledger.Command{credit("new1", 1), credit("old", 9), credit("new2", 2), credit("new1", 1)}
+	outs := make([]Applied, len(cmds))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: []int32{0, 1, 2, 3}, Done: &wg})
+	wg.Wait()
+	if len(lk.asked) != 1 || fmt.Sprint(lk.asked[0]) != "[new1 old new2]" || lookups != 3 {
+		t.Fatalf("lookups %v (counted %d), want one call for [new1 old new2]", lk.asked, lookups)
+	}
+	if r := outs[1].Effect.Result; !r.Replayed || r.TxID != prior.TxID {
+		t.Fatalf("key found in storage: %+v, want its replay", r)
+	}
+	if r := outs[3].Effect.Result; !r.Replayed || r.TxID != cmds[0].TxID {
+		t.Fatalf("repeated key: %+v, want the replay of its first use", r)
+	}
+	if acc.Balance != 12 {
+		t.Fatalf("balance %d, want 9 + 1 + 2", acc.Balance)
+	}
+	// The keys are remembered now: a retry of new2 needs no lookup.
+	if out := applyOne(t, sys, pid, credit("new2", 2), false); !out.Effect.Result.Replayed || len(lk.asked) != 1 {
+		t.Fatalf("retry of new2: %+v after %v", out.Effect.Result, lk.asked)
 	}
 }

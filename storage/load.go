@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -165,23 +164,33 @@ func scanResult(row pgx.Row, lead ...any) (ledger.Result, error) {
 	return r, nil
 }
 
-// LookupKey finds the recorded outcome of an idempotency key (or leg key) on
-// an account since sinceUs. It backs an account whose in-memory key index is
-// incomplete.
-func (s *Store) LookupKey(ctx context.Context, account uuid.UUID, key string, sinceUs int64) (hash uint64, r ledger.Result, found bool, err error) {
-	var h int64
-	var id [16]byte
-	r, err = scanResult(s.pool.QueryRow(ctx, `SELECT t.account_id, t.request_hash, `+resultColumns+`
-FROM transactions t WHERE t.account_id = $1 AND t.idem_key = $2 AND t.created_at >= $3
-ORDER BY t.seq DESC LIMIT 1`, [16]byte(account), key, time.UnixMicro(sinceUs)), &id, &h)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, r, false, nil
-	}
+// LookupKeys finds the recorded outcomes of idempotency keys (or leg keys)
+// on an account since sinceUs, the newest per key; keys never used are
+// absent from the map. It backs an account whose in-memory key index is
+// incomplete, one query per account per fetch batch.
+func (s *Store) LookupKeys(ctx context.Context, account uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (t.idem_key) t.idem_key, t.request_hash, `+resultColumns+`
+FROM transactions t WHERE t.account_id = $1 AND t.idem_key = ANY($2) AND t.created_at >= $3
+ORDER BY t.idem_key, t.seq DESC`, [16]byte(account), keys, time.UnixMicro(sinceUs))
 	if err != nil {
-		return 0, r, false, fmt.Errorf("storage: lookup key: %w", err)
+		return nil, fmt.Errorf("storage: lookup keys: %w", err)
 	}
-	r.AccountID = id
-	return uint64(h), r, true, nil
+	defer rows.Close()
+	out := make(map[string]ledger.KeyRecord)
+	for rows.Next() {
+		var key string
+		var h int64
+		r, err := scanResult(rows, &key, &h)
+		if err != nil {
+			return nil, fmt.Errorf("storage: lookup keys: %w", err)
+		}
+		r.AccountID = account
+		out[key] = ledger.KeyRecord{Hash: uint64(h), Result: r}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: lookup keys: %w", err)
+	}
+	return out, nil
 }
 
 // loadTombstones remembers, in each account's key index, the transfer legs

@@ -126,12 +126,27 @@ func TestFlushLoadAndAudit(t *testing.T) {
 	}
 
 	// The refused debit replays from storage with its original outcome.
-	hash, r, found, err := s.LookupKey(ctx, a, "k3", now-ledger.IdempotencyWindowUs)
-	if err != nil || !found || r.Code != ledger.CodeInsufficientFunds || r.Status != ledger.StatusFailed || hash == 0 {
-		t.Fatalf("lookup k3 = %v %+v %v", found, r, err)
+	// One query answers several keys: found ones with their outcome,
+	// unused ones absent, another account's keys not at all.
+	recs, err := s.LookupKeys(ctx, a, []string{"k3", "nope", "k1"}, now-ledger.IdempotencyWindowUs)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, _, found, _ := s.LookupKey(ctx, a, "nope", 0); found {
+	k3, found := recs["k3"]
+	if r := k3.Result; !found || r.Code != ledger.CodeInsufficientFunds || r.Status != ledger.StatusFailed || k3.Hash == 0 || r.AccountID != a {
+		t.Fatalf("lookup k3 = %v %+v", found, k3)
+	}
+	if _, found := recs["nope"]; found {
 		t.Fatal("found a key never used")
+	}
+	if k1, found := recs["k1"]; !found || k1.Result.Kind != ledger.KindCredit || len(recs) != 2 {
+		t.Fatalf("lookup = %+v", recs)
+	}
+	if recs, err := s.LookupKeys(ctx, b, []string{"k3"}, 0); err != nil || len(recs) != 0 {
+		t.Fatalf("another account's key found: %+v %v", recs, err)
+	}
+	if recs, err := s.LookupKeys(ctx, a, []string{"k3"}, now+4); err != nil || len(recs) != 0 {
+		t.Fatalf("a key older than the window found: %+v %v", recs, err)
 	}
 
 	hist, err := s.History(ctx, a, 0, 2)

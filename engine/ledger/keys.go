@@ -40,6 +40,13 @@ func NewKeyIndex(cap int, complete bool) KeyIndex {
 	return KeyIndex{Cap: cap, incomplete: !complete}
 }
 
+// KeyRecord is a key's recorded outcome as storage keeps it: the request
+// hash its command carried and its result.
+type KeyRecord struct {
+	Hash   uint64
+	Result Result
+}
+
 // Complete reports whether a miss in the index is a real miss.
 func (k *KeyIndex) Complete() bool { return !k.incomplete && !k.evicted }
 
