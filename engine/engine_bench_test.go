@@ -29,7 +29,7 @@ func BenchmarkEngineApplyFlush(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(broker.Close)
-	r := newRigOn(b, broker.Addrs())
+	r := newRigOn(b, broker.Addrs(), parts)
 	ctx := context.Background()
 	const accounts = 10_000
 	ids := make([]uuid.UUID, accounts)

@@ -58,14 +58,15 @@ func (s *sink) wait(t testing.TB, seq uint64) ledger.Result {
 }
 
 type rig struct {
-	t      testing.TB
-	addrs  []string // the broker's
-	store  *storage.Store
-	client *kgo.Client
-	eng    *engine.Engine
-	sink   *sink
-	slots  *ledger.SlotMap
-	seq    uint64
+	t          testing.TB
+	addrs      []string // the broker's
+	eventParts int32
+	store      *storage.Store
+	client     *kgo.Client
+	eng        *engine.Engine
+	sink       *sink
+	slots      *ledger.SlotMap
+	seq        uint64
 }
 
 // newRig starts a Kafka-protocol broker (kfake over TCP, in memory), a
@@ -77,11 +78,12 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(broker.Close)
-	return newRigOn(t, broker.ListenAddrs())
+	return newRigOn(t, broker.ListenAddrs(), parts)
 }
 
-// newRigOn is newRig against the broker at addrs.
-func newRigOn(t testing.TB, addrs []string) *rig {
+// newRigOn is newRig against the broker at addrs, with eventParts
+// partitions of bursar.events.
+func newRigOn(t testing.TB, addrs []string, eventParts int32) *rig {
 	t.Helper()
 	ctx := context.Background()
 	store, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
@@ -92,9 +94,9 @@ func newRigOn(t testing.TB, addrs []string) *rig {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, addrs: addrs, store: store, slots: ledger.NewSlotMap(parts)}
+	r := &rig{t: t, addrs: addrs, eventParts: eventParts, store: store, slots: ledger.NewSlotMap(parts)}
 	r.client = r.newClient()
-	if _, err := kafkalog.EnsureTopics(ctx, r.client, parts, 1); err != nil {
+	if _, _, err := kafkalog.EnsureTopics(ctx, r.client, parts, eventParts, 1); err != nil {
 		t.Fatal(err)
 	}
 	r.start()
@@ -115,7 +117,7 @@ func (r *rig) start() { r.startWith(engine.AckApplied) }
 func (r *rig) startWith(ack string) {
 	r.t.Helper()
 	r.sink = newSink()
-	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond, Ack: ack},
+	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, EventPartitions: r.eventParts, FlushInterval: 5 * time.Millisecond, Ack: ack},
 		testLogger(), r.store, r.newClient(), r.sink, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
@@ -419,12 +421,32 @@ func TestMissingDestinationRefundsAndRemembers(t *testing.T) {
 
 func TestEventsHaveStableIDs(t *testing.T) {
 	r := newRig(t)
-	a := accountIn(2, r.slots)
+	checkEvents(t, r, 2, 2)
+}
+
+// TestEventsOnFewerPartitions: with fewer event partitions than command
+// partitions (--event-partitions), a command partition's events go to
+// its partition modulo the count, all of an account's to the same one.
+func TestEventsOnFewerPartitions(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	r := newRigOn(t, broker.ListenAddrs(), 2)
+	checkEvents(t, r, 3, 1)
+}
+
+// checkEvents applies an open, a credit and a refused debit on an account
+// of command partition p and checks their events in events partition ep.
+func checkEvents(t *testing.T, r *rig, p, ep int32) {
+	t.Helper()
+	a := accountIn(p, r.slots)
 	r.apply(openCmd(a))
 	r.apply(money(ledger.KindCredit, a, 700, "e1"))
 	r.apply(money(ledger.KindDebit, a, 9999, "e2")) // refused
 	cl := r.newClient()
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{kafkalog.TopicEvents: {2: kgo.NewOffset().AtStart()}})
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{kafkalog.TopicEvents: {ep: kgo.NewOffset().AtStart()}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	types := map[string]string{}

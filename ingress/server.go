@@ -402,11 +402,10 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 		Timestamp: now,
 	}
 	produced := make(chan error, 1)
+	// One deadline for both the append and the answer.
 	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
 	defer cancel()
 	s.producer.Produce(pctx, rec, func(_ *kgo.Record, err error) { produced <- err })
-	timer := time.NewTimer(s.cfg.WaitTimeout)
-	defer timer.Stop()
 	for {
 		select {
 		case res := <-ch:
@@ -418,7 +417,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 				return nil, bad(ledger.CodeUnavailable, "the command log is unavailable; retry with the same idempotency key")
 			}
 			produced = nil
-		case <-timer.C:
+		case <-pctx.Done():
 			s.replies.Forget(seq)
 			if produced != nil {
 				// Not even durable yet: the outcome is unknown.

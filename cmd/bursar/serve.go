@@ -36,7 +36,7 @@ type serveFlags struct {
 	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL string
 	nodeID, gossipAddr, join, remoteAddr, roles, ack       string
 	brokerListen, logLevel, pprofAddr                      string
-	partitions                                             int
+	partitions, eventPartitions                            int
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
@@ -62,6 +62,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
+	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. Events of one account stay in one partition whatever the count; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
 	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address")
 	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (empty: start a new cluster)")
@@ -102,6 +103,9 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.partitions < 1 || f.partitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
+	}
+	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
+		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -156,12 +160,20 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer engineClient.Close()
-	parts, err := kafkalog.EnsureTopics(ctx, engineClient, int32(f.partitions), -1) // -1: the cluster's default replication factor
+	eventParts := f.eventPartitions
+	if eventParts == 0 {
+		eventParts = f.partitions
+	}
+	// -1: the cluster's default replication factor.
+	parts, evParts, err := kafkalog.EnsureTopics(ctx, engineClient, int32(f.partitions), int32(eventParts), -1)
 	if err != nil {
 		return err
 	}
 	if parts != int32(f.partitions) {
 		log.Warn("command topic exists with a different partition count; using it", "partitions", parts, "flag", f.partitions)
+	}
+	if evParts != int32(eventParts) {
+		log.Warn("event topic exists with a different partition count; using it", "partitions", evParts, "flag", eventParts)
 	}
 	// One client produces the API's commands and the engine's records and
 	// consumes the owned partitions: one connection, and records bound for
@@ -234,7 +246,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
-			DisableEvents: !f.events,
+			DisableEvents: !f.events, EventPartitions: evParts,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}

@@ -132,35 +132,37 @@ func (c ClientConfig) Options() []kgo.Opt {
 }
 
 // EnsureTopics creates the command, event and dead-letter topics if they
-// are missing and returns the command topic's partition count (which may
-// differ from partitions when the topic already existed).
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16) (int32, error) {
+// are missing (bursar.commands with partitions, bursar.events with
+// eventPartitions) and returns the partition counts the command and event
+// topics have, which differ from the arguments when a topic already
+// existed.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, eventPartitions int32, replication int16) (commands, events int32, err error) {
 	adm := kadm.NewClient(cl)
 	for _, t := range []struct {
 		name  string
 		parts int32
-	}{{TopicCommands, partitions}, {TopicEvents, partitions}, {TopicDLQ, 1}} {
+	}{{TopicCommands, partitions}, {TopicEvents, eventPartitions}, {TopicDLQ, 1}} {
 		_, err := adm.CreateTopic(ctx, t.parts, replication, nil, t.name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return 0, fmt.Errorf("kafkalog: create topic %s: %w", t.name, err)
+			return 0, 0, fmt.Errorf("kafkalog: create topic %s: %w", t.name, err)
 		}
 	}
-	var n int32
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		td, err := adm.ListTopics(ctx, TopicCommands)
+		td, err := adm.ListTopics(ctx, TopicCommands, TopicEvents)
 		if err == nil {
-			if d, ok := td[TopicCommands]; ok && d.Err == nil && len(d.Partitions) > 0 {
-				n = int32(len(d.Partitions))
-				return n, nil
+			c, cok := td[TopicCommands]
+			e, eok := td[TopicEvents]
+			if cok && eok && c.Err == nil && e.Err == nil && len(c.Partitions) > 0 && len(e.Partitions) > 0 {
+				return int32(len(c.Partitions)), int32(len(e.Partitions)), nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("kafkalog: topic %s not visible: %v", TopicCommands, err)
+			return 0, 0, fmt.Errorf("kafkalog: topics %s and %s not visible: %v", TopicCommands, TopicEvents, err)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestServeRefusesBadFlags: serve checks its flags before it touches
+// anything, exits 2 and names the flag.
+func TestServeRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--partitions", "0"}, "--partitions"},
+		{[]string{"--partitions", "10001"}, "--partitions"},
+		{[]string{"--event-partitions", "-1"}, "--event-partitions"},
+		{[]string{"--event-partitions", "10001"}, "--event-partitions"},
+		{[]string{"--roles", "ingress,oracle"}, "--roles"},
+		{[]string{"--node-id", "a b"}, "--node-id"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"serve", "--database-url", "postgres://127.0.0.1:1/none"}, tc.args...)
+			if code := run(args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr %q does not name %s", stderr.String(), tc.want)
+			}
+		})
+	}
+}
