@@ -22,7 +22,9 @@ K6_GOBIN := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
 K6 ?= $(K6_GOBIN)/k6
 BASE_URL ?= http://127.0.0.1:8080
 SCENARIO ?= smoke
-K6_OUT ?= $(K6_DIR)/out
+# Not K6_OUT: k6 itself reads K6_OUT (as --out), and make passes command-line
+# variables to the recipe's environment.
+K6_SUMMARY_DIR ?= $(K6_DIR)/out
 K6_ENV ?=
 K6_SCENARIOS := smoke load stress spike soak hot-account retail
 
@@ -46,8 +48,8 @@ k6: k6-install
 		*) echo "unknown SCENARIO=$(SCENARIO); one of: $(K6_SCENARIOS)" >&2; exit 2;; esac
 	@curl -fsS -o /dev/null --max-time 5 "$(BASE_URL)/healthz" \
 		|| { echo "no Bursar node answers at BASE_URL=$(BASE_URL) (start one with 'make run', or pass BASE_URL=...)" >&2; exit 2; }
-	@mkdir -p "$(K6_OUT)"
-	"$(K6)" run --quiet -e BASE_URL="$(BASE_URL)" -e OUT_DIR="$(K6_OUT)" $(K6_ENV) "$(K6_DIR)/$(SCENARIO).js"
+	@mkdir -p "$(K6_SUMMARY_DIR)"
+	"$(K6)" run --quiet -e BASE_URL="$(BASE_URL)" -e OUT_DIR="$(K6_SUMMARY_DIR)" $(K6_ENV) "$(K6_DIR)/$(SCENARIO).js"
 
 k6-smoke-ci:
 	K6="$(K6)" bash $(K6_DIR)/smoke-ci.sh

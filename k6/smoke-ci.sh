@@ -12,7 +12,7 @@
 #
 # Env: PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres): the server the
 # database is created on; K6 (path of the k6 binary; default
-# $(go env GOPATH)/bin/k6); K6_OUT (k6/out): where the summaries go;
+# $(go env GOPATH)/bin/k6); K6_SUMMARY_DIR (k6/out): where the summaries go;
 # K6_ENV: extra k6 arguments (e.g. "-e DURATION=20s"); BURSAR_BIN: a
 # bursar binary to use instead of building one.
 set -euo pipefail
@@ -23,7 +23,7 @@ PGHOST="${PGHOST:-127.0.0.1}"
 PGPORT="${PGPORT:-5432}"
 PGUSER="${PGUSER:-postgres}"
 export PGHOST PGPORT PGUSER
-K6_OUT="${K6_OUT:-$ROOT/k6/out}"
+K6_SUMMARY_DIR="${K6_SUMMARY_DIR:-$ROOT/k6/out}"
 
 say() { echo "smoke-ci: $*" >&2; }
 
@@ -143,12 +143,12 @@ if [ "$ready" != 1 ]; then
 fi
 say "node ready after $(( $(date +%s) - start ))s"
 
-mkdir -p "$K6_OUT"
+mkdir -p "$K6_SUMMARY_DIR"
 k6_rc=0
 # shellcheck disable=SC2086 # K6_ENV is a list of arguments
 # In the background so that a signal to this script is handled at once
 # (bash runs traps only between foreground commands); cleanup stops it.
-timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e OUT_DIR="$K6_OUT" ${K6_ENV:-} "$ROOT/k6/smoke.js" &
+timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e OUT_DIR="$K6_SUMMARY_DIR" ${K6_ENV:-} "$ROOT/k6/smoke.js" &
 k6_pid=$!
 wait "$k6_pid" || k6_rc=$?
 k6_pid=""
@@ -170,7 +170,7 @@ say "auditing"
 audit_rc=0
 timeout 120 "$tmp/bursar" audit --database-url "$db_url" || audit_rc=$?
 
-say "k6 exit $k6_rc, node exit $node_rc, audit exit $audit_rc; $(( $(date +%s) - start ))s; summary in $K6_OUT/smoke-summary.txt"
+say "k6 exit $k6_rc, node exit $node_rc, audit exit $audit_rc; $(( $(date +%s) - start ))s; summary in $K6_SUMMARY_DIR/smoke-summary.txt"
 if [ "$k6_rc" != 0 ] || [ "$node_rc" != 0 ] || [ "$audit_rc" != 0 ]; then
   [ "$k6_rc" != 0 ] && say "FAIL: k6 thresholds or run (exit $k6_rc; 99 means thresholds crossed)"
   [ "$node_rc" != 0 ] && say "FAIL: node died during the run or did not shut down cleanly"
