@@ -90,7 +90,8 @@ type account struct {
 // unbounded because the engine bounds it: it sends at most one fetch
 // batch of commands before waiting for all of them to be applied.
 func Props(cfg *Config, acc *ledger.Account) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &account{cfg: cfg, acc: acc} })
+	return actor.PropsFromProducer(func() actor.Actor { return &account{cfg: cfg, acc: acc} },
+		actor.WithDispatcher(dispatcher()))
 }
 
 // Receive implements actor.Actor.
