@@ -18,6 +18,8 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--event-partitions", "-1"}, "--event-partitions"},
 		{[]string{"--event-partitions", "10001"}, "--event-partitions"},
 		{[]string{"--roles", "ingress,oracle"}, "--roles"},
+		{[]string{"--kafka-linger", "0s"}, "--kafka-linger"},
+		{[]string{"--kafka-linger", "2s"}, "--kafka-linger"},
 		{[]string{"--node-id", "a b"}, "--node-id"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -40,6 +40,7 @@ type serveFlags struct {
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
+	kafkaLinger                                            time.Duration
 	events, brokerFsync                                    bool
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
@@ -87,6 +88,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
+	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
 	fs.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "longest graceful shutdown (final flush) on SIGINT/SIGTERM")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -103,6 +105,9 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.partitions < 1 || f.partitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
+	}
+	if f.kafkaLinger <= 0 || f.kafkaLinger > time.Second {
+		return &exitError{code: 2, err: errors.New("--kafka-linger must be above 0 and at most 1s")}
 	}
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
@@ -154,7 +159,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		log.Info("migrations applied", "names", applied)
 	}
 
-	kcfg := kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID}
+	kcfg := kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID, Linger: f.kafkaLinger}
 	engineClient, err := kgo.NewClient(kcfg.Options()...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
