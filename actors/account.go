@@ -39,8 +39,8 @@ type Applied struct {
 	// written over unread).
 	Account *ledger.Account
 	// Err is an operational failure (storage unreachable during a key
-	// lookup, while the engine stops). The command and the ones after it in
-	// the message were not applied; the engine must retry them.
+	// lookup, while the engine stops). No command of the message was
+	// applied; the engine must retry them.
 	Err error
 }
 
@@ -108,18 +108,37 @@ func (a *account) Receive(ctx actor.Context) {
 
 func (a *account) apply(m *Apply) {
 	defer m.Done.Done()
-	if !a.acc.Keys.Complete() {
-		if err := a.lookupMissing(m); err != nil {
-			for _, i := range m.Idx {
-				m.Outs[i].Err = err
-			}
-			return
+	saved, repeats, err := a.prepareKeys(m)
+	if err != nil {
+		for _, i := range m.Idx {
+			m.Outs[i].Err = err
 		}
+		return
 	}
 	last := int32(-1) // the last position that changed the account
 	for _, i := range m.Idx {
 		c, out := m.Cmds[i], &m.Outs[i]
+		key := ""
+		if saved != nil || repeats != nil {
+			key = ledger.DedupeKey(c)
+		}
+		// The index is bounded: the commands before this one in the
+		// message may have evicted this key's outcome. Put it back, so
+		// that a retry is answered as a retry.
+		if rec, ok := saved[key]; ok && key != "" {
+			if _, hit := a.acc.Keys.Lookup(key, c.TimestampUs); !hit {
+				a.acc.Keys.Remember(key, rec.Hash, rec.Result)
+			}
+		}
 		out.Effect = ledger.Apply(a.acc, c)
+		if _, again := repeats[key]; again && key != "" {
+			if rec, ok := a.acc.Keys.Record(key, c.TimestampUs); ok {
+				if saved == nil {
+					saved = make(map[string]ledger.KeyRecord)
+				}
+				saved[key] = rec
+			}
+		}
 		if out.Effect.Changed {
 			last = i
 		}
@@ -134,13 +153,22 @@ func (a *account) apply(m *Apply) {
 	}
 }
 
-// lookupMissing makes the incomplete key index able to answer for every
-// command of m: the keys it does not hold are looked up in storage in one
-// query, and the ones found are remembered. A key absent from both is new.
-// A key used twice within m is found in memory the second time (Apply
-// remembers it), so one lookup before the loop is enough.
-func (a *account) lookupMissing(m *Apply) error {
-	var keys []string
+// prepareKeys makes sure every command of m meets its key's outcome in the
+// bounded key index when its turn comes. Before anything is applied it
+// notes, per key of the message:
+//   - an outcome the index holds now (saved: the commands before it in the
+//     message may evict it; apply puts it back);
+//   - when the index is incomplete, an outcome storage holds for a key the
+//     index does not (one query for all of them; saved and remembered); a
+//     key absent from both is new;
+//   - a key used again later in the message (repeats: apply saves its
+//     outcome once the first use is applied).
+//
+// Most messages carry one command of an account that is not retried, and
+// allocate nothing here.
+func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repeats map[string]struct{}, err error) {
+	incomplete := !a.acc.Keys.Complete()
+	var missing []string
 	var seen map[string]struct{}
 	since := int64(math.MaxInt64)
 	for _, i := range m.Idx {
@@ -149,37 +177,55 @@ func (a *account) lookupMissing(m *Apply) error {
 		if key == "" {
 			continue
 		}
-		if _, ok := a.acc.Keys.Lookup(key, c.TimestampUs); ok {
+		if len(m.Idx) > 1 {
+			if seen == nil {
+				seen = make(map[string]struct{}, len(m.Idx))
+			}
+			if _, dup := seen[key]; dup {
+				if repeats == nil {
+					repeats = make(map[string]struct{})
+				}
+				repeats[key] = struct{}{}
+				continue
+			}
+			seen[key] = struct{}{}
+		}
+		if rec, ok := a.acc.Keys.Record(key, c.TimestampUs); ok {
+			if len(m.Idx) > 1 { // a single command cannot evict its own key
+				if saved == nil {
+					saved = make(map[string]ledger.KeyRecord)
+				}
+				saved[key] = rec
+			}
 			continue
 		}
-		if seen == nil {
-			seen = make(map[string]struct{})
+		if !incomplete {
+			continue // a miss in a complete index is a real miss
 		}
-		if _, dup := seen[key]; dup {
-			continue
-		}
-		seen[key] = struct{}{}
-		keys = append(keys, key)
+		missing = append(missing, key)
 		since = min(since, c.TimestampUs-ledger.IdempotencyWindowUs)
 		if a.cfg.OnLookup != nil {
 			a.cfg.OnLookup()
 		}
 	}
-	if len(keys) == 0 {
-		return nil
+	if len(missing) == 0 {
+		return saved, repeats, nil
 	}
-	found, err := a.lookup(m.Cmds[m.Idx[0]].AccountID, keys, since)
+	found, err := a.lookup(m.Cmds[m.Idx[0]].AccountID, missing, since)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	for _, key := range keys { // in command order: the index evicts oldest first
+	for _, key := range missing { // in command order: the index evicts oldest first
 		if rec, ok := found[key]; ok {
-			r := rec.Result
-			r.Available = r.Balance + a.acc.OverdraftLimit
-			a.acc.Keys.Remember(key, rec.Hash, r)
+			rec.Result.Available = rec.Result.Balance + a.acc.OverdraftLimit
+			a.acc.Keys.Remember(key, rec.Hash, rec.Result)
+			if saved == nil {
+				saved = make(map[string]ledger.KeyRecord)
+			}
+			saved[key] = rec
 		}
 	}
-	return nil
+	return saved, repeats, nil
 }
 
 // lookup asks storage for keys. It retries until storage answers or the

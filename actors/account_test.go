@@ -236,3 +236,66 @@ func TestIncompleteIndexLooksUpABatchOnce(t *testing.T) {
 		t.Fatalf("retry of new2: %+v after %v", out.Effect.Result, lk.asked)
 	}
 }
+
+// sendAll applies cmds as one message and returns the outcomes.
+func sendAll(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, cmds []*ledger.Command) []Applied {
+	t.Helper()
+	outs := make([]Applied, len(cmds))
+	idx := make([]int32, len(cmds))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: idx, Done: &wg})
+	wg.Wait()
+	return outs
+}
+
+// TestRetryEvictedWithinAMessageIsStillARetry: the key index is bounded,
+// so the new keys applied earlier in a message can evict the outcome of a
+// key a later command of the same message retries. The retry must still
+// be answered as a retry, whether its key was in memory before the message
+// (the index is incomplete) or first used earlier in the same message.
+func TestRetryEvictedWithinAMessageIsStillARetry(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	now := time.Now().UnixMicro()
+	credit := func(id uuid.UUID, key string) *ledger.Command {
+		c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 1, Currency: "USD", IdemKey: key, TimestampUs: now}
+		c.RequestHash = ledger.HashRequest(c)
+		return c
+	}
+	newAccount := func() (uuid.UUID, *ledger.Account, *actor.PID) {
+		id := uuid.New()
+		acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(2, true)}
+		cfg := &Config{Lookup: &lookup{}, Replies: &replies{}, Ctx: context.Background()}
+		return id, acc, sys.Root.Spawn(Props(cfg, acc))
+	}
+
+	t.Run("key held before the message", func(t *testing.T) {
+		id, acc, pid := newAccount()
+		for _, k := range []string{"a", "b", "c"} { // a is evicted: the index is incomplete
+			applyOne(t, sys, pid, credit(id, k), false)
+		}
+		b := credit(id, "b")
+		outs := sendAll(t, sys, pid, []*ledger.Command{credit(id, "x"), b})
+		if !outs[1].Effect.Result.Replayed {
+			t.Fatalf("retry of b applied again: %+v", outs[1].Effect.Result)
+		}
+		if acc.Balance != 4 {
+			t.Fatalf("balance %d, want 4 (a, b, c, x)", acc.Balance)
+		}
+	})
+	t.Run("key first used in the message", func(t *testing.T) {
+		id, acc, pid := newAccount()
+		cmds := []*ledger.Command{credit(id, "k"), credit(id, "n1"), credit(id, "n2"), credit(id, "n3"), credit(id, "k")}
+		outs := sendAll(t, sys, pid, cmds)
+		if r := outs[4].Effect.Result; !r.Replayed || r.TxID != cmds[0].TxID {
+			t.Fatalf("second use of k: %+v, want the replay of the first", r)
+		}
+		if acc.Balance != 4 {
+			t.Fatalf("balance %d, want 4 (k, n1, n2, n3)", acc.Balance)
+		}
+	})
+}

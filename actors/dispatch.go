@@ -19,9 +19,10 @@ const mailboxThroughput = 300
 // stack, so each run also paid for a stack copy: together about a tenth of
 // the engine's CPU in profiles. Pool workers keep their grown stacks.
 //
-// Schedule never blocks: when every worker is busy and the queue is full
-// (workers may wait on a PostgreSQL key lookup), the run gets its own
-// goroutine, as with the default dispatcher.
+// A run goes to an idle worker or, when none is idle, gets its own
+// goroutine as with the default dispatcher: there is no queue, so a run
+// never waits behind workers that are blocked (an account waiting on a
+// PostgreSQL key lookup holds its worker), and Schedule never blocks.
 type pool struct {
 	work chan func()
 }
@@ -34,12 +35,12 @@ var (
 // dispatcher returns the process-wide pool, started on first use. It is
 // never stopped: its idle workers cost a few goroutines.
 func dispatcher() actor.Dispatcher {
-	sharedPoolOnce.Do(func() { sharedPool = newPool(max(4, 2*runtime.GOMAXPROCS(0)), 4096) })
+	sharedPoolOnce.Do(func() { sharedPool = newPool(max(8, 4*runtime.GOMAXPROCS(0))) })
 	return sharedPool
 }
 
-func newPool(workers, queue int) *pool {
-	p := &pool{work: make(chan func(), queue)}
+func newPool(workers int) *pool {
+	p := &pool{work: make(chan func())}
 	for range workers {
 		go p.run()
 	}

@@ -419,6 +419,24 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 			produced = nil
 		case <-pctx.Done():
 			s.replies.Forget(seq)
+			// The deadline may have come together with the answer or the
+			// append's outcome, and select picked one at random: prefer
+			// what did happen (an appended command must not be answered
+			// as possibly lost).
+			select {
+			case res := <-ch:
+				return &res, nil
+			default:
+			}
+			if produced != nil {
+				select {
+				case err := <-produced:
+					if err == nil {
+						produced = nil
+					}
+				default:
+				}
+			}
 			if produced != nil {
 				// Not even durable yet: the outcome is unknown.
 				return nil, bad(ledger.CodeUnavailable, "timed out appending the command; retry with the same idempotency key")

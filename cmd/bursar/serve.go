@@ -63,7 +63,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
-	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. Events of one account stay in one partition whatever the count; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
+	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. An account's events go to its command partition modulo this count, so they stay in one partition while the counts do not change; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
 	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
 	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address")
 	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (empty: start a new cluster)")
@@ -88,7 +88,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
-	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
+	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch, above 0 and at most 1s; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
 	fs.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "longest graceful shutdown (final flush) on SIGINT/SIGTERM")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -74,6 +74,13 @@ func (k *KeyIndex) Lookup(key string, nowUs int64) (prior, bool) {
 	return prior{hash: e.hash, result: e.result}, true
 }
 
+// Record returns key's remembered outcome as a KeyRecord (to be remembered
+// again later), unless it is older than the idempotency window at nowUs.
+func (k *KeyIndex) Record(key string, nowUs int64) (KeyRecord, bool) {
+	p, ok := k.Lookup(key, nowUs)
+	return KeyRecord{Hash: p.hash, Result: p.result}, ok
+}
+
 // Remember records key's outcome. A key already present is replaced (this
 // happens only when an expired key is used again).
 func (k *KeyIndex) Remember(key string, hash uint64, r Result) {
