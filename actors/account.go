@@ -164,10 +164,15 @@ func (a *account) apply(m *Apply) {
 //   - a key used again later in the message (repeats: apply saves its
 //     outcome once the first use is applied).
 //
-// Most messages carry one command of an account that is not retried, and
-// allocate nothing here.
+// While the index is complete and has room for every command of the
+// message, none of this is needed, and nothing is done.
 func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repeats map[string]struct{}, err error) {
 	incomplete := !a.acc.Keys.Complete()
+	if !incomplete && a.acc.Keys.Room() >= len(m.Idx) {
+		// Every miss is a real miss, and the message's commands cannot
+		// evict anything: the index answers for all of them as it is.
+		return nil, nil, nil
+	}
 	var missing []string
 	var seen map[string]struct{}
 	since := int64(math.MaxInt64)
@@ -233,6 +238,9 @@ func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repe
 // the commands would break the account's order, so the partition waits
 // (its commands stay in Kafka) while storage is down.
 func (a *account) lookup(account uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error) {
+	// This may take a round trip, or much longer while storage is down:
+	// let the pool replace this worker meanwhile.
+	defer dispatcher().blocking()()
 	backoff := 10 * time.Millisecond
 	for {
 		timeout := a.cfg.LookupTimeout

@@ -3,6 +3,7 @@ package actors
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -19,12 +20,15 @@ const mailboxThroughput = 300
 // stack, so each run also paid for a stack copy: together about a tenth of
 // the engine's CPU in profiles. Pool workers keep their grown stacks.
 //
-// A run goes to an idle worker or, when none is idle, gets its own
-// goroutine as with the default dispatcher: there is no queue, so a run
-// never waits behind workers that are blocked (an account waiting on a
-// PostgreSQL key lookup holds its worker), and Schedule never blocks.
+// A run that is about to block (an account waiting on a PostgreSQL key
+// lookup) calls blocking first, which starts a replacement worker, so runs
+// queued behind it are not held up; once it is done blocking, the pool
+// shrinks back by one worker after a later run. Schedule never blocks: with the queue full, a run gets
+// its own goroutine, as with the default dispatcher.
 type pool struct {
-	work chan func()
+	work   chan func()
+	excess atomic.Int64 // workers to retire: replacements started by blocking
+	live   atomic.Int64 // running workers
 }
 
 var (
@@ -34,23 +38,47 @@ var (
 
 // dispatcher returns the process-wide pool, started on first use. It is
 // never stopped: its idle workers cost a few goroutines.
-func dispatcher() actor.Dispatcher {
-	sharedPoolOnce.Do(func() { sharedPool = newPool(max(8, 4*runtime.GOMAXPROCS(0))) })
+func dispatcher() *pool {
+	sharedPoolOnce.Do(func() { sharedPool = newPool(max(4, 2*runtime.GOMAXPROCS(0)), 4096) })
 	return sharedPool
 }
 
-func newPool(workers int) *pool {
-	p := &pool{work: make(chan func())}
+func newPool(workers, queue int) *pool {
+	p := &pool{work: make(chan func(), queue)}
 	for range workers {
-		go p.run()
+		p.start()
 	}
 	return p
 }
 
+func (p *pool) start() {
+	p.live.Add(1)
+	go p.run()
+}
+
 func (p *pool) run() {
+	defer p.live.Add(-1)
 	for fn := range p.work {
 		fn()
+		for {
+			n := p.excess.Load()
+			if n <= 0 {
+				break
+			}
+			if p.excess.CompareAndSwap(n, n-1) {
+				return
+			}
+		}
 	}
+}
+
+// blocking is called by a run about to block for a while; it starts a
+// replacement worker at once. The returned func ends the blocking part:
+// from then on the pool has one worker too many, and one retires after its
+// next run.
+func (p *pool) blocking() (done func()) {
+	p.start()
+	return func() { p.excess.Add(1) }
 }
 
 // Schedule implements actor.Dispatcher.
@@ -61,6 +89,8 @@ func (p *pool) Schedule(fn func()) {
 		go fn()
 	}
 }
+
+var _ actor.Dispatcher = (*pool)(nil)
 
 // Throughput implements actor.Dispatcher.
 func (p *pool) Throughput() int { return mailboxThroughput }

@@ -50,6 +50,9 @@ type KeyRecord struct {
 // Complete reports whether a miss in the index is a real miss.
 func (k *KeyIndex) Complete() bool { return !k.incomplete && !k.evicted }
 
+// Room is how many more keys the index takes before it evicts one.
+func (k *KeyIndex) Room() int { return k.capacity() - len(k.ring) }
+
 // Len is the number of remembered keys.
 func (k *KeyIndex) Len() int { return len(k.idx) }
 

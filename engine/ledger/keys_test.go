@@ -55,9 +55,16 @@ func TestKeyIndexEvictsOldestFirst(t *testing.T) {
 		if got := present(&k, t0+10, "a", "b", "c", "d", "e", "f"); got != s.want {
 			t.Fatalf("after adding %q: present %q; want %q", s.add, got, s.want)
 		}
-		if k.Len() != s.len {
-			t.Fatalf("after adding %q: Len %d; want %d", s.add, k.Len(), s.len)
+		if k.Len() != s.len || k.Room() != 3-s.len {
+			t.Fatalf("after adding %q: Len %d, Room %d; want %d, %d", s.add, k.Len(), k.Room(), s.len, 3-s.len)
 		}
+	}
+	rec, ok := k.Record("f", t0+10)
+	if !ok || rec.Result.TimestampUs != t0+5 {
+		t.Fatalf("Record(f) = %+v %v", rec, ok)
+	}
+	if _, ok := k.Record("b", t0+10); ok {
+		t.Fatal("Record of an evicted key")
 	}
 }
 
