@@ -174,8 +174,14 @@ func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repe
 		return nil, nil, nil
 	}
 	var missing []string
-	var seen map[string]struct{}
+	var seen map[string]bool // the message's keys so far: true when looked up in storage
 	since := int64(math.MaxInt64)
+	save := func(key string, rec ledger.KeyRecord) {
+		if saved == nil {
+			saved = make(map[string]ledger.KeyRecord)
+		}
+		saved[key] = rec
+	}
 	for _, i := range m.Idx {
 		c := m.Cmds[i]
 		key := ledger.DedupeKey(c)
@@ -184,28 +190,39 @@ func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repe
 		}
 		if len(m.Idx) > 1 {
 			if seen == nil {
-				seen = make(map[string]struct{}, len(m.Idx))
+				seen = make(map[string]bool, len(m.Idx))
 			}
-			if _, dup := seen[key]; dup {
+			if lookedUp, dup := seen[key]; dup {
 				if repeats == nil {
 					repeats = make(map[string]struct{})
 				}
 				repeats[key] = struct{}{}
+				// Timestamps of one partition may go backwards (ingress
+				// clocks differ): an outcome out of the first use's window
+				// may be in this one's.
+				if _, ok := saved[key]; !ok {
+					if rec, ok := a.acc.Keys.Record(key, c.TimestampUs); ok {
+						save(key, rec)
+					}
+				}
+				if lookedUp {
+					since = min(since, c.TimestampUs-ledger.IdempotencyWindowUs)
+				}
 				continue
 			}
-			seen[key] = struct{}{}
+			seen[key] = false
 		}
 		if rec, ok := a.acc.Keys.Record(key, c.TimestampUs); ok {
 			if len(m.Idx) > 1 { // a single command cannot evict its own key
-				if saved == nil {
-					saved = make(map[string]ledger.KeyRecord)
-				}
-				saved[key] = rec
+				save(key, rec)
 			}
 			continue
 		}
 		if !incomplete {
 			continue // a miss in a complete index is a real miss
+		}
+		if seen != nil {
+			seen[key] = true
 		}
 		missing = append(missing, key)
 		since = min(since, c.TimestampUs-ledger.IdempotencyWindowUs)
@@ -224,10 +241,7 @@ func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repe
 		if rec, ok := found[key]; ok {
 			rec.Result.Available = rec.Result.Balance + a.acc.OverdraftLimit
 			a.acc.Keys.Remember(key, rec.Hash, rec.Result)
-			if saved == nil {
-				saved = make(map[string]ledger.KeyRecord)
-			}
-			saved[key] = rec
+			save(key, rec)
 		}
 	}
 	return saved, repeats, nil

@@ -33,7 +33,7 @@ type lookup struct {
 	asked    [][]string // the keys of each call
 }
 
-func (l *lookup) LookupKeys(_ context.Context, _ uuid.UUID, keys []string, _ int64) (map[string]ledger.KeyRecord, error) {
+func (l *lookup) LookupKeys(_ context.Context, _ uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls++
@@ -43,7 +43,7 @@ func (l *lookup) LookupKeys(_ context.Context, _ uuid.UUID, keys []string, _ int
 	}
 	out := map[string]ledger.KeyRecord{}
 	for _, k := range keys {
-		if r, ok := l.found[k]; ok {
+		if r, ok := l.found[k]; ok && r.TimestampUs >= sinceUs {
 			out[k] = ledger.KeyRecord{Hash: 7, Result: r}
 		}
 	}
@@ -298,4 +298,34 @@ func TestRetryEvictedWithinAMessageIsStillARetry(t *testing.T) {
 			t.Fatalf("balance %d, want 4 (k, n1, n2, n3)", acc.Balance)
 		}
 	})
+}
+
+// TestRepeatedKeyWithAnEarlierTimestamp: timestamps in one partition may go
+// backwards (ingress clocks differ). A key's second use in a message may be
+// within the window of an outcome in storage that its first use, later in
+// time, is not: the storage lookup must reach back for the earlier one.
+func TestRepeatedKeyWithAnEarlierTimestamp(t *testing.T) {
+	sys := actor.NewActorSystem()
+	defer sys.Shutdown()
+	id := uuid.New()
+	t0 := time.Now().UnixMicro() - 2*ledger.IdempotencyWindowUs
+	prior := ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, AccountID: id, Status: ledger.StatusCompleted,
+		Amount: 10, Delta: 10, Currency: "USD", Balance: 11, TimestampUs: t0}
+	lk := &lookup{found: map[string]ledger.Result{"K": prior}}
+	cfg := &Config{Lookup: lk, Replies: &replies{}, Ctx: context.Background()}
+	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Balance: 11, Keys: ledger.NewKeyIndex(1, false)}
+	pid := sys.Root.Spawn(Props(cfg, acc))
+	at := func(ts, amount int64) *ledger.Command {
+		c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: amount, Currency: "USD", IdemKey: "K", TimestampUs: ts}
+		c.RequestHash = 7 // as stored
+		return c
+	}
+	second := at(t0+ledger.IdempotencyWindowUs-1_000_000, 10) // within the prior's window
+	outs := sendAll(t, sys, pid, []*ledger.Command{at(t0+ledger.IdempotencyWindowUs+1_000_000, 0), second})
+	if r := outs[1].Effect.Result; !r.Replayed || r.TxID != prior.TxID {
+		t.Fatalf("second use of K: %+v, want the replay of the outcome in storage", r)
+	}
+	if acc.Balance != 11 {
+		t.Fatalf("balance %d, want 11", acc.Balance)
+	}
 }

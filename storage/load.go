@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bursar/bursar/engine/ledger"
@@ -190,34 +191,84 @@ ORDER BY t.idem_key, t.seq DESC`, [16]byte(account), keys, time.UnixMicro(sinceU
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("storage: lookup keys: %w", err)
 	}
+	// Leg keys may also be remembered as tombstones: refusals by an
+	// account that did not exist yet, which left no transactions row.
+	// They are few (a leg to a missing account), so the account's
+	// tombstones in the window are read and matched here.
+	legs := false
+	for _, k := range keys {
+		if strings.HasPrefix(k, "#") {
+			legs = true
+			break
+		}
+	}
+	if !legs {
+		return out, nil
+	}
+	trows, err := s.pool.Query(ctx, `SELECT `+tombstoneColumns+`
+FROM leg_refusals WHERE account_id = $1 AND created_at >= $2`, [16]byte(account), time.UnixMicro(sinceUs))
+	if err != nil {
+		return nil, fmt.Errorf("storage: lookup leg refusals: %w", err)
+	}
+	defer trows.Close()
+	want := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		want[k] = struct{}{}
+	}
+	for trows.Next() {
+		key, hash, r, err := scanTombstone(trows)
+		if err != nil {
+			return nil, fmt.Errorf("storage: lookup leg refusals: %w", err)
+		}
+		if _, ok := want[key]; !ok {
+			continue
+		}
+		if _, recorded := out[key]; !recorded {
+			out[key] = ledger.KeyRecord{Hash: hash, Result: r}
+		}
+	}
+	if err := trows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: lookup leg refusals: %w", err)
+	}
 	return out, nil
 }
 
 // loadTombstones remembers, in each account's key index, the transfer legs
 // it refused before it existed (see ledger.Result.Tombstone).
 func (s *Store) loadTombstones(ctx context.Context, ids [][16]byte, out map[uuid.UUID]*ledger.Account) error {
-	rows, err := s.pool.Query(ctx, `SELECT account_id, transaction_id, kind, code, amount, currency, request_hash, created_at
+	rows, err := s.pool.Query(ctx, `SELECT `+tombstoneColumns+`
 FROM leg_refusals WHERE account_id = ANY($1) ORDER BY created_at`, ids)
 	if err != nil {
 		return fmt.Errorf("storage: load leg refusals: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var (
-			id, tx     [16]byte
-			kind, code string
-			hash       int64
-			created    time.Time
-			r          ledger.Result
-		)
-		if err := rows.Scan(&id, &tx, &kind, &code, &r.Amount, &r.Currency, &hash, &created); err != nil {
+		key, hash, r, err := scanTombstone(rows)
+		if err != nil {
 			return fmt.Errorf("storage: load leg refusals: %w", err)
 		}
-		r.AccountID, r.TxID, r.Kind, r.Status = id, tx, ledger.ParseKind(kind), ledger.StatusFailed
-		r.Code, _ = ledger.ParseCode(code)
-		r.TimestampUs, r.Unrecorded, r.Tombstone = created.UnixMicro(), true, true
-		acc := out[id]
-		acc.Keys.Remember(ledger.DedupeKey(&ledger.Command{Kind: r.Kind, TxID: r.TxID}), uint64(hash), r)
+		out[r.AccountID].Keys.Remember(key, hash, r)
 	}
 	return rows.Err()
+}
+
+// tombstoneColumns rebuild a leg refusal's key and outcome; see scanTombstone.
+const tombstoneColumns = `account_id, transaction_id, kind, code, amount, currency, request_hash, created_at`
+
+// scanTombstone scans tombstoneColumns into the leg's dedupe key, request
+// hash and outcome, as ledger.Apply recorded them.
+func scanTombstone(row pgx.Row) (key string, hash uint64, r ledger.Result, err error) {
+	var (
+		id, tx     [16]byte
+		kind, code string
+		h          int64
+		created    time.Time
+	)
+	if err := row.Scan(&id, &tx, &kind, &code, &r.Amount, &r.Currency, &h, &created); err != nil {
+		return "", 0, r, err
+	}
+	r.AccountID, r.TxID, r.Kind, r.Status = id, tx, ledger.ParseKind(kind), ledger.StatusFailed
+	r.Code, _ = ledger.ParseCode(code)
+	r.TimestampUs, r.Unrecorded, r.Tombstone = created.UnixMicro(), true, true
+	return ledger.DedupeKey(&ledger.Command{Kind: r.Kind, TxID: r.TxID}), uint64(h), r, nil
 }

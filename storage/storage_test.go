@@ -298,3 +298,41 @@ func TestPausedFlushDoesNotBlockTakeover(t *testing.T) {
 		t.Fatalf("partitions = %+v %v", rows, err)
 	}
 }
+
+// TestLookupKeysFindsTombstones: a transfer leg refused by an account that
+// did not exist leaves no transactions row, only a tombstone; a key lookup
+// for that leg must find it, or a replayed copy arriving once the account
+// exists (and its bounded key index has let the tombstone go) would be
+// credited.
+func TestLookupKeysFindsTombstones(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	ghost := uuid.New()
+	now := time.Now().UnixMicro()
+	leg := ledger.Command{Kind: ledger.KindTransferCredit, TxID: uuid.New(), AccountID: ghost, Counterparty: uuid.New(),
+		Amount: 700, Currency: "USD", TimestampUs: now}
+	leg.RequestHash = ledger.HashRequest(&leg)
+	e := ledger.Apply(&ledger.Account{ID: ghost}, &leg)
+	if !e.Result.Tombstone {
+		t.Fatalf("leg to a missing account: %+v", e.Result)
+	}
+	if err := s.Flush(ctx, &storage.Batch{Tombstones: []storage.TxRow{{Cmd: &leg, Result: e.Result, Partition: 0, Offset: 0}},
+		Accounts: map[uuid.UUID]*ledger.Account{}}); err != nil {
+		t.Fatal(err)
+	}
+	key := ledger.DedupeKey(&leg)
+	other := ledger.DedupeKey(&ledger.Command{Kind: ledger.KindTransferCredit, TxID: uuid.New()})
+	recs, err := s.LookupKeys(ctx, ghost, []string{key, other}, now-ledger.IdempotencyWindowUs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := recs[key]
+	if !ok || len(recs) != 1 || !rec.Result.Tombstone || rec.Result.Kind != ledger.KindTransferCredit ||
+		rec.Result.TxID != leg.TxID || rec.Hash != leg.RequestHash || rec.Result.Code != e.Result.Code {
+		t.Fatalf("lookup = %+v, want the tombstone of %s only", recs, key)
+	}
+	// Outside the window it is not found.
+	if recs, err := s.LookupKeys(ctx, ghost, []string{key}, now+1); err != nil || len(recs) != 0 {
+		t.Fatalf("tombstone older than the window found: %+v %v", recs, err)
+	}
+}

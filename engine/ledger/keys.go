@@ -77,6 +77,12 @@ func (k *KeyIndex) Lookup(key string, nowUs int64) (prior, bool) {
 	return prior{hash: e.hash, result: e.result}, true
 }
 
+// ClockSkewUs bounds how far record timestamps of one partition may go
+// backwards: they are minted by the ingress nodes' clocks, which must
+// agree within it. The key index counts an evicted outcome as possibly
+// needed while it is within the idempotency window plus this margin.
+const ClockSkewUs int64 = 3600 * 1_000_000
+
 // Record returns key's remembered outcome as a KeyRecord (to be remembered
 // again later), unless it is older than the idempotency window at nowUs.
 func (k *KeyIndex) Record(key string, nowUs int64) (KeyRecord, bool) {
@@ -100,8 +106,10 @@ func (k *KeyIndex) Remember(key string, hash uint64, r Result) {
 		k.ring = append(k.ring, e)
 		return
 	}
+	// The evicted outcome may still be asked for by a command whose
+	// timestamp is up to ClockSkewUs earlier than this one's.
 	old := &k.ring[k.head]
-	if old.result.TimestampUs >= r.TimestampUs-IdempotencyWindowUs {
+	if old.result.TimestampUs >= r.TimestampUs-IdempotencyWindowUs-ClockSkewUs {
 		k.evicted = true
 	}
 	delete(k.idx, old.key)

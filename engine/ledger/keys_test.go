@@ -69,7 +69,7 @@ func TestKeyIndexEvictsOldestFirst(t *testing.T) {
 }
 
 func TestKeyIndexComplete(t *testing.T) {
-	const w = IdempotencyWindowUs
+	const w, s = IdempotencyWindowUs, ClockSkewUs
 	tests := []struct {
 		name     string
 		cap      int
@@ -83,11 +83,12 @@ func TestKeyIndexComplete(t *testing.T) {
 		{"full, nothing evicted", 2, true, []int64{0, 1}, true},
 		{"evicts a key inside the window", 2, true, []int64{0, 1, 2}, false},
 		{"evicts a key at the window's edge", 2, true, []int64{0, 1, w}, false},
-		{"evicts an expired key", 2, true, []int64{0, 1, w + 1}, true},
-		{"evicts two expired keys", 2, true, []int64{0, 1, w + 2, w + 3}, true},
+		{"evicts a key within the clock-skew margin", 2, true, []int64{0, 1, w + s}, false},
+		{"evicts an expired key", 2, true, []int64{0, 1, w + s + 1}, true},
+		{"evicts two expired keys", 2, true, []int64{0, 1, w + s + 2, w + s + 3}, true},
 		{"expired, then live", 2, true, []int64{0, w, w + 1, w + 2}, false},
-		{"cap 1, expired each time", 1, true, []int64{0, w + 1, 2*w + 2, 3*w + 3}, true},
-		{"cap 1, one live eviction", 1, true, []int64{0, w + 1, 2*w + 2, 2*w + 3}, false},
+		{"cap 1, expired each time", 1, true, []int64{0, w + s + 1, 2 * (w + s + 1), 3 * (w + s + 1)}, true},
+		{"cap 1, one live eviction", 1, true, []int64{0, w + s + 1, 2 * (w + s + 1), 2*(w+s+1) + 1}, false},
 	}
 	for _, tt := range tests {
 		k := NewKeyIndex(tt.cap, tt.complete)
