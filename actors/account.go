@@ -125,13 +125,13 @@ func (a *account) apply(m *Apply) {
 		// The index is bounded: the commands before this one in the
 		// message may have evicted this key's outcome. Put it back, so
 		// that a retry is answered as a retry.
-		if rec, ok := saved[key]; ok && key != "" {
+		if rec, ok := saved[key]; ok {
 			if _, hit := a.acc.Keys.Lookup(key, c.TimestampUs); !hit {
 				a.acc.Keys.Remember(key, rec.Hash, rec.Result)
 			}
 		}
 		out.Effect = ledger.Apply(a.acc, c)
-		if _, again := repeats[key]; again && key != "" {
+		if _, again := repeats[key]; again {
 			if rec, ok := a.acc.Keys.Record(key, c.TimestampUs); ok {
 				if saved == nil {
 					saved = make(map[string]ledger.KeyRecord)
@@ -184,10 +184,7 @@ func (a *account) prepareKeys(m *Apply) (saved map[string]ledger.KeyRecord, repe
 	}
 	for _, i := range m.Idx {
 		c := m.Cmds[i]
-		key := ledger.DedupeKey(c)
-		if key == "" {
-			continue
-		}
+		key := ledger.DedupeKey(c) // never empty: keyless commands have a leg key
 		if len(m.Idx) > 1 {
 			if seen == nil {
 				seen = make(map[string]bool, len(m.Idx))

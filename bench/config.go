@@ -235,14 +235,15 @@ func (c *Config) validate() error {
 // parseFunding parses the per-account funding; "0" (in any spelling) means
 // no funding.
 func parseFunding(text string, exp int) (int64, error) {
-	if strings.Trim(text, "0.") == "" && strings.Contains(text, "0") {
+	// ParseAmount checks the syntax first: only a well-formed zero is zero.
+	v, err := ledger.ParseAmount([]byte(text), exp)
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, ledger.ErrAmountNotPos) && strings.Trim(text, "0.") == "":
 		return 0, nil
 	}
-	v, err := ledger.ParseAmount([]byte(text), exp)
-	if err != nil {
-		return 0, fmt.Errorf("bench: funding %q: %w", text, err)
-	}
-	return v, nil
+	return 0, fmt.Errorf("bench: funding %q: %w", text, err)
 }
 
 // checkLabel keeps labels safe as file-name parts of charts.

@@ -79,6 +79,9 @@ func TestParseFunding(t *testing.T) {
 		{"", 2, 0, true},
 		{"-5", 2, 0, true},
 		{"abc", 2, 0, true},
+		{".", 2, 0, true}, // malformed zeros are refused, as by the API
+		{"0.", 2, 0, true},
+		{"0.0.0", 2, 0, true},
 	} {
 		got, err := parseFunding(c.text, c.exp)
 		if (err != nil) != c.bad || got != c.want {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/bursar/bursar/storage"
@@ -92,17 +91,14 @@ type Coordinator struct {
 	// show every live node, and a takeover of a live owner only causes churn
 	// (it is fenced, never wrong). Default 3s.
 	TakeoverGrace time.Duration
-
-	mu       sync.Mutex
-	acquired map[int32]time.Time // when this node last acquired each partition
 }
 
 // NewCoordinator returns a coordinator for this node's engine.
 func NewCoordinator(self string, partitions int32, members *Membership, eng LocalEngine, table PartitionTable, log *slog.Logger) *Coordinator {
 	return &Coordinator{
 		self: self, partitions: partitions, members: members, engine: eng, table: table, log: log,
-		interval: 250 * time.Millisecond, acquired: make(map[int32]time.Time),
-		started: time.Now(), TakeoverGrace: 3 * time.Second,
+		interval: 250 * time.Millisecond,
+		started:  time.Now(), TakeoverGrace: 3 * time.Second,
 	}
 }
 
@@ -201,25 +197,8 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 	if err := c.engine.Acquire(ctx, take...); err != nil {
 		return err
 	}
-	now := time.Now()
-	c.mu.Lock()
-	for _, p := range take {
-		c.acquired[p] = now
-	}
-	c.mu.Unlock()
 	c.log.Info("partitions acquired", "partitions", take)
 	return nil
-}
-
-// AcquiredAt returns when this node last acquired each partition.
-func (c *Coordinator) AcquiredAt() map[int32]time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[int32]time.Time, len(c.acquired))
-	for p, t := range c.acquired {
-		out[p] = t
-	}
-	return out
 }
 
 // Settled reports whether this node owns every partition the rendezvous

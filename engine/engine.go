@@ -143,8 +143,6 @@ type Engine struct {
 	m         *Metrics
 	slots     *ledger.SlotMap
 
-	eventPartitions int32
-
 	mu    sync.RWMutex
 	parts map[int32]*partition
 
@@ -175,7 +173,7 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	e := &Engine{
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
 		parts: make(map[int32]*partition),
-		slots: ledger.NewSlotMap(cfg.Partitions), eventPartitions: cfg.EventPartitions,
+		slots: ledger.NewSlotMap(cfg.Partitions),
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}

@@ -299,7 +299,9 @@ func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Ac
 	backoff := 10 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		accs, err := e.store.LoadAccounts(ctx, ids, nowUs-ledger.IdempotencyWindowUs, e.cfg.KeysPerAccount)
+		// Keys as far back as the index counts them as needed: the window
+		// plus the clock skew a later command's timestamp may step back by.
+		accs, err := e.store.LoadAccounts(ctx, ids, nowUs-ledger.IdempotencyWindowUs-ledger.ClockSkewUs, e.cfg.KeysPerAccount)
 		cancel()
 		if err == nil {
 			e.m.loaded.Add(float64(len(ids)))
@@ -365,6 +367,10 @@ func (p *partition) produce(b *buffer, rec *kgo.Record) {
 // MaxResidentActors.
 func (p *partition) passivate(now time.Time) {
 	e := p.e
+	// Engine.mu before partition.mu (the lock order): the share first.
+	e.mu.RLock()
+	share := max(1, e.cfg.MaxResidentActors/max(1, len(e.parts)))
+	e.mu.RUnlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	idle := 0
@@ -375,9 +381,6 @@ func (p *partition) passivate(now time.Time) {
 		}
 	}
 	e.m.passivations.WithLabelValues("idle").Add(float64(idle))
-	e.mu.RLock()
-	share := max(1, e.cfg.MaxResidentActors/max(1, len(e.parts)))
-	e.mu.RUnlock()
 	if len(p.residents) <= share {
 		return
 	}

@@ -35,10 +35,6 @@ type Config struct {
 	// WaitTimeout is how long a write waits for its answer before 202
 	// Accepted. Default 5s.
 	WaitTimeout time.Duration
-	// MaxInflight bounds writes waiting for their answer; beyond it writes
-	// get 503 (bursar_ingress_rejected_total{reason="inflight"}). Default
-	// 100000.
-	MaxInflight int
 	// HistoryLimitMax bounds the page size of history reads. Default 500.
 	HistoryLimitMax int
 }
@@ -49,9 +45,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.WaitTimeout <= 0 {
 		c.WaitTimeout = 5 * time.Second
-	}
-	if c.MaxInflight <= 0 {
-		c.MaxInflight = 100_000
 	}
 	if c.HistoryLimitMax <= 0 {
 		c.HistoryLimitMax = 500
@@ -119,6 +112,8 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 				func() float64 { return float64(replies.Len()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_replies_dropped_total", Help: "Answers that arrived after their request gave up."},
 				func() float64 { return float64(replies.Dropped.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_replies_foreign_total", Help: "Answers addressed to another node (or an earlier boot of this one) that reached this node's registry."},
+				func() float64 { return float64(replies.Foreign.Load()) }),
 		)
 	}
 	return s, nil

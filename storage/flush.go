@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ func encodeAccounts(accts map[uuid.UUID]*ledger.Account) *accountArrays {
 	for id := range accts {
 		ids = append(ids, id)
 	}
-	slices.SortFunc(ids, func(x, y uuid.UUID) int { return compareUUID(x, y) })
+	slices.SortFunc(ids, func(x, y uuid.UUID) int { return bytes.Compare(x[:], y[:]) })
 	for _, id := range ids {
 		acc := accts[id]
 		a.ids = append(a.ids, [16]byte(id))
@@ -140,18 +141,6 @@ func encodeAccounts(accts map[uuid.UUID]*ledger.Account) *accountArrays {
 		a.updated = append(a.updated, time.UnixMicro(acc.UpdatedUs).UTC())
 	}
 	return a
-}
-
-func compareUUID(x, y uuid.UUID) int {
-	for i := range x {
-		if x[i] != y[i] {
-			if x[i] < y[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
 }
 
 const upsertAccounts = `

@@ -65,7 +65,7 @@ func (s *Store) LoadAccounts(ctx context.Context, ids []uuid.UUID, sinceUs int64
 	if err := s.loadKeys(ctx, found, out, sinceUs, keysCap); err != nil {
 		return nil, err
 	}
-	if err := s.loadTombstones(ctx, raw, out); err != nil {
+	if err := s.loadTombstones(ctx, raw, out, sinceUs); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -235,9 +235,9 @@ FROM leg_refusals WHERE account_id = $1 AND created_at >= $2`, [16]byte(account)
 
 // loadTombstones remembers, in each account's key index, the transfer legs
 // it refused before it existed (see ledger.Result.Tombstone).
-func (s *Store) loadTombstones(ctx context.Context, ids [][16]byte, out map[uuid.UUID]*ledger.Account) error {
+func (s *Store) loadTombstones(ctx context.Context, ids [][16]byte, out map[uuid.UUID]*ledger.Account, sinceUs int64) error {
 	rows, err := s.pool.Query(ctx, `SELECT `+tombstoneColumns+`
-FROM leg_refusals WHERE account_id = ANY($1) ORDER BY created_at`, ids)
+FROM leg_refusals WHERE account_id = ANY($1) AND created_at >= $2 ORDER BY created_at`, ids, time.UnixMicro(sinceUs))
 	if err != nil {
 		return fmt.Errorf("storage: load leg refusals: %w", err)
 	}

@@ -169,12 +169,15 @@ func (s *Server) handleOpen(c context.Context, ctx *fasthttp.RequestCtx) *apiErr
 		if aerr != nil {
 			return aerr
 		}
-		if strings.Trim(string(text), "0.") != "" { // zero is the default
-			v, err := ledger.ParseAmount(text, exp)
-			if err != nil {
-				return bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
-			}
+		// ParseAmount checks the syntax first: a zero (the default) is
+		// accepted only when well formed ("0.00", not "0." or ".").
+		v, err := ledger.ParseAmount(text, exp)
+		switch {
+		case err == nil:
 			a.Overdraft = v
+		case errors.Is(err, ledger.ErrAmountNotPos) && strings.Trim(string(text), "0.") == "":
+		default:
+			return bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
 		}
 	}
 	switch {

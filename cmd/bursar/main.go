@@ -143,7 +143,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if fs.NArg() > 0 && fs.Name() != "bursar partitions" {
+	if fs.NArg() > 0 {
 		return &exitError{code: 2, err: fmt.Errorf("unexpected arguments: %v", fs.Args())}
 	}
 	return nil

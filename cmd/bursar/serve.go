@@ -109,6 +109,9 @@ func runServe(args []string, _ io.Writer) error {
 	if f.kafkaLinger <= 0 || f.kafkaLinger > time.Second {
 		return &exitError{code: 2, err: errors.New("--kafka-linger must be above 0 and at most 1s")}
 	}
+	if f.maxInflight < 1 {
+		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
+	}
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
 	}
@@ -301,7 +304,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	}
 	if runIngress {
 		api, err := ingress.New(ingress.Config{
-			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, MaxInflight: f.maxInflight,
+			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout,
 		}, log.With("component", "ingress"), producer, replies, router, store, reg,
 			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if err != nil {
