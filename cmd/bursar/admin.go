@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -69,8 +70,11 @@ func runPartitions(args []string, stdout io.Writer) error {
 	}
 	fs := newFlagSet("partitions ls", "Lists partitions: owner, epoch and committed offset (from PostgreSQL).")
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	format := fs.String("format", "table", "table|json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -84,15 +88,36 @@ func runPartitions(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
-		return writeJSONOut(stdout, rows)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	return render(stdout, *format, rows, printPartitions)
+}
+
+func printPartitions(w io.Writer, rows []storage.PartitionRow) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tOWNER\tEPOCH\tCOMMITTED OFFSET\tUPDATED")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", r.Partition, r.Owner, r.Epoch, r.NextOffset, r.UpdatedAt.UTC().Format(time.RFC3339))
 	}
-	return tw.Flush()
+	tw.Flush()
+}
+
+// formatFlag registers --format: how a command prints its result.
+func formatFlag(fs *flag.FlagSet) *string { return fs.String("format", "table", "table|json") }
+
+// checkFormat refuses a --format other than table or json (exit 2).
+func checkFormat(format string) error {
+	if format != "table" && format != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("--format must be table or json, got %q", format)}
+	}
+	return nil
+}
+
+// render prints v as indented JSON for --format=json, else as table prints it.
+func render[T any](w io.Writer, format string, v T, table func(io.Writer, T)) error {
+	if format == "json" {
+		return writeJSONOut(w, v)
+	}
+	table(w, v)
+	return nil
 }
 
 func writeJSONOut(w io.Writer, v any) error {
@@ -106,8 +131,11 @@ func runAudit(args []string, stdout io.Writer) error {
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, to measure unflushed work (optional)")
 	wait := fs.Duration("wait", 30*time.Second, "with --kafka-brokers: how long to wait for unflushed work to drain")
-	format := fs.String("format", "table", "table|json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+5*time.Minute)
@@ -116,12 +144,8 @@ func runAudit(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if *format == "json" {
-		if err := writeJSONOut(stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		printAudit(stdout, rep)
+	if err := render(stdout, *format, rep, printAudit); err != nil {
+		return err
 	}
 	if !rep.Clean {
 		return &exitError{code: 1, err: errors.New("")}

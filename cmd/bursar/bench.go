@@ -75,13 +75,13 @@ func runBench(args []string, stdout io.Writer) error {
 	baselineTarget := fs.String("baseline-target", "", "with --compare baseline: base URL of a running baseline server; empty = start one in this process on a free loopback port")
 	baselineDB := fs.String("baseline-database-url", "", "with --compare baseline: PostgreSQL of the baseline's tables (baseline_*), for the in-process server and the baseline's audit; empty = --database-url")
 	baselineConns := fs.Int("baseline-max-conns", 0, "with --compare baseline and no --baseline-target: the in-process baseline's pool size; 0 = 4 × GOMAXPROCS")
-	format := fs.String("format", "table", "table|json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	usage := func(format string, a ...any) error { return &exitError{code: 2, err: fmt.Errorf(format, a...)} }
-	if *format != "table" && *format != "json" {
-		return usage("--format must be table or json, got %q", *format)
+	if err := checkFormat(*format); err != nil {
+		return err
 	}
 	if *chartFormat != "png" && *chartFormat != "svg" {
 		return usage("--chart-format must be png or svg, got %q", *chartFormat)
@@ -354,15 +354,15 @@ func runBaselineAudit(args []string, stdout io.Writer) error {
 		"completed debits; each balance equals its account's transactions; no balance is below its overdraft\n"+
 		"limit. Exit 0 clean, 1 violation, 2 could not check.")
 	dbURL := fs.String("database-url", "", "PostgreSQL URL (required)")
-	format := fs.String("format", "table", "table|json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dbURL == "" {
 		return &exitError{code: 2, err: errors.New("--database-url is required")}
 	}
-	if *format != "table" && *format != "json" {
-		return &exitError{code: 2, err: fmt.Errorf("--format must be table or json, got %q", *format)}
+	if err := checkFormat(*format); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -370,12 +370,8 @@ func runBaselineAudit(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if *format == "json" {
-		if err := writeJSONOut(stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		printBaselineAudit(stdout, rep)
+	if err := render(stdout, *format, rep, printBaselineAudit); err != nil {
+		return err
 	}
 	if !rep.Clean {
 		return &exitError{code: 1, err: errors.New("the baseline audit found violations")}

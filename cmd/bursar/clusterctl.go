@@ -116,8 +116,11 @@ func runCluster(args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address of any node")
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, for log end offsets (optional)")
 	parts := fs.Int("partitions", 64, "partition count, when --kafka-brokers is not given")
-	format := fs.String("format", "table", "table|json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -126,12 +129,8 @@ func runCluster(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
-		if err := writeJSONOut(stdout, view); err != nil {
-			return err
-		}
-	} else {
-		printCluster(stdout, view)
+	if err := render(stdout, *format, view, printCluster); err != nil {
+		return err
 	}
 	for _, n := range view.Nodes {
 		if !n.Reachable {

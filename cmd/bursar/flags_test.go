@@ -35,3 +35,27 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandsRefuseUnknownFormat: every command with --format refuses a
+// value other than table or json before it does anything (exit 2), rather
+// than quietly printing a table.
+func TestCommandsRefuseUnknownFormat(t *testing.T) {
+	db := []string{"--database-url", "postgres://127.0.0.1:1/none"}
+	for _, args := range [][]string{
+		append([]string{"audit", "--format", "yaml"}, db...),
+		append([]string{"partitions", "ls", "--format", "yaml"}, db...),
+		{"cluster", "status", "--addr", "127.0.0.1:1", "--format", "yaml"},
+		append([]string{"bench", "baseline", "audit", "--format", "yaml"}, db...),
+		{"bench", "--target", "http://127.0.0.1:1", "--format", "yaml"},
+	} {
+		t.Run(strings.Join(args[:2], " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "--format") || stdout.Len() != 0 {
+				t.Fatalf("stderr %q, stdout %q", stderr.String(), stdout.String())
+			}
+		})
+	}
+}
