@@ -323,6 +323,11 @@ func applyRefund(a *Account, c *Command) Effect {
 		// deleted, so this is a corrupt log: refuse without a row.
 		return refuse(a, c, CodeAccountNotFound, false)
 	}
+	if c.Amount <= 0 || c.Amount > AmountMax {
+		// Likewise corrupt (a debit leg moved a valid amount): moving it
+		// would take money from the source. Refuse without a row.
+		return refuse(a, c, CodeInvalidAmount, false)
+	}
 	// A refund returns money that left this account; it bypasses the status
 	// and limit checks a client credit would get.
 	e := move(a, c, c.Amount, StatusRefunded)

@@ -155,6 +155,8 @@ func TestApply(t *testing.T) {
 	td := transferCmd(acctA, acctB, 300, withKey("kt"), withTx(200), withReply("node-a", 9), withDesc("rent"))
 	leg := creditLegOf(td)
 	refundNotFound := refundOf(leg, CodeAccountNotFound)
+	badRefund := refundOf(leg, CodeInvalidAmount)
+	badRefund.Amount = -300
 
 	tests := []struct {
 		name    string
@@ -488,6 +490,12 @@ func TestApply(t *testing.T) {
 		{
 			name: "refund to a missing account", cmd: refundNotFound,
 			want: unrecorded(res(refundNotFound, StatusFailed, CodeAccountNotFound, 0, 0, 0, 0, 0)),
+		},
+		{
+			// Only a corrupt log carries one: moving it would take money
+			// from the source.
+			name: "refund of an invalid amount is refused without a row", setup: []Command{openA, fundA, td}, cmd: badRefund,
+			want: unrecorded(res(badRefund, StatusFailed, CodeInvalidAmount, 0, 700, 700, 3, 0)),
 		},
 	}
 	for _, tt := range tests {
