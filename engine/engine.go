@@ -49,6 +49,11 @@ type Config struct {
 	// stops consuming at the limit (bursar_engine_backpressure_waits_total).
 	// Default 50000.
 	MaxUnflushedRows int
+	// MaxBufferedRecords is the Kafka client's bound on records waiting to
+	// be produced (kafkalog.ClientConfig); at it, producing the records an
+	// applied batch caused waits (bursar_engine_produce_buffer_full_total).
+	// Default kafkalog.DefaultMaxBufferedRecords.
+	MaxBufferedRecords int
 	// FetchMaxRecords bounds one poll, and so one dispatch batch and every
 	// actor's mailbox. Default 4096.
 	FetchMaxRecords int
@@ -84,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FetchMaxRecords <= 0 {
 		c.FetchMaxRecords = 4096
+	}
+	if c.MaxBufferedRecords <= 0 {
+		c.MaxBufferedRecords = kafkalog.DefaultMaxBufferedRecords
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 60 * time.Second

@@ -15,6 +15,7 @@ type Metrics struct {
 	storageErrors prometheus.Counter
 	fetchErrors   prometheus.Counter
 	fetchGaps     prometheus.Counter
+	bufferFull    prometheus.Counter
 	keyLookups    prometheus.Counter
 	readFallbacks prometheus.Counter
 	loaded        prometheus.Counter
@@ -56,6 +57,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fetchGaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_fetch_gaps_total", Help: "Fetched batches that did not continue at the partition's next offset (stale cursor after a re-acquisition); dropped and re-sought.",
 		}),
+		bufferFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_produce_buffer_full_total", Help: "Applied batches that found the Kafka client's produce buffer full (MaxBufferedRecords), so producing the records they caused waited.",
+		}),
 		keyLookups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_key_lookups_total", Help: "Idempotency keys looked up in PostgreSQL because an account's in-memory key index (--keys-per-account) was full.",
 		}),
@@ -85,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
-			m.fetchErrors, m.fetchGaps, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
+			m.fetchErrors, m.fetchGaps, m.bufferFull, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
 			m.flushSeconds, m.batchSeconds)
 	}
 	return m

@@ -211,6 +211,9 @@ func (p *partition) process(recs []*kgo.Record) {
 		}
 	}
 
+	if e.client.BufferedProduceRecords() >= int64(e.cfg.MaxBufferedRecords) {
+		e.m.bufferFull.Inc() // the produces below will wait for room
+	}
 	now := time.Now()
 	p.mu.Lock()
 	b := p.buf

@@ -80,6 +80,9 @@ func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
 // Close stops the broker and syncs its files.
 func (b *Broker) Close() { b.c.Close() }
 
+// DefaultMaxBufferedRecords is ClientConfig.MaxBufferedRecords' default.
+const DefaultMaxBufferedRecords = 100_000
+
 // ClientConfig configures Kafka clients.
 type ClientConfig struct {
 	// Brokers are the seed brokers. Required.
@@ -91,7 +94,7 @@ type ClientConfig struct {
 	// not dominate.
 	Linger time.Duration
 	// MaxBufferedRecords bounds records waiting to be produced; Produce
-	// blocks beyond it. Default 100000.
+	// blocks beyond it. Default DefaultMaxBufferedRecords.
 	MaxBufferedRecords int
 }
 
@@ -109,7 +112,7 @@ func (c ClientConfig) Options() []kgo.Opt {
 	}
 	buffered := c.MaxBufferedRecords
 	if buffered <= 0 {
-		buffered = 100_000
+		buffered = DefaultMaxBufferedRecords
 	}
 	return []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
