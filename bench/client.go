@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"time"
 
+	"github.com/bursar/bursar/engine/jsonw"
 	"github.com/bursar/bursar/engine/ledger"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
@@ -172,16 +172,4 @@ func appendOpenBody(dst []byte, id uuid.UUID, customer []byte, currency string) 
 }
 
 // appendUUID appends the canonical text of id without allocating.
-func appendUUID(dst []byte, id uuid.UUID) []byte {
-	var buf [36]byte
-	hex.Encode(buf[0:8], id[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], id[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], id[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], id[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], id[10:])
-	return append(dst, buf[:]...)
-}
+func appendUUID(dst []byte, id uuid.UUID) []byte { return jsonw.AppendUUID(dst, id) }

@@ -3,7 +3,6 @@ package baseline
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bursar/bursar/engine/jsonw"
 	"github.com/bursar/bursar/engine/ledger"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
@@ -427,13 +427,13 @@ func accountJSON(a *account, exp int) map[string]any {
 func appendMoneyBody(b []byte, r *result) []byte {
 	exp, _ := ledger.CurrencyExponent(r.Currency)
 	b = append(b, `{"transaction_id":"`...)
-	b = appendUUID(b, r.TxID)
+	b = jsonw.AppendUUID(b, r.TxID)
 	b = append(b, `","status":"completed","type":"`...)
 	b = append(b, r.Kind...)
 	b = append(b, `","timestamp":"`...)
 	b = r.At.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","account_id":"`...)
-	b = appendUUID(b, r.Account)
+	b = jsonw.AppendUUID(b, r.Account)
 	b = append(b, `","amount":"`...)
 	b = ledger.AppendAmount(b, r.Amount, exp)
 	b = append(b, `","currency":"`...)
@@ -448,11 +448,11 @@ func appendMoneyBody(b []byte, r *result) []byte {
 func appendTransferBody(b []byte, r *result) []byte {
 	exp, _ := ledger.CurrencyExponent(r.Currency)
 	b = append(b, `{"transaction_id":"`...)
-	b = appendUUID(b, r.TxID)
+	b = jsonw.AppendUUID(b, r.TxID)
 	b = append(b, `","type":"transfer","status":"completed","source_account_id":"`...)
-	b = appendUUID(b, r.Account)
+	b = jsonw.AppendUUID(b, r.Account)
 	b = append(b, `","destination_account_id":"`...)
-	b = appendUUID(b, r.Counterparty)
+	b = jsonw.AppendUUID(b, r.Counterparty)
 	b = append(b, `","amount":"`...)
 	b = ledger.AppendAmount(b, r.Amount, exp)
 	b = append(b, `","currency":"`...)
@@ -485,20 +485,6 @@ func appendString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
-}
-
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	var buf [36]byte
-	hex.Encode(buf[0:8], id[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], id[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], id[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], id[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], id[10:])
-	return append(b, buf[:]...)
 }
 
 // writeBody answers with body, which the response now owns.
