@@ -287,12 +287,10 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	} else {
 		close(coordDone)
 	}
-	ready := func() bool {
-		if coord != nil && !coord.Settled() {
-			return false
-		}
-		return router.Ready()
-	}
+	// settled: this node owns what the rendezvous gives it. /readyz checks
+	// the engine's replay itself; the node view wants both.
+	settled := func() bool { return coord == nil || coord.Settled() }
+	ready := func() bool { return settled() && router.Ready() }
 	var stats func() any
 	if eng != nil {
 		stats = func() any { return eng.Stats() }
@@ -310,7 +308,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		if err != nil {
 			return err
 		}
-		api.SetAdmin(cluster.AdminHandler(members, ready, stats), ready)
+		api.SetAdmin(cluster.AdminHandler(members, ready, stats), settled)
 		ln, err := net.Listen("tcp", f.httpAddr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", f.httpAddr, err)
