@@ -161,18 +161,16 @@ func (p *partition) process(recs []*kgo.Record) {
 		return
 	}
 
+	// The batch by account: each account's commands in log order.
+	idx := groupByAccount(cmds)
+
 	// Load every account this batch touches that has no actor yet, in one
 	// round trip.
 	p.mu.RLock()
 	var missing []uuid.UUID
-	seen := make(map[uuid.UUID]struct{})
-	for _, c := range cmds {
-		if _, ok := p.residents[c.AccountID]; ok {
-			continue
-		}
-		if _, ok := seen[c.AccountID]; !ok {
-			seen[c.AccountID] = struct{}{}
-			missing = append(missing, c.AccountID)
+	for _, ix := range idx {
+		if id := cmds[ix[0]].AccountID; p.residents[id] == nil {
+			missing = append(missing, id)
 		}
 	}
 	p.mu.RUnlock()
@@ -194,7 +192,6 @@ func (p *partition) process(recs []*kgo.Record) {
 	// then wait for the whole batch: effects are committed in log order,
 	// so the batch's offset is final only when all of it is applied.
 	outs := make([]actors.Applied, len(cmds))
-	idx := groupByAccount(cmds)
 	var wg sync.WaitGroup
 	wg.Add(len(idx))
 	replyNow := e.cfg.Ack == AckApplied
@@ -240,9 +237,12 @@ func (p *partition) process(recs []*kgo.Record) {
 		if !replyNow && c.ReplyNode != "" && actors.Answers(c, res) {
 			b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
 		}
-		r := p.residents[c.AccountID]
-		r.lastOffset, r.lastUsed = offs[i], now
 		e.m.applied.WithLabelValues(c.Kind.String(), res.Status.String()).Inc()
+	}
+	for _, ix := range idx { // each actor's newest command
+		k := ix[len(ix)-1]
+		r := p.residents[cmds[k].AccountID]
+		r.lastOffset, r.lastUsed = offs[k], now
 	}
 	for i, r := range dead {
 		p.deadLetter(b, r, deadWhy[i])
