@@ -110,6 +110,33 @@ SELECT coalesce(b.currency, t.currency), coalesce(b.n, 0), coalesce(b.s, 0), coa
 FROM b FULL JOIN t USING (currency) LEFT JOIN f ON f.currency = coalesce(b.currency, t.currency)
 ORDER BY 1`
 
+// RunCheck runs one audit rule in tx: query returns one text per violating
+// thing, so the count and the examples (the first auditExamples) come from
+// the same rows. The baseline's audit runs its own rules with it.
+func RunCheck(ctx context.Context, tx pgx.Tx, name, query string) (AuditCheck, error) {
+	c := AuditCheck{Name: name}
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		return c, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ex string
+		if err := rows.Scan(&ex); err != nil {
+			return c, err
+		}
+		c.Violations++
+		if len(c.Examples) < auditExamples {
+			c.Examples = append(c.Examples, ex)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, err
+	}
+	c.OK = c.Violations == 0
+	return c, nil
+}
+
 // Audit checks the money invariants over everything PostgreSQL holds, in one
 // repeatable-read snapshot. endOffsets, when given, are the log end offsets
 // per partition, so that unflushed work is reported instead of being
@@ -128,27 +155,10 @@ func (s *Store) Audit(ctx context.Context, endOffsets map[int32]int64) (*AuditRe
 
 	rep := &AuditReport{Clean: true}
 	for _, rule := range auditRules {
-		rows, err := tx.Query(ctx, rule.query)
+		c, err := RunCheck(ctx, tx, rule.name, rule.query)
 		if err != nil {
 			return nil, fmt.Errorf("storage: audit %s: %w", rule.name, err)
 		}
-		c := AuditCheck{Name: rule.name}
-		for rows.Next() {
-			var ex string
-			if err := rows.Scan(&ex); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("storage: audit %s: %w", rule.name, err)
-			}
-			c.Violations++
-			if len(c.Examples) < auditExamples {
-				c.Examples = append(c.Examples, ex)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("storage: audit %s: %w", rule.name, err)
-		}
-		c.OK = c.Violations == 0
 		rep.Clean = rep.Clean && c.OK
 		rep.Checks = append(rep.Checks, c)
 	}
