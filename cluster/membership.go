@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -68,6 +69,17 @@ type Membership struct {
 
 	mu   sync.Mutex
 	meta Meta
+
+	// Member lookups (one per answer forwarded to another node) read a
+	// map built from Members, rebuilt when gen has moved on: every
+	// join, leave and metadata update bumps it.
+	gen  atomic.Uint64
+	byID atomic.Pointer[memberIndex]
+}
+
+type memberIndex struct {
+	gen  uint64
+	byID map[string]Member
 }
 
 // Join starts gossiping and joins the seeds (if any). It keeps trying the
@@ -205,18 +217,26 @@ func (m *Membership) Members() []Member {
 
 // Member returns the live member with the given ID.
 func (m *Membership) Member(id string) (Member, bool) {
-	for _, mem := range m.Members() {
-		if mem.ID == id {
-			return mem, true
+	g := m.gen.Load()
+	idx := m.byID.Load()
+	if idx == nil || idx.gen != g {
+		// Built from a view at least as new as g; a change during the
+		// build bumps gen again, so the next lookup rebuilds.
+		idx = &memberIndex{gen: g, byID: make(map[string]Member)}
+		for _, mem := range m.Members() {
+			idx.byID[mem.ID] = mem
 		}
+		m.byID.Store(idx)
 	}
-	return Member{}, false
+	mem, ok := idx.byID[id]
+	return mem, ok
 }
 
 // Changed signals membership or metadata changes (coalesced).
 func (m *Membership) Changed() <-chan struct{} { return m.changed }
 
 func (m *Membership) notify() {
+	m.gen.Add(1)
 	select {
 	case m.changed <- struct{}{}:
 	default:
