@@ -134,13 +134,7 @@ func plausibleCode(s string) bool {
 func appendMoneyBody(dst []byte, accountID string, amount int64, exp int, currency string, ref []byte) []byte {
 	dst = append(dst, `{"account_id":"`...)
 	dst = append(dst, accountID...)
-	dst = append(dst, `","amount":"`...)
-	dst = ledger.AppendAmount(dst, amount, exp)
-	dst = append(dst, `","currency":"`...)
-	dst = append(dst, currency...)
-	dst = append(dst, `","description":"bursar bench","reference_id":"`...)
-	dst = append(dst, ref...)
-	return append(dst, `"}`...)
+	return appendMoneyTail(dst, amount, exp, currency, ref)
 }
 
 // appendTransferBody appends a transfer request body; the IDs are
@@ -150,6 +144,12 @@ func appendTransferBody(dst []byte, source, destination string, amount int64, ex
 	dst = append(dst, source...)
 	dst = append(dst, `","destination_account_id":"`...)
 	dst = append(dst, destination...)
+	return appendMoneyTail(dst, amount, exp, currency, ref)
+}
+
+// appendMoneyTail appends the members after the account IDs that credit,
+// debit and transfer bodies share, and closes the object.
+func appendMoneyTail(dst []byte, amount int64, exp int, currency string, ref []byte) []byte {
 	dst = append(dst, `","amount":"`...)
 	dst = ledger.AppendAmount(dst, amount, exp)
 	dst = append(dst, `","currency":"`...)

@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 )
 
 // Comparison is the same workload run against several targets back to
@@ -46,13 +44,4 @@ func ratio(a, b float64) float64 {
 }
 
 // WriteFile writes the comparison as indented JSON.
-func (c *Comparison) WriteFile(path string) error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return fmt.Errorf("bench: encode comparison: %w", err)
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("bench: write comparison: %w", err)
-	}
-	return nil
-}
+func (c *Comparison) WriteFile(path string) error { return writeJSONFile(path, "comparison", c) }

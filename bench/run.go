@@ -154,13 +154,16 @@ func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 }
 
 // WriteFile writes the result as indented JSON.
-func (r *Result) WriteFile(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+func (r *Result) WriteFile(path string) error { return writeJSONFile(path, "result", r) }
+
+// writeJSONFile writes v as indented JSON; what names it in errors.
+func writeJSONFile(path, what string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("bench: encode result: %w", err)
+		return fmt.Errorf("bench: encode %s: %w", what, err)
 	}
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("bench: write result: %w", err)
+		return fmt.Errorf("bench: write %s: %w", what, err)
 	}
 	return nil
 }
