@@ -196,9 +196,7 @@ func (s *Server) handleOpen(c context.Context, ctx *fasthttp.RequestCtx) *apiErr
 	if aerr != nil {
 		return aerr
 	}
-	if replayed {
-		ctx.Response.Header.Set("Idempotent-Replayed", "true")
-	}
+	markReplayed(ctx, replayed)
 	writeJSON(ctx, 201, accountJSON(&got, exp))
 	return nil
 }
@@ -216,18 +214,7 @@ func (s *Server) handleMoney(c context.Context, ctx *fasthttp.RequestCtx, kind s
 	if aerr := op.validate(ctx, req.Amount); aerr != nil {
 		return aerr
 	}
-	res, aerr := s.apply(c, &op)
-	if aerr != nil {
-		return aerr
-	}
-	if res.Replayed {
-		ctx.Response.Header.Set("Idempotent-Replayed", "true")
-	}
-	if res.Code != ledger.OK {
-		return bad(res.Code, res.Code.Info().Description+" (transaction "+res.TxID.String()+")")
-	}
-	writeBody(ctx, 201, appendMoneyBody(make([]byte, 0, 384), res))
-	return nil
+	return s.applyAndAnswer(c, ctx, &op, 384, appendMoneyBody)
 }
 
 func (s *Server) handleTransfer(c context.Context, ctx *fasthttp.RequestCtx) *apiError {
@@ -250,18 +237,28 @@ func (s *Server) handleTransfer(c context.Context, ctx *fasthttp.RequestCtx) *ap
 	if src == dst {
 		return bad(ledger.CodeSameAccount, "source_account_id and destination_account_id are the same account")
 	}
-	res, aerr := s.apply(c, &op)
+	return s.applyAndAnswer(c, ctx, &op, 512, appendTransferBody)
+}
+
+// applyAndAnswer runs op and answers: 201 with the body body appends, or
+// the refusal as an error (with the transaction of a recorded refusal).
+func (s *Server) applyAndAnswer(c context.Context, ctx *fasthttp.RequestCtx, op *operation, size int, body func([]byte, *result) []byte) *apiError {
+	res, aerr := s.apply(c, op)
 	if aerr != nil {
 		return aerr
 	}
-	if res.Replayed {
-		ctx.Response.Header.Set("Idempotent-Replayed", "true")
-	}
+	markReplayed(ctx, res.Replayed)
 	if res.Code != ledger.OK {
 		return bad(res.Code, res.Code.Info().Description+" (transaction "+res.TxID.String()+")")
 	}
-	writeBody(ctx, 201, appendTransferBody(make([]byte, 0, 512), res))
+	writeBody(ctx, 201, body(make([]byte, 0, size), res))
 	return nil
+}
+
+func markReplayed(ctx *fasthttp.RequestCtx, replayed bool) {
+	if replayed {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	}
 }
 
 func (s *Server) handleBalance(c context.Context, ctx *fasthttp.RequestCtx, idText string) *apiError {
