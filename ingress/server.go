@@ -304,18 +304,9 @@ func (s *Server) checkJSON(ctx *fasthttp.RequestCtx) *apiError {
 }
 
 func (s *Server) open(ctx *fasthttp.RequestCtx) *apiError {
-	if err := s.checkJSON(ctx); err != nil {
-		return err
-	}
-	key, aerr := s.idemKey(ctx)
-	if aerr != nil {
-		return aerr
-	}
-	c, aerr := decodeOpen(ctx.PostBody(), key)
-	if aerr != nil {
-		return aerr
-	}
-	res, aerr := s.submit(ctx, &c)
+	c, res, aerr := s.decodeAndSubmit(ctx, 0, func(_ ledger.Kind, body []byte, key string) (ledger.Command, *apiError) {
+		return decodeOpen(body, key)
+	})
 	if aerr != nil || res == nil {
 		return aerr
 	}
@@ -333,18 +324,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) *apiError {
 }
 
 func (s *Server) money(ctx *fasthttp.RequestCtx, kind ledger.Kind) *apiError {
-	if err := s.checkJSON(ctx); err != nil {
-		return err
-	}
-	key, aerr := s.idemKey(ctx)
-	if aerr != nil {
-		return aerr
-	}
-	c, aerr := decodeMoney(kind, ctx.PostBody(), key)
-	if aerr != nil {
-		return aerr
-	}
-	res, aerr := s.submit(ctx, &c)
+	_, res, aerr := s.decodeAndSubmit(ctx, kind, decodeMoney)
 	if aerr != nil || res == nil {
 		return aerr
 	}
@@ -354,6 +334,27 @@ func (s *Server) money(ctx *fasthttp.RequestCtx, kind ledger.Kind) *apiError {
 	markReplay(ctx, res)
 	writeJSON(ctx, 201, txJSON(res))
 	return nil
+}
+
+// decodeAndSubmit runs a write's common steps: the content type, the
+// Idempotency-Key header, decoding the body into a command (kind is
+// decode's, for the money endpoints), and submitting it. A nil result
+// with a nil error means the answer was already written (202).
+func (s *Server) decodeAndSubmit(ctx *fasthttp.RequestCtx, kind ledger.Kind,
+	decode func(ledger.Kind, []byte, string) (ledger.Command, *apiError)) (ledger.Command, *ledger.Result, *apiError) {
+	if err := s.checkJSON(ctx); err != nil {
+		return ledger.Command{}, nil, err
+	}
+	key, aerr := s.idemKey(ctx)
+	if aerr != nil {
+		return ledger.Command{}, nil, aerr
+	}
+	c, aerr := decode(kind, ctx.PostBody(), key)
+	if aerr != nil {
+		return c, nil, aerr
+	}
+	res, aerr := s.submit(ctx, &c)
+	return c, res, aerr
 }
 
 func markReplay(ctx *fasthttp.RequestCtx, r *ledger.Result) {

@@ -46,18 +46,9 @@ func decodeTransfer(body []byte, idemKey string) (ledger.Command, *apiError) {
 }
 
 func (s *Server) transfer(ctx *fasthttp.RequestCtx) *apiError {
-	if err := s.checkJSON(ctx); err != nil {
-		return err
-	}
-	key, aerr := s.idemKey(ctx)
-	if aerr != nil {
-		return aerr
-	}
-	c, aerr := decodeTransfer(ctx.PostBody(), key)
-	if aerr != nil {
-		return aerr
-	}
-	res, aerr := s.submit(ctx, &c)
+	c, res, aerr := s.decodeAndSubmit(ctx, 0, func(_ ledger.Kind, body []byte, key string) (ledger.Command, *apiError) {
+		return decodeTransfer(body, key)
+	})
 	if aerr != nil || res == nil {
 		return aerr
 	}
