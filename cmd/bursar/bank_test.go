@@ -99,8 +99,7 @@ func TestBankWorkloadWithKills(t *testing.T) {
 	ghosts := []string{uuid.NewString(), uuid.NewString()} // never opened
 
 	var (
-		mu      sync.Mutex
-		ops     []*bankOp
+		log     opLog
 		seq     atomic.Int64
 		reads   atomic.Int64
 		badRead atomic.Value
@@ -126,44 +125,23 @@ func TestBankWorkloadWithKills(t *testing.T) {
 
 	for k := 0; k < kills; k++ {
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 12; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(uint64(k), uint64(w)))
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					if rng.IntN(10) == 0 {
-						// A balance read: strongly consistent, never negative.
-						id := ids[rng.IntN(accounts)]
-						r, err := c.do(ctx, "GET", "/api/v1/accounts/"+id+"/balance", nil, nil)
-						if err == nil && r.status == 200 {
-							reads.Add(1)
-							if b := r.str("current_balance"); len(b) > 0 && b[0] == '-' {
-								badRead.Store(id + " read " + b)
-							}
-						}
-						cancel()
-						continue
-					}
-					o := newOp(rng)
-					o.send(ctx, t, c)
-					cancel()
-					mu.Lock()
-					ops = append(ops, o)
-					mu.Unlock()
-					if o.outcome == "unknown" {
-						time.Sleep(20 * time.Millisecond)
+		wg := runWorkers(12, uint64(k), stop, func(_ int, rng *rand.Rand) {
+			if rng.IntN(10) == 0 {
+				// A balance read: strongly consistent, never negative.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				id := ids[rng.IntN(accounts)]
+				r, err := c.do(ctx, "GET", "/api/v1/accounts/"+id+"/balance", nil, nil)
+				if err == nil && r.status == 200 {
+					reads.Add(1)
+					if b := r.str("current_balance"); len(b) > 0 && b[0] == '-' {
+						badRead.Store(id + " read " + b)
 					}
 				}
-			}(w)
-		}
+				return
+			}
+			log.send(t, c, newOp(rng), 5*time.Second, 20*time.Millisecond)
+		})
 		time.Sleep(cycle)
 		n.kill()
 		time.Sleep(200 * time.Millisecond)
@@ -171,7 +149,7 @@ func TestBankWorkloadWithKills(t *testing.T) {
 		wg.Wait()
 		n = startNode(t, addr, args...)
 		c = newClient(addr)
-		resolveAll(t, c, ops, dbURL)
+		resolveAll(t, c, log.ops, dbURL)
 	}
 	if v := badRead.Load(); v != nil {
 		t.Fatalf("implausible balance read: %v", v)
@@ -196,12 +174,12 @@ func TestBankWorkloadWithKills(t *testing.T) {
 			t.Fatalf("transfers stuck in flight after recovery: %s", out)
 		}
 	}
-	checkBank(t, dbURL, ids, fundCents, ops)
+	checkBank(t, dbURL, ids, fundCents, log.ops)
 	counts := map[string]int{}
-	for _, o := range ops {
+	for _, o := range log.ops {
 		counts[o.kind+"/"+o.outcome+"/"+o.code]++
 	}
-	t.Logf("%d operations, %d balance reads, %d kills: %v", len(ops), reads.Load(), kills, counts)
+	t.Logf("%d operations, %d balance reads, %d kills: %v", len(log.ops), reads.Load(), kills, counts)
 	if counts["transfer/completed/"] == 0 || counts["transfer/refused/ACCOUNT_NOT_FOUND"] == 0 || counts["transfer/refused/SAME_ACCOUNT"] == 0 {
 		t.Fatalf("the workload did not exercise every transfer outcome: %v", counts)
 	}
@@ -347,4 +325,53 @@ func checkBank(t *testing.T, dbURL string, ids []string, fundCents int64, ops []
 			t.Fatalf("account %s balance %d, want %d from the operations' outcomes", id, bal, cents)
 		}
 	}
+}
+
+// runWorkers starts n load workers: until stop is closed, worker w calls
+// step over and over with its own random source (seeded by seed and w).
+func runWorkers(n int, seed uint64, stop <-chan struct{}, step func(w int, rng *rand.Rand)) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				step(w, rng)
+			}
+		}()
+	}
+	return &wg
+}
+
+// opLog is every operation the workers sent.
+type opLog struct {
+	mu  sync.Mutex
+	ops []*bankOp
+}
+
+// send sends o within timeout and logs it; when the node did not answer
+// (it is down), it waits backoff so the worker does not spin.
+func (l *opLog) send(t *testing.T, c *apiClient, o *bankOp, timeout, backoff time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	o.send(ctx, t, c)
+	cancel()
+	l.mu.Lock()
+	l.ops = append(l.ops, o)
+	l.mu.Unlock()
+	if o.outcome == "unknown" {
+		time.Sleep(backoff)
+	}
+}
+
+// snapshot returns the operations logged so far.
+func (l *opLog) snapshot() []*bankOp {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*bankOp(nil), l.ops...)
 }

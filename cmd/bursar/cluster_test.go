@@ -137,58 +137,36 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 	ghost := uuid.NewString()
 
 	var (
-		mu  sync.Mutex
-		ops []*bankOp
+		log opLog
 		seq atomic.Int64
 	)
 	// load runs transfers (and some credits) round-robin over the given
 	// nodes until stop is closed.
 	load := func(addrs []string, stop chan struct{}) *sync.WaitGroup {
-		var wg sync.WaitGroup
-		for w := 0; w < 9; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				c := newClient(addrs[w%len(addrs)])
-				rng := rand.New(rand.NewPCG(uint64(seq.Load()), uint64(w)))
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					o := &bankOp{key: fmt.Sprintf("cl-%d", seq.Add(1)), kind: "transfer",
-						src: ids[rng.IntN(accounts)], dst: ids[rng.IntN(accounts)], cents: 1 + rng.Int64N(5_000)}
-					switch x := rng.IntN(100); {
-					case x < 10:
-						o.kind, o.dst = "credit", ""
-					case x < 13:
-						o.dst = ghost
-					case x < 15:
-						o.dst = o.src
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					o.send(ctx, t, c)
-					cancel()
-					mu.Lock()
-					ops = append(ops, o)
-					mu.Unlock()
-					if o.outcome == "unknown" {
-						time.Sleep(50 * time.Millisecond)
-					}
-				}
-			}(w)
+		clients := make([]*apiClient, 9)
+		for w := range clients {
+			clients[w] = newClient(addrs[w%len(addrs)])
 		}
-		return &wg
+		return runWorkers(len(clients), uint64(seq.Load()), stop, func(w int, rng *rand.Rand) {
+			o := &bankOp{key: fmt.Sprintf("cl-%d", seq.Add(1)), kind: "transfer",
+				src: ids[rng.IntN(accounts)], dst: ids[rng.IntN(accounts)], cents: 1 + rng.Int64N(5_000)}
+			switch x := rng.IntN(100); {
+			case x < 10:
+				o.kind, o.dst = "credit", ""
+			case x < 13:
+				o.dst = ghost
+			case x < 15:
+				o.dst = o.src
+			}
+			log.send(t, clients[w], o, 5*time.Second, 50*time.Millisecond)
+		})
 	}
 	// checkpoint stops the load, resolves every lost answer through a live
 	// node, and checks ownership, the audit and exactly-once.
 	checkpoint := func(step string, owners ...string) {
 		t.Helper()
 		tc.waitOwned(owners...)
-		mu.Lock()
-		snapshot := append([]*bankOp(nil), ops...)
-		mu.Unlock()
+		snapshot := log.snapshot()
 		resolveAll(t, newClient(tc.live()[0]), snapshot, tc.dbURL)
 		code, out := auditProcess(t, tc.dbURL, "--kafka-brokers", tc.broker, "--wait", "60s")
 		if code != 0 {
@@ -254,10 +232,10 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 	}
 
 	counts := map[string]int{}
-	for _, o := range ops {
+	for _, o := range log.ops {
 		counts[o.kind+"/"+o.outcome+"/"+o.code]++
 	}
-	t.Logf("cluster workload: %d operations: %v", len(ops), counts)
+	t.Logf("cluster workload: %d operations: %v", len(log.ops), counts)
 	if counts["transfer/completed/"] == 0 {
 		t.Fatal("no transfer completed")
 	}

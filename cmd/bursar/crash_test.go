@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,8 +36,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	var (
-		mu  sync.Mutex
-		ops []*bankOp
+		log opLog
 		seq atomic.Int64
 	)
 	// lost counts operations whose answer a kill swallowed.
@@ -46,36 +44,15 @@ func TestCrashRecovery(t *testing.T) {
 	const cycles = 2
 	for cycle := 0; cycle < cycles; cycle++ {
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(uint64(cycle), uint64(w)))
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					o := &bankOp{
-						key:   fmt.Sprintf("op-%d", seq.Add(1)),
-						src:   ids[rng.IntN(accounts)],
-						kind:  []string{"credit", "debit"}[rng.IntN(2)],
-						cents: 1 + rng.Int64N(60_000),
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-					o.send(ctx, t, c)
-					cancel()
-					mu.Lock()
-					ops = append(ops, o)
-					mu.Unlock()
-					if o.outcome == "unknown" {
-						time.Sleep(20 * time.Millisecond) // the node is down; do not spin
-					}
-				}
-			}(w)
-		}
+		wg := runWorkers(8, uint64(cycle), stop, func(_ int, rng *rand.Rand) {
+			o := &bankOp{
+				key:   fmt.Sprintf("op-%d", seq.Add(1)),
+				src:   ids[rng.IntN(accounts)],
+				kind:  []string{"credit", "debit"}[rng.IntN(2)],
+				cents: 1 + rng.Int64N(60_000),
+			}
+			log.send(t, c, o, 3*time.Second, 20*time.Millisecond)
+		})
 		time.Sleep(1500 * time.Millisecond)
 		n.kill()
 		time.Sleep(200 * time.Millisecond)
@@ -84,14 +61,14 @@ func TestCrashRecovery(t *testing.T) {
 
 		n = startNode(t, addr, args...)
 		c = newClient(addr)
-		for _, o := range ops {
+		for _, o := range log.ops {
 			if o.outcome == "unknown" {
 				lost++
 			}
 		}
 		// The retry with the same key either replays the outcome the log
 		// already holds or applies it for the first time — never twice.
-		resolveAll(t, c, ops, dbURL)
+		resolveAll(t, c, log.ops, dbURL)
 	}
 	if lost == 0 {
 		t.Fatal("no operation was in flight at a kill: the test did not kill mid-load")
@@ -99,7 +76,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	// Acknowledged operations replay with their original transaction.
 	acked := 0
-	for i, o := range ops {
+	for i, o := range log.ops {
 		if o.outcome != "completed" || i%7 != 0 {
 			continue
 		}
@@ -122,6 +99,6 @@ func TestCrashRecovery(t *testing.T) {
 	// Every operation has exactly one row under its key, acknowledged ones
 	// with their acknowledged transaction ID, and balances are what the
 	// outcomes imply.
-	checkBank(t, dbURL, ids, fundCents, ops)
-	t.Logf("%d operations over %d kills, %d answers lost and resolved by retry; audit clean", len(ops), cycles, lost)
+	checkBank(t, dbURL, ids, fundCents, log.ops)
+	t.Logf("%d operations over %d kills, %d answers lost and resolved by retry; audit clean", len(log.ops), cycles, lost)
 }
