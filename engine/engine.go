@@ -72,6 +72,16 @@ type Config struct {
 	// KeysPerAccount bounds each account's in-memory idempotency keys.
 	// Default ledger.DefaultKeysPerAccount.
 	KeysPerAccount int
+	// CommandsRetention is how long committed commands stay in
+	// bursar.commands: every TrimInterval the engine deletes, in each
+	// owned partition, the records older than this that PostgreSQL has
+	// committed (bursar_engine_commands_trimmed_total). Records not yet
+	// committed stay however old they are. 0 never deletes (the broker's
+	// own retention applies).
+	CommandsRetention time.Duration
+	// TrimInterval is how often CommandsRetention is applied. Default a
+	// quarter of it, between 1s and 1m.
+	TrimInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -105,6 +115,9 @@ func (c *Config) setDefaults() {
 	if c.KeysPerAccount <= 0 {
 		c.KeysPerAccount = ledger.DefaultKeysPerAccount
 	}
+	if c.TrimInterval <= 0 {
+		c.TrimInterval = min(max(c.CommandsRetention/4, time.Second), time.Minute)
+	}
 }
 
 func (c *Config) validate() error {
@@ -115,6 +128,8 @@ func (c *Config) validate() error {
 		return errors.New("engine: partition count must be positive")
 	case c.Ack != AckApplied && c.Ack != AckFlushed:
 		return fmt.Errorf("engine: ack must be %q or %q, got %q", AckApplied, AckFlushed, c.Ack)
+	case c.CommandsRetention < 0:
+		return fmt.Errorf("engine: commands retention must not be negative, got %v", c.CommandsRetention)
 	case c.MaxUnflushedRows < c.FetchMaxRecords*2:
 		return fmt.Errorf("engine: max unflushed rows (%d) must be at least twice the fetch batch (%d)", c.MaxUnflushedRows, c.FetchMaxRecords)
 	}
@@ -212,6 +227,10 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 	e.wg.Add(2)
 	go e.fetchLoop()
 	go e.flushLoop()
+	if e.cfg.CommandsRetention > 0 {
+		e.wg.Add(1)
+		go e.trimLoop()
+	}
 	return e.Acquire(ctx, partitions...)
 }
 

@@ -67,6 +67,9 @@ type rig struct {
 	sink       *sink
 	slots      *ledger.SlotMap
 	seq        uint64
+	dbURL      string
+	// tweak, when set, adjusts the engine's configuration at each start.
+	tweak func(*engine.Config)
 }
 
 // newRig starts a Kafka-protocol broker (kfake over TCP, in memory), a
@@ -86,7 +89,8 @@ func newRig(t testing.TB) *rig {
 func newRigOn(t testing.TB, addrs []string, eventParts int32) *rig {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
+	dbURL := pgtest.NewDatabase(t)
+	store, err := storage.Open(ctx, storage.Config{URL: dbURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,9 +98,9 @@ func newRigOn(t testing.TB, addrs []string, eventParts int32) *rig {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, addrs: addrs, eventParts: eventParts, store: store, slots: ledger.NewSlotMap(parts)}
+	r := &rig{t: t, addrs: addrs, eventParts: eventParts, store: store, dbURL: dbURL, slots: ledger.NewSlotMap(parts)}
 	r.client = r.newClient()
-	if _, _, err := kafkalog.EnsureTopics(ctx, r.client, parts, eventParts, 1); err != nil {
+	if _, _, err := kafkalog.EnsureTopics(ctx, r.client, kafkalog.Topics{Partitions: parts, EventPartitions: eventParts, Replication: 1}); err != nil {
 		t.Fatal(err)
 	}
 	r.start()
@@ -117,8 +121,11 @@ func (r *rig) start() { r.startWith(engine.AckApplied) }
 func (r *rig) startWith(ack string) {
 	r.t.Helper()
 	r.sink = newSink()
-	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, EventPartitions: r.eventParts, FlushInterval: 5 * time.Millisecond, Ack: ack},
-		testLogger(), r.store, r.newClient(), r.sink, nil, nil)
+	cfg := engine.Config{NodeID: "test", Partitions: parts, EventPartitions: r.eventParts, FlushInterval: 5 * time.Millisecond, Ack: ack}
+	if r.tweak != nil {
+		r.tweak(&cfg)
+	}
+	eng, err := engine.New(cfg, testLogger(), r.store, r.newClient(), r.sink, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -548,7 +555,7 @@ func (r *rig) waitCommitted(tb testing.TB) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("not committed after 5 minutes: ends %v rows %+v", ends, rows)
+			tb.Fatalf("not committed after a minute: ends %v rows %+v", ends, rows)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -21,6 +21,8 @@ type Metrics struct {
 	loaded        prometheus.Counter
 	passivations  *prometheus.CounterVec
 	resident      prometheus.Gauge
+	trimmed       prometheus.Counter
+	trimErrors    prometheus.Counter
 	flushedRows   prometheus.Counter
 	flushSeconds  prometheus.Histogram
 	batchSeconds  prometheus.Histogram
@@ -75,6 +77,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		resident: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bursar_engine_resident_actors", Help: "Account actors in memory.",
 		}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_commands_trimmed_total", Help: "Committed records deleted from bursar.commands once older than the commands retention.",
+		}),
+		trimErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_commands_trim_errors_total", Help: "Failed attempts to delete old committed records from bursar.commands (retried next round).",
+		}),
 		flushedRows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_flushed_rows_total", Help: "Rows written to PostgreSQL by flushes.",
 		}),
@@ -89,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
-			m.fetchErrors, m.fetchGaps, m.bufferFull, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.flushedRows,
+			m.fetchErrors, m.fetchGaps, m.bufferFull, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.trimmed, m.trimErrors, m.flushedRows,
 			m.flushSeconds, m.batchSeconds)
 	}
 	return m

@@ -82,7 +82,11 @@ func TestBankWorkloadWithKills(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	dataDir := t.TempDir()
 	addr := freePort(t)
-	args := []string{"--database-url", dbURL, "--data-dir", dataDir, "--partitions", "16", "--flush-interval", "20ms", "--wait-timeout", "3s"}
+	// The command log is trimmed every second (--commands-retention 1s)
+	// while the node is killed and restarted: recovery must find every
+	// command after the committed offset.
+	args := []string{"--database-url", dbURL, "--data-dir", dataDir, "--partitions", "16", "--flush-interval", "20ms", "--wait-timeout", "3s",
+		"--commands-retention", "1s"}
 	n := startNode(t, addr, args...)
 	c := newClient(addr)
 
@@ -155,6 +159,7 @@ func TestBankWorkloadWithKills(t *testing.T) {
 		t.Fatalf("implausible balance read: %v", v)
 	}
 
+	trimmed := waitMetric(t, addr, "bursar_engine_commands_trimmed_total")
 	n.stop()
 	code, out := auditProcess(t, dbURL, "--format", "json")
 	if code != 0 {
@@ -179,7 +184,7 @@ func TestBankWorkloadWithKills(t *testing.T) {
 	for _, o := range log.ops {
 		counts[o.kind+"/"+o.outcome+"/"+o.code]++
 	}
-	t.Logf("%d operations, %d balance reads, %d kills: %v", len(log.ops), reads.Load(), kills, counts)
+	t.Logf("%d operations, %d balance reads, %d kills, %.0f commands trimmed since the last start: %v", len(log.ops), reads.Load(), kills, trimmed, counts)
 	if counts["transfer/completed/"] == 0 || counts["transfer/refused/ACCOUNT_NOT_FOUND"] == 0 || counts["transfer/refused/SAME_ACCOUNT"] == 0 {
 		t.Fatalf("the workload did not exercise every transfer outcome: %v", counts)
 	}

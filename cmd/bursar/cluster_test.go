@@ -37,7 +37,10 @@ func (tc *testCluster) start(id string) *node {
 	}
 	n := startNode(tc.t, addr, "--node-id", id, "--database-url", tc.dbURL, "--kafka-brokers", tc.broker,
 		"--partitions", fmt.Sprint(tc.parts), "--gossip-addr", gossip, "--remote-addr", freePort(tc.t),
-		"--join", tc.seed, "--probe-interval", "200ms", "--flush-interval", "20ms", "--wait-timeout", "3s")
+		"--join", tc.seed, "--probe-interval", "200ms", "--flush-interval", "20ms", "--wait-timeout", "3s",
+		// Trim the command log every second while partitions move: a new
+		// owner must find everything after the committed offset.
+		"--commands-retention", "1s")
 	tc.nodes[id] = n
 	tc.gossip[id] = gossip
 	return n

@@ -22,6 +22,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--max-inflight", "0"}, "--max-inflight"},
 		{[]string{"--kafka-linger", "2s"}, "--kafka-linger"},
 		{[]string{"--node-id", "a b"}, "--node-id"},
+		{[]string{"--commands-retention", "-1s"}, "--commands-retention"},
+		{[]string{"--events-retention", "-1s"}, "--events-retention"},
+		{[]string{"--events-retention-bytes", "-1"}, "--events-retention-bytes"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

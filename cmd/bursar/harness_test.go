@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,6 +124,30 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 }
 
 // kill sends SIGKILL and waits for the process to go.
+// waitMetric waits until the node at addr reports a sample of metric
+// (a counter without labels) above zero.
+func waitMetric(t *testing.T, addr, metric string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(body), "\n") {
+				if v, ok := strings.CutPrefix(line, metric+" "); ok {
+					if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
+						return f
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s at %s stayed at zero", metric, addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (n *node) kill() {
 	n.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck // it may have exited
 	<-n.done

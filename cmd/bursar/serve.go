@@ -40,7 +40,8 @@ type serveFlags struct {
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
-	kafkaLinger                                            time.Duration
+	kafkaLinger, commandsRetention, eventsRetention        time.Duration
+	eventsRetentionBytes                                   int64
 	events, brokerFsync                                    bool
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
@@ -89,6 +90,9 @@ func runServe(args []string, _ io.Writer) error {
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
 	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch, above 0 and at most 1s; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
+	fs.DurationVar(&f.commandsRetention, "commands-retention", time.Hour, "keep commands in bursar.commands this long, then delete them, but only once PostgreSQL has committed them (bursar_engine_commands_trimmed_total); 0 = never (the broker's own retention applies)")
+	fs.DurationVar(&f.eventsRetention, "events-retention", 24*time.Hour, "retention.ms of bursar.events when the topic is created; 0 = the broker's default")
+	fs.Int64Var(&f.eventsRetentionBytes, "events-retention-bytes", 256<<20, "retention.bytes (per partition) of bursar.events when the topic is created; 0 = the broker's default")
 	fs.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "longest graceful shutdown (final flush) on SIGINT/SIGTERM")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -111,6 +115,12 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.maxInflight < 1 {
 		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
+	}
+	if f.commandsRetention < 0 {
+		return &exitError{code: 2, err: errors.New("--commands-retention must not be negative")}
+	}
+	if f.eventsRetention < 0 || f.eventsRetentionBytes < 0 {
+		return &exitError{code: 2, err: errors.New("--events-retention and --events-retention-bytes must not be negative")}
 	}
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
@@ -173,7 +183,10 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		eventParts = f.partitions
 	}
 	// -1: the cluster's default replication factor.
-	parts, evParts, err := kafkalog.EnsureTopics(ctx, engineClient, int32(f.partitions), int32(eventParts), -1)
+	parts, evParts, err := kafkalog.EnsureTopics(ctx, engineClient, kafkalog.Topics{
+		Partitions: int32(f.partitions), EventPartitions: int32(eventParts), Replication: -1,
+		EventsRetention: f.eventsRetention, EventsRetentionBytes: f.eventsRetentionBytes,
+	})
 	if err != nil {
 		return err
 	}
@@ -254,7 +267,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
-			DisableEvents: !f.events, EventPartitions: evParts,
+			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}

@@ -64,6 +64,14 @@ func StartBroker(dataDir, listen string, fsync bool) (*Broker, error) {
 			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
 		}),
 	}
+	opts = append(opts, kfake.BrokerConfigs(map[string]string{
+		// How often the broker applies topics' retention (Kafka's log
+		// cleaner backoff; kfake's default is an hour).
+		"log.cleaner.backoff.ms": "30000",
+		// Retention deletes whole segments: smaller ones return disk
+		// sooner (Kafka's default is 1 GiB, kfake's 100 MiB).
+		"log.segment.bytes": strconv.Itoa(16 << 20),
+	}))
 	if fsync {
 		opts = append(opts, kfake.SyncWrites())
 	}
@@ -134,20 +142,50 @@ func (c ClientConfig) Options() []kgo.Opt {
 	}
 }
 
+// Topics is what EnsureTopics creates.
+type Topics struct {
+	// Partitions and EventPartitions are the partition counts of
+	// bursar.commands and bursar.events.
+	Partitions, EventPartitions int32
+	// Replication is the replication factor; -1 is the broker's default.
+	Replication int16
+	// EventsRetention and EventsRetentionBytes become bursar.events'
+	// retention.ms and retention.bytes (per partition). 0 leaves the
+	// broker's default. bursar.commands gets none: the engine deletes its
+	// records itself, and only once PostgreSQL has them (a time or size
+	// retention could delete commands not yet applied).
+	EventsRetention      time.Duration
+	EventsRetentionBytes int64
+}
+
+// configs are bursar.events' topic configs.
+func (t Topics) eventConfigs() map[string]*string {
+	cfg := map[string]*string{}
+	if t.EventsRetention > 0 {
+		v := strconv.FormatInt(t.EventsRetention.Milliseconds(), 10)
+		cfg["retention.ms"] = &v
+	}
+	if t.EventsRetentionBytes > 0 {
+		v := strconv.FormatInt(t.EventsRetentionBytes, 10)
+		cfg["retention.bytes"] = &v
+	}
+	return cfg
+}
+
 // EnsureTopics creates the command, event and dead-letter topics if they
-// are missing (bursar.commands with partitions, bursar.events with
-// eventPartitions) and returns the partition counts the command and event
-// topics have, which differ from the arguments when a topic already
-// existed.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions, eventPartitions int32, replication int16) (commands, events int32, err error) {
+// are missing and returns the partition counts the command and event
+// topics have, which differ from t when a topic already existed (its
+// configs are then left as they are too).
+func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics) (commands, events int32, err error) {
 	adm := kadm.NewClient(cl)
-	for _, t := range []struct {
+	for _, tp := range []struct {
 		name  string
 		parts int32
-	}{{TopicCommands, partitions}, {TopicEvents, eventPartitions}, {TopicDLQ, 1}} {
-		_, err := adm.CreateTopic(ctx, t.parts, replication, nil, t.name)
+		cfg   map[string]*string
+	}{{TopicCommands, t.Partitions, nil}, {TopicEvents, t.EventPartitions, t.eventConfigs()}, {TopicDLQ, 1, nil}} {
+		_, err := adm.CreateTopic(ctx, tp.parts, t.Replication, tp.cfg, tp.name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return 0, 0, fmt.Errorf("kafkalog: create topic %s: %w", t.name, err)
+			return 0, 0, fmt.Errorf("kafkalog: create topic %s: %w", tp.name, err)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)

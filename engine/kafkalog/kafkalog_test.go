@@ -1,0 +1,69 @@
+package kafkalog_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestEnsureTopicsRetention: the embedded broker over TCP; EnsureTopics
+// creates the three topics with the asked partition counts, gives
+// bursar.events the asked retention, and leaves bursar.commands without a
+// time or size retention (the engine trims it once PostgreSQL has it). A
+// second call keeps the existing topics.
+func TestEnsureTopicsRetention(t *testing.T) {
+	b, err := kafkalog.StartBroker(t.TempDir(), "127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: b.Addrs()}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topics := kafkalog.Topics{Partitions: 4, EventPartitions: 2, Replication: 1, EventsRetention: 90 * time.Minute, EventsRetentionBytes: 1 << 20}
+	c, e, err := kafkalog.EnsureTopics(ctx, cl, topics)
+	if err != nil || c != 4 || e != 2 {
+		t.Fatalf("EnsureTopics = %d, %d, %v", c, e, err)
+	}
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, kafkalog.TopicEvents, kafkalog.TopicCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explicit := func(topic, key string) string {
+		t.Helper()
+		rc, err := configs.On(topic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == key && c.Source == kmsg.ConfigSourceDynamicTopicConfig && c.Value != nil {
+				return *c.Value
+			}
+		}
+		return ""
+	}
+	for _, tc := range []struct{ topic, key, want string }{
+		{kafkalog.TopicEvents, "retention.ms", "5400000"},
+		{kafkalog.TopicEvents, "retention.bytes", "1048576"},
+		{kafkalog.TopicCommands, "retention.ms", ""},
+		{kafkalog.TopicCommands, "retention.bytes", ""},
+	} {
+		if got := explicit(tc.topic, tc.key); got != tc.want {
+			t.Errorf("%s %s = %q, want %q", tc.topic, tc.key, got, tc.want)
+		}
+	}
+
+	topics.Partitions, topics.EventPartitions = 8, 8
+	if c, e, err := kafkalog.EnsureTopics(ctx, cl, topics); err != nil || c != 4 || e != 2 {
+		t.Fatalf("second EnsureTopics = %d, %d, %v; want the existing 4 and 2", c, e, err)
+	}
+}

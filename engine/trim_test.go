@@ -1,0 +1,128 @@
+package engine_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/engine"
+	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/engine/ledger"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// startOffset is the first offset partition p of bursar.commands still holds.
+func (r *rig) startOffset(p int32) int64 {
+	r.t.Helper()
+	lo, err := kadm.NewClient(r.client).ListStartOffsets(context.Background(), kafkalog.TopicCommands)
+	if err == nil {
+		err = lo.Error()
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	o, ok := lo.Lookup(kafkalog.TopicCommands, p)
+	if !ok {
+		r.t.Fatalf("no start offset for partition %d", p)
+	}
+	return o.Offset
+}
+
+// waitStart waits until partition p's log starts at want.
+func (r *rig) waitStart(p int32, want int64) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := r.startOffset(p)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("partition %d starts at %d, want %d", p, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *rig) endOffset(p int32) int64 {
+	r.t.Helper()
+	ends, err := kafkalog.EndOffsets(context.Background(), r.client)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ends[p]
+}
+
+// TestTrimDeletesOnlyCommittedCommands: with a commands retention, the
+// engine deletes old records from bursar.commands once PostgreSQL has
+// them, never those it has not committed (they stay however old they
+// are), and a restart after a trim rebuilds the accounts from PostgreSQL.
+func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
+	r := newRig(t)
+	if err := r.eng.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.tweak = func(c *engine.Config) {
+		c.CommandsRetention = time.Millisecond // every record is old enough
+		c.TrimInterval = 20 * time.Millisecond
+	}
+	r.start()
+	p := int32(2)
+	a := accountIn(p, r.slots)
+	r.apply(openCmd(a))
+	for i := range 20 {
+		r.apply(money(ledger.KindCredit, a, 10, "c"+string(rune('a'+i))))
+	}
+	r.waitCommitted(t)
+	committed := r.endOffset(p)
+	r.waitStart(p, committed)
+
+	// Hold every flush: a transaction locks the partitions table's rows,
+	// which each flush updates first.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if res := r.apply(money(ledger.KindCredit, a, 1, "h"+string(rune('a'+i)))); res.Status != ledger.StatusCompleted {
+			t.Fatalf("credit while flushes wait = %+v", res)
+		}
+	}
+	end := r.endOffset(p)
+	if end <= committed {
+		t.Fatalf("end offset %d, want past %d", end, committed)
+	}
+	// Many trim rounds pass; the applied but uncommitted records stay.
+	time.Sleep(300 * time.Millisecond)
+	if got := r.startOffset(p); got != committed {
+		t.Fatalf("log starts at %d while PostgreSQL has up to %d", got, committed)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCommitted(t)
+	r.waitStart(p, end)
+
+	// A new engine starts at the committed offset, the log's start now,
+	// and knows the account from PostgreSQL.
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.start()
+	if res := r.apply(money(ledger.KindCredit, a, 1, "after")); res.Balance != 206 || res.Version != 27 {
+		t.Fatalf("credit after a trim and a restart = %+v", res)
+	}
+	if res := r.apply(money(ledger.KindCredit, a, 10, "ca")); !res.Replayed || res.Balance != 10 {
+		t.Fatalf("retry of a trimmed command = %+v", res)
+	}
+}
