@@ -79,6 +79,13 @@ type Config struct {
 	// committed stay however old they are. 0 never deletes (the broker's
 	// own retention applies).
 	CommandsRetention time.Duration
+	// LogDurable, when set, returns once everything written to Kafka before
+	// the call is durable (the embedded broker's group sync). Every flush
+	// waits for it before committing offsets: the records it applied and
+	// the records they caused must not be lost to a power cut once
+	// PostgreSQL says they were applied (rule 3). nil: the broker's
+	// acknowledgement is durability enough.
+	LogDurable func(context.Context) error
 	// TrimInterval is how often CommandsRetention is applied. Default a
 	// quarter of it, between 1s and 1m.
 	TrimInterval time.Duration

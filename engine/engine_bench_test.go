@@ -20,16 +20,28 @@ import (
 // accounts; the time is from the first produce to the last commit.
 //
 // The broker is the embedded one as `bursar serve` runs it: kfake persisting
-// to a data directory, over TCP. BURSAR_BENCH_FSYNC=1 turns on its fsync per
-// batch (off by default, as with --broker-fsync=false).
+// to a data directory, over TCP. BURSAR_BENCH_SYNC chooses how it makes
+// records durable, as serve's --broker-sync: none (the default here),
+// group (every flush waits for the broker's group sync) or batch.
 func BenchmarkEngineApplyFlush(b *testing.B) {
 	engine.TuneGC() // as bursar serve runs
-	broker, err := kafkalog.StartBroker(b.TempDir(), "127.0.0.1:0", os.Getenv("BURSAR_BENCH_FSYNC") == "1")
+	mode := kafkalog.SyncNone
+	if v := os.Getenv("BURSAR_BENCH_SYNC"); v != "" {
+		var err error
+		if mode, err = kafkalog.ParseSync(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	broker, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: b.TempDir(), Sync: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(broker.Close)
-	r := newRigOn(b, broker.Addrs(), parts)
+	r := newRigOn(b, broker.Addrs(), parts, func(c *engine.Config) {
+		if broker.Sync() == kafkalog.SyncGroup {
+			c.LogDurable = broker.Durable
+		}
+	})
 	ctx := context.Background()
 	const accounts = 10_000
 	ids := make([]uuid.UUID, accounts)

@@ -81,12 +81,13 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(broker.Close)
-	return newRigOn(t, broker.ListenAddrs(), parts)
+	return newRigOn(t, broker.ListenAddrs(), parts, nil)
 }
 
 // newRigOn is newRig against the broker at addrs, with eventParts
-// partitions of bursar.events.
-func newRigOn(t testing.TB, addrs []string, eventParts int32) *rig {
+// partitions of bursar.events and the engine's configuration adjusted by
+// tweak (nil: as it is).
+func newRigOn(t testing.TB, addrs []string, eventParts int32, tweak func(*engine.Config)) *rig {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := pgtest.NewDatabase(t)
@@ -98,7 +99,7 @@ func newRigOn(t testing.TB, addrs []string, eventParts int32) *rig {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, addrs: addrs, eventParts: eventParts, store: store, dbURL: dbURL, slots: ledger.NewSlotMap(parts)}
+	r := &rig{t: t, addrs: addrs, eventParts: eventParts, store: store, dbURL: dbURL, slots: ledger.NewSlotMap(parts), tweak: tweak}
 	r.client = r.newClient()
 	if _, _, err := kafkalog.EnsureTopics(ctx, r.client, kafkalog.Topics{Partitions: parts, EventPartitions: eventParts, Replication: 1}); err != nil {
 		t.Fatal(err)
@@ -440,7 +441,7 @@ func TestEventsOnFewerPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(broker.Close)
-	r := newRigOn(t, broker.ListenAddrs(), 2)
+	r := newRigOn(t, broker.ListenAddrs(), 2, nil)
 	checkEvents(t, r, 3, 1)
 }
 

@@ -86,6 +86,18 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		}
 	}
 
+	// The applied commands themselves, too, when the broker acknowledges
+	// before they are on disk.
+	if e.cfg.LogDurable != nil {
+		if err := e.cfg.LogDurable(ctx); err != nil {
+			err = fmt.Errorf("engine: making the log durable: %w", err)
+			if ctx.Err() == nil {
+				e.fail(err)
+			}
+			return keep(err)
+		}
+	}
+
 	backoff := 20 * time.Millisecond
 	for {
 		batch := buildBatch(work)

@@ -33,6 +33,12 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTestAPI(t, srv)
+}
+
+// serveTestAPI serves srv on an in-memory listener until the test ends.
+func serveTestAPI(t *testing.T, srv *Server) *testAPI {
+	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	hs := srv.NewHTTPServer()
 	hs.Logger = discardLogger{} // refused bodies are logged by fasthttp; keep test output clean

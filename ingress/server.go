@@ -37,6 +37,12 @@ type Config struct {
 	WaitTimeout time.Duration
 	// HistoryLimitMax bounds the page size of history reads. Default 500.
 	HistoryLimitMax int
+	// Durable, when set, returns once everything written to Kafka before
+	// the call is durable (the embedded broker's group sync). Write answers
+	// and balance reads wait for it, so nothing a client was told can be
+	// lost to a power cut. nil: the broker's acknowledgement is durability
+	// enough.
+	Durable func(context.Context) error
 }
 
 func (c *Config) setDefaults() {
@@ -405,7 +411,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	for {
 		select {
 		case res := <-ch:
-			return &res, nil
+			return s.durable(pctx, &res)
 		case err := <-produced:
 			if err != nil {
 				s.replies.Forget(seq)
@@ -421,7 +427,9 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 			// as possibly lost).
 			select {
 			case res := <-ch:
-				return &res, nil
+				dctx, dcancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
+				defer dcancel()
+				return s.durable(dctx, &res)
 			default:
 			}
 			if produced != nil {
@@ -443,6 +451,19 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	}
 }
 
+// durable returns res once the log holds everything it reflects on disk
+// (Config.Durable), or the error to answer with.
+func (s *Server) durable(ctx context.Context, res *ledger.Result) (*ledger.Result, *apiError) {
+	if s.cfg.Durable == nil {
+		return res, nil
+	}
+	if err := s.cfg.Durable(ctx); err != nil {
+		s.log.Warn("waiting for the command log to be durable failed", "err", err)
+		return nil, bad(ledger.CodeUnavailable, "the command log could not confirm it is on disk; retry with the same idempotency key")
+	}
+	return res, nil
+}
+
 func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bool) *apiError {
 	id, aerr := parseID(idText, "account_id")
 	if aerr != nil {
@@ -461,6 +482,13 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 		return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
 	case !acc.Exists:
 		return bad(ledger.CodeAccountNotFound, "no account "+id.String())
+	}
+	if s.cfg.Durable != nil {
+		// The balance may include commands applied but not yet on disk.
+		if err := s.cfg.Durable(c); err != nil {
+			s.log.Warn("waiting for the command log to be durable failed", "err", err)
+			return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+		}
 	}
 	exp, _ := ledger.CurrencyExponent(acc.Currency)
 	if balanceOnly {

@@ -52,7 +52,13 @@ func runBroker(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	b, err := kafkalog.StartBroker(*dir, *listen, *fsync)
+	// Batch, not group: the nodes using this broker cannot wait for its
+	// group sync, so every acknowledgement must already be durable.
+	mode := kafkalog.SyncNone
+	if *fsync {
+		mode = kafkalog.SyncBatch
+	}
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: *dir, Listen: *listen, Sync: mode})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--kafka-linger", "2s"}, "--kafka-linger"},
 		{[]string{"--node-id", "a b"}, "--node-id"},
 		{[]string{"--commands-retention", "-1s"}, "--commands-retention"},
+		{[]string{"--broker-sync", "true"}, "--broker-sync"},
+		{[]string{"--roles", "ingress"}, "--broker-sync=group"},
+		{[]string{"--roles", "engine", "--broker-sync", "group"}, "--broker-sync=group"},
 		{[]string{"--events-retention", "-1s"}, "--events-retention"},
 		{[]string{"--events-retention-bytes", "-1"}, "--events-retention-bytes"},
 	} {

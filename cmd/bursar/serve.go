@@ -42,7 +42,8 @@ type serveFlags struct {
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
 	kafkaLinger, commandsRetention, eventsRetention        time.Duration
 	eventsRetentionBytes                                   int64
-	events, brokerFsync                                    bool
+	events                                                 bool
+	brokerSync                                             string
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
 }
@@ -76,7 +77,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (empty: off)")
-	fs.BoolVar(&f.brokerFsync, "broker-fsync", true, "embedded broker: fsync every produced batch before acknowledging it (false: survive kill -9 but not power loss, much faster)")
+	fs.StringVar(&f.brokerSync, "broker-sync", "group", "how the embedded broker makes commands durable: group (one syncfs(2) of its file system covers every partition and every request waiting meanwhile; this node's answers, balance reads and offset commits wait for it, so other nodes must not use this broker), batch (fsync every partition of every produce request before acknowledging it: slow with many partitions), none (page cache only: survives kill -9, not a power loss)")
 	fs.BoolVar(&f.events, "events", true, "produce transaction and balance events to bursar.events")
 	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
 	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
@@ -116,6 +117,13 @@ func runServe(args []string, _ io.Writer) error {
 	if f.maxInflight < 1 {
 		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
 	}
+	if mode, err := kafkalog.ParseSync(f.brokerSync); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--broker-sync: %q is not none, batch or group", f.brokerSync)}
+	} else if mode == kafkalog.SyncGroup && f.kafkaBrokers == "" && !(slices.Contains(roles, "ingress") && slices.Contains(roles, "engine")) {
+		// Only this process waits for the group sync: an engine or an
+		// ingress elsewhere would commit or answer before it.
+		return &exitError{code: 2, err: errors.New("--broker-sync=group: the node running the embedded broker must run both roles (ingress,engine); share a broker between nodes with 'bursar broker' or Kafka")}
+	}
 	if f.commandsRetention < 0 {
 		return &exitError{code: 2, err: errors.New("--commands-retention must not be negative")}
 	}
@@ -149,14 +157,33 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		}()
 	}
 	brokers := splitList(f.kafkaBrokers)
+	// With the embedded broker's group sync: wait until the log is on disk.
+	var durable func(context.Context) error
+	brokerSyncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group syncs (--broker-sync=group).",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+	})
+	brokerSyncErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bursar_broker_sync_errors_total", Help: "Failed group syncs of the embedded broker (each fails the node: written pages may be lost).",
+	})
 	if len(brokers) == 0 {
-		b, err := kafkalog.StartBroker(f.dataDir, f.brokerListen, f.brokerFsync)
+		mode, _ := kafkalog.ParseSync(f.brokerSync) // checked with the flags
+		b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode,
+			OnSync: func(d time.Duration, err error) {
+				brokerSyncSeconds.Observe(d.Seconds())
+				if err != nil {
+					brokerSyncErrors.Inc()
+				}
+			}})
 		if err != nil {
 			return err
 		}
 		defer b.Close()
 		brokers = b.Addrs()
-		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir)
+		if b.Sync() == kafkalog.SyncGroup {
+			durable = b.Durable
+		}
+		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir, "sync", b.Sync())
 	}
 
 	store, err := storage.Open(ctx, storage.Config{URL: f.databaseURL, MaxConns: int32(f.pgConns)})
@@ -203,6 +230,9 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if durable != nil {
+		reg.MustRegister(brokerSyncSeconds, brokerSyncErrors)
+	}
 
 	// Cluster plumbing: the actor system with remote (answers and reads
 	// between nodes), then gossip. A single node is a cluster of one.
@@ -268,6 +298,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
+			LogDurable: durable,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
@@ -315,7 +346,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	}
 	if runIngress {
 		api, err := ingress.New(ingress.Config{
-			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout,
+			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durable,
 		}, log.With("component", "ingress"), producer, replies, router, store, reg,
 			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if err != nil {

@@ -29,23 +29,81 @@ const (
 
 // Broker is the embedded Kafka-protocol development broker.
 type Broker struct {
-	c *kfake.Cluster
+	c    *kfake.Cluster
+	sync Sync
+	gs   *groupSync // with SyncGroup
 }
 
-// StartBroker starts a single-node kfake broker persisting to dataDir.
-// listen is "host:port"; port 0 picks a free one.
-//
-// With fsync, every produced batch is fsynced before it is acknowledged, so
-// an acknowledged record survives a machine crash. Without it, writes reach
-// the OS page cache before the acknowledgement: they survive kill -9 of the
-// process (the kernel still holds them) but not a power loss, which is how
-// Kafka itself runs by default (it relies on replication instead). kfake
-// applies requests one at a time and fsyncs each partition of a request, so
-// fsync costs throughput in proportion to the partitions a request touches.
-func StartBroker(dataDir, listen string, fsync bool) (*Broker, error) {
-	dir := filepath.Join(dataDir, "kafka")
+// Sync is how the embedded broker makes produced records durable.
+type Sync int
+
+const (
+	// SyncNone leaves writes in the OS page cache: they survive kill -9 of
+	// the process (the kernel still holds them) but not a power loss, which
+	// is how Kafka itself runs by default (it relies on replication).
+	SyncNone Sync = iota
+	// SyncBatch fsyncs every produced batch before acknowledging it. kfake
+	// applies requests one at a time and fsyncs each partition of a request
+	// (segment and index), so the cost grows with the partitions a request
+	// touches. Every client of the broker gets the guarantee.
+	SyncBatch
+	// SyncGroup acknowledges after the write and makes records durable in
+	// groups: Broker.Durable waits for one sync of the data directory's
+	// file system (syncfs(2)) that starts after the call, covering every
+	// partition and every caller waiting meanwhile. Only callers of Durable
+	// get the guarantee, so only the node running the broker may use it:
+	// a node's engine waits before committing offsets and its API before
+	// answering. Where syncfs(2) is missing (not Linux) it is SyncBatch.
+	SyncGroup
+)
+
+// ParseSync reads a Sync from its flag form: none, batch or group.
+func ParseSync(s string) (Sync, error) {
+	switch s {
+	case "none":
+		return SyncNone, nil
+	case "batch":
+		return SyncBatch, nil
+	case "group":
+		return SyncGroup, nil
+	}
+	return 0, fmt.Errorf("kafkalog: broker sync %q: want none, batch or group", s)
+}
+
+func (s Sync) String() string {
+	switch s {
+	case SyncNone:
+		return "none"
+	case SyncBatch:
+		return "batch"
+	case SyncGroup:
+		return "group"
+	}
+	return "Sync(" + strconv.Itoa(int(s)) + ")"
+}
+
+// BrokerConfig configures StartBroker.
+type BrokerConfig struct {
+	// DataDir holds the log (under DataDir/kafka). Required.
+	DataDir string
+	// Listen is "host:port"; port 0 picks a free one. Default 127.0.0.1:0.
+	Listen string
+	// Sync is how produced records become durable. Default SyncNone.
+	Sync Sync
+	// OnSync, with SyncGroup, is told every sync's duration and error.
+	OnSync func(time.Duration, error)
+}
+
+// StartBroker starts a single-node kfake broker persisting to the data
+// directory.
+func StartBroker(cfg BrokerConfig) (*Broker, error) {
+	dir := filepath.Join(cfg.DataDir, "kafka")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("kafkalog: broker data dir: %w", err)
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
 	}
 	host, portText, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -55,6 +113,10 @@ func StartBroker(dataDir, listen string, fsync bool) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkalog: broker listen port %q: %w", portText, err)
 	}
+	mode := cfg.Sync
+	if mode == SyncGroup && !groupSyncSupported {
+		mode = SyncBatch
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DataDir(dir),
@@ -63,30 +125,57 @@ func StartBroker(dataDir, listen string, fsync bool) (*Broker, error) {
 			// kfake always asks for 127.0.0.1; bind where the operator said.
 			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
 		}),
+		kfake.BrokerConfigs(map[string]string{
+			// How often the broker applies topics' retention (Kafka's log
+			// cleaner backoff; kfake's default is an hour).
+			"log.cleaner.backoff.ms": "30000",
+			// Retention deletes whole segments: smaller ones return disk
+			// sooner (Kafka's default is 1 GiB, kfake's 100 MiB).
+			"log.segment.bytes": strconv.Itoa(16 << 20),
+		}),
 	}
-	opts = append(opts, kfake.BrokerConfigs(map[string]string{
-		// How often the broker applies topics' retention (Kafka's log
-		// cleaner backoff; kfake's default is an hour).
-		"log.cleaner.backoff.ms": "30000",
-		// Retention deletes whole segments: smaller ones return disk
-		// sooner (Kafka's default is 1 GiB, kfake's 100 MiB).
-		"log.segment.bytes": strconv.Itoa(16 << 20),
-	}))
-	if fsync {
+	if mode == SyncBatch {
 		opts = append(opts, kfake.SyncWrites())
 	}
-	c, err := kfake.NewCluster(opts...)
-	if err != nil {
+	b := &Broker{sync: mode}
+	if mode == SyncGroup {
+		if b.gs, err = newGroupSync(dir, syncFS, cfg.OnSync); err != nil {
+			return nil, err
+		}
+	}
+	if b.c, err = kfake.NewCluster(opts...); err != nil {
+		if b.gs != nil {
+			b.gs.close()
+		}
 		return nil, fmt.Errorf("kafkalog: start broker: %w", err)
 	}
-	return &Broker{c: c}, nil
+	return b, nil
+}
+
+// Sync returns the broker's sync mode (SyncGroup falls back to SyncBatch
+// where it is not supported).
+func (b *Broker) Sync() Sync { return b.sync }
+
+// Durable returns once everything written to the broker before the call is
+// on disk. Only with SyncGroup does it wait (with SyncBatch acknowledged
+// records are already durable, with SyncNone they never are).
+func (b *Broker) Durable(ctx context.Context) error {
+	if b.gs == nil {
+		return nil
+	}
+	return b.gs.wait(ctx)
 }
 
 // Addrs returns the broker's listen addresses, for KAFKA_BROKERS.
 func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
 
 // Close stops the broker and syncs its files.
-func (b *Broker) Close() { b.c.Close() }
+func (b *Broker) Close() {
+	b.c.Close()
+	if b.gs != nil {
+		b.gs.close()
+	}
+}
 
 // DefaultMaxBufferedRecords is ClientConfig.MaxBufferedRecords' default.
 const DefaultMaxBufferedRecords = 100_000

@@ -2,6 +2,7 @@ package kafkalog_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // time or size retention (the engine trims it once PostgreSQL has it). A
 // second call keeps the existing topics.
 func TestEnsureTopicsRetention(t *testing.T) {
-	b, err := kafkalog.StartBroker(t.TempDir(), "127.0.0.1:0", false)
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +66,63 @@ func TestEnsureTopicsRetention(t *testing.T) {
 	topics.Partitions, topics.EventPartitions = 8, 8
 	if c, e, err := kafkalog.EnsureTopics(ctx, cl, topics); err != nil || c != 4 || e != 2 {
 		t.Fatalf("second EnsureTopics = %d, %d, %v; want the existing 4 and 2", c, e, err)
+	}
+}
+
+// TestGroupSyncBroker: the embedded broker with SyncGroup acknowledges
+// produced records, and Durable syncs its file system for real.
+func TestGroupSyncBroker(t *testing.T) {
+	var syncs atomic.Int64
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: t.TempDir(), Sync: kafkalog.SyncGroup,
+		OnSync: func(_ time.Duration, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			syncs.Add(1)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Sync() != kafkalog.SyncGroup {
+		t.Fatalf("sync mode %v", b.Sync())
+	}
+	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: b.Addrs()}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := kafkalog.EnsureTopics(ctx, cl, kafkalog.Topics{Partitions: 2, EventPartitions: 2, Replication: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafkalog.TopicCommands, Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Durable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() == 0 {
+		t.Fatal("Durable returned without a sync")
+	}
+}
+
+func TestParseSync(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want kafkalog.Sync
+		ok   bool
+	}{
+		{"none", kafkalog.SyncNone, true}, {"batch", kafkalog.SyncBatch, true}, {"group", kafkalog.SyncGroup, true},
+		{"", 0, false}, {"true", 0, false}, {"GROUP", 0, false},
+	} {
+		got, err := kafkalog.ParseSync(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseSync(%q) = %v, %v", tc.in, got, err)
+		}
+		if tc.ok && got.String() != tc.in {
+			t.Errorf("%v.String() = %q", got, got.String())
+		}
 	}
 }
