@@ -332,6 +332,13 @@ func (e *Engine) acquire(ctx context.Context, p int32, end int64) error {
 	if err != nil {
 		return err
 	}
+	if next > end {
+		// PostgreSQL has applied records the log does not hold: the log was
+		// reset or lost (a broker's data directory deleted, a topic
+		// recreated). Consuming would skip whatever is appended up to the
+		// committed offset.
+		return fmt.Errorf("engine: partition %d of %s ends at offset %d, but PostgreSQL has applied it up to %d: the log lost records; restore it or repair the partitions table", p, kafkalog.TopicCommands, end, next)
+	}
 	part := newPartition(e, p, epoch, next, end)
 	e.mu.Lock()
 	e.parts[p] = part

@@ -26,7 +26,8 @@ func (e *Engine) trimLoop() {
 }
 
 // trim deletes, in every owned partition, the commands that are both older
-// than CommandsRetention and before the offset PostgreSQL has committed.
+// than CommandsRetention and before the last offset PostgreSQL has
+// committed.
 // The second bound is what makes it safe (rule 3): recovery and a new owner
 // start at the committed offset, so nothing before it is read again, while
 // anything after it may still be needed however old it is (PostgreSQL was
@@ -63,7 +64,11 @@ func (e *Engine) trim(ctx context.Context, now time.Time) {
 		if !ok || !sok {
 			continue
 		}
-		if at := min(o.Offset, s.Committed); at > start.Offset {
+		// One committed record always stays: a broker that lost every
+		// segment of a partition (kfake rebuilds a partition from its
+		// files at start) would begin it again at offset 0, under the
+		// offset PostgreSQL has committed.
+		if at := min(o.Offset, s.Committed-1); at > start.Offset {
 			to.AddOffset(kafkalog.TopicCommands, s.Partition, at, -1)
 		}
 	}

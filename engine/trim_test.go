@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,7 +77,7 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	}
 	r.waitCommitted(t)
 	committed := r.endOffset(p)
-	r.waitStart(p, committed)
+	r.waitStart(p, committed-1) // the last committed record stays
 
 	// Hold every flush: a transaction locks the partitions table's rows,
 	// which each flush updates first.
@@ -104,14 +105,14 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	}
 	// Many trim rounds pass; the applied but uncommitted records stay.
 	time.Sleep(300 * time.Millisecond)
-	if got := r.startOffset(p); got != committed {
+	if got := r.startOffset(p); got != committed-1 {
 		t.Fatalf("log starts at %d while PostgreSQL has up to %d", got, committed)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r.waitCommitted(t)
-	r.waitStart(p, end)
+	r.waitStart(p, end-1)
 
 	// A new engine starts at the committed offset, the log's start now,
 	// and knows the account from PostgreSQL.
@@ -124,5 +125,83 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	}
 	if res := r.apply(money(ledger.KindCredit, a, 10, "ca")); !res.Replayed || res.Balance != 10 {
 		t.Fatalf("retry of a trimmed command = %+v", res)
+	}
+}
+
+// TestTrimSurvivesBrokerRestart: the embedded broker on disk, trimmed as
+// far as the engine may go while the partition is idle, then restarted on
+// the same directory: the partition still ends where it did (the trim keeps
+// its last committed record, so the broker can rebuild it from its files),
+// and new commands continue after it.
+func TestTrimSurvivesBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	broker, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := broker.Addrs()[0]
+	t.Cleanup(func() { broker.Close() }) // after the rig's cleanups, which stop the engine
+	r := newRigOn(t, []string{addr}, parts, func(c *engine.Config) {
+		c.CommandsRetention = time.Millisecond
+		c.TrimInterval = 20 * time.Millisecond
+	})
+	p := int32(3)
+	a := accountIn(p, r.slots)
+	r.apply(openCmd(a))
+	for i := range 5 {
+		r.apply(money(ledger.KindCredit, a, 10, "c"+string(rune('a'+i))))
+	}
+	r.waitCommitted(t)
+	end := r.endOffset(p)
+	r.waitStart(p, end-1)
+
+	ctx := context.Background()
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	broker.Close()
+	if broker, err = kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: dir, Listen: addr}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.endOffset(p); got != end {
+		t.Fatalf("after a restart the partition ends at %d, want %d", got, end)
+	}
+	r.start()
+	if res := r.apply(money(ledger.KindCredit, a, 1, "after")); res.Status != ledger.StatusCompleted || res.Balance != 51 {
+		t.Fatalf("credit after a trim and a broker restart = %+v", res)
+	}
+	if got := r.endOffset(p); got != end+1 {
+		t.Fatalf("the credit went to offset %d, want %d", got-1, end)
+	}
+}
+
+// TestAcquireRefusesALogBehindPostgreSQL: a partition whose log ends before
+// the offset PostgreSQL has applied (the log was reset or lost) is not
+// acquired: consuming it would skip the commands appended up to there.
+func TestAcquireRefusesALogBehindPostgreSQL(t *testing.T) {
+	r := newRig(t)
+	p := int32(1)
+	r.apply(openCmd(accountIn(p, r.slots)))
+	r.waitCommitted(t)
+	ctx := context.Background()
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE partitions SET next_offset = next_offset + 100 WHERE partition = $1`, p); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts}, testLogger(), r.store, r.newClient(), r.sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Stop(ctx) //nolint:errcheck // the test's outcome is Start's error
+	err = eng.Start(ctx, []int32{p})
+	if err == nil || !strings.Contains(err.Error(), "lost records") {
+		t.Fatalf("Start = %v, want a refusal naming the lost records", err)
 	}
 }

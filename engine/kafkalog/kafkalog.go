@@ -225,6 +225,10 @@ func (c ClientConfig) Options() []kgo.Opt {
 		// and saves little.
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.RecordRetries(1 << 30),
+		// A consumer positioned outside the log (records lost under the
+		// committed offset) stops with an error instead of jumping to the
+		// start or the end, which would skip or repeat commands.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(50 * time.Millisecond),
 		kgo.FetchMaxBytes(32 << 20),
 		kgo.FetchMaxPartitionBytes(4 << 20),
@@ -240,14 +244,23 @@ type Topics struct {
 	Replication int16
 	// EventsRetention and EventsRetentionBytes become bursar.events'
 	// retention.ms and retention.bytes (per partition). 0 leaves the
-	// broker's default. bursar.commands gets none: the engine deletes its
-	// records itself, and only once PostgreSQL has them (a time or size
-	// retention could delete commands not yet applied).
+	// broker's default. bursar.commands and the dead letters keep their
+	// records for ever (retention -1 for time and size, set explicitly:
+	// brokers default to 7 days): a time or size retention could delete
+	// commands not yet applied, so the engine deletes commands itself, once
+	// PostgreSQL has them.
 	EventsRetention      time.Duration
 	EventsRetentionBytes int64
 }
 
-// configs are bursar.events' topic configs.
+// keepForever are the topic configs of bursar.commands and the dead
+// letters.
+func keepForever() map[string]*string {
+	never := "-1"
+	return map[string]*string{"retention.ms": &never, "retention.bytes": &never}
+}
+
+// eventConfigs are bursar.events' topic configs.
 func (t Topics) eventConfigs() map[string]*string {
 	cfg := map[string]*string{}
 	if t.EventsRetention > 0 {
@@ -271,7 +284,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics) (commands, even
 		name  string
 		parts int32
 		cfg   map[string]*string
-	}{{TopicCommands, t.Partitions, nil}, {TopicEvents, t.EventPartitions, t.eventConfigs()}, {TopicDLQ, 1, nil}} {
+	}{{TopicCommands, t.Partitions, keepForever()}, {TopicEvents, t.EventPartitions, t.eventConfigs()}, {TopicDLQ, 1, keepForever()}} {
 		_, err := adm.CreateTopic(ctx, tp.parts, t.Replication, tp.cfg, tp.name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return 0, 0, fmt.Errorf("kafkalog: create topic %s: %w", tp.name, err)

@@ -14,9 +14,9 @@ import (
 
 // TestEnsureTopicsRetention: the embedded broker over TCP; EnsureTopics
 // creates the three topics with the asked partition counts, gives
-// bursar.events the asked retention, and leaves bursar.commands without a
-// time or size retention (the engine trims it once PostgreSQL has it). A
-// second call keeps the existing topics.
+// bursar.events the asked retention, and keeps bursar.commands and the
+// dead letters for ever (the engine trims commands once PostgreSQL has
+// them). A second call keeps the existing topics.
 func TestEnsureTopicsRetention(t *testing.T) {
 	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: t.TempDir()})
 	if err != nil {
@@ -35,7 +35,7 @@ func TestEnsureTopicsRetention(t *testing.T) {
 	if err != nil || c != 4 || e != 2 {
 		t.Fatalf("EnsureTopics = %d, %d, %v", c, e, err)
 	}
-	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, kafkalog.TopicEvents, kafkalog.TopicCommands)
+	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, kafkalog.TopicEvents, kafkalog.TopicCommands, kafkalog.TopicDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,10 @@ func TestEnsureTopicsRetention(t *testing.T) {
 	for _, tc := range []struct{ topic, key, want string }{
 		{kafkalog.TopicEvents, "retention.ms", "5400000"},
 		{kafkalog.TopicEvents, "retention.bytes", "1048576"},
-		{kafkalog.TopicCommands, "retention.ms", ""},
-		{kafkalog.TopicCommands, "retention.bytes", ""},
+		{kafkalog.TopicCommands, "retention.ms", "-1"},
+		{kafkalog.TopicCommands, "retention.bytes", "-1"},
+		{kafkalog.TopicDLQ, "retention.ms", "-1"},
+		{kafkalog.TopicDLQ, "retention.bytes", "-1"},
 	} {
 		if got := explicit(tc.topic, tc.key); got != tc.want {
 			t.Errorf("%s %s = %q, want %q", tc.topic, tc.key, got, tc.want)
