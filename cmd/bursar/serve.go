@@ -117,6 +117,10 @@ func runServe(args []string, _ io.Writer) error {
 	if f.maxInflight < 1 {
 		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
 	}
+	if f.join != "" && f.kafkaBrokers == "" {
+		// An embedded broker per node would give each node its own log.
+		return &exitError{code: 2, err: errors.New("--join needs --kafka-brokers: the nodes of a cluster share one log ('bursar broker' or Kafka), not one embedded broker each")}
+	}
 	if mode, err := kafkalog.ParseSync(f.brokerSync); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--broker-sync: %q is not none, batch or group", f.brokerSync)}
 	} else if mode == kafkalog.SyncGroup && f.kafkaBrokers == "" && !(slices.Contains(roles, "ingress") && slices.Contains(roles, "engine")) {
