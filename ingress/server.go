@@ -39,8 +39,8 @@ type Config struct {
 	HistoryLimitMax int
 	// Durable, when set, returns once everything written to Kafka before
 	// the call is durable (the embedded broker's group sync). Write answers
-	// and balance reads wait for it, so nothing a client was told can be
-	// lost to a power cut. nil: the broker's acknowledgement is durability
+	// (202 Accepted too) and balance reads wait for it, so nothing a client
+	// was told can be lost to a power cut. nil: the broker's acknowledgement is durability
 	// enough.
 	Durable func(context.Context) error
 }
@@ -411,7 +411,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	for {
 		select {
 		case res := <-ch:
-			return s.durable(pctx, &res)
+			return s.durable(&res)
 		case err := <-produced:
 			if err != nil {
 				s.replies.Forget(seq)
@@ -427,9 +427,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 			// as possibly lost).
 			select {
 			case res := <-ch:
-				dctx, dcancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
-				defer dcancel()
-				return s.durable(dctx, &res)
+				return s.durable(&res)
 			default:
 			}
 			if produced != nil {
@@ -445,6 +443,10 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 				// Not even durable yet: the outcome is unknown.
 				return nil, bad(ledger.CodeUnavailable, "timed out appending the command; retry with the same idempotency key")
 			}
+			// Accepted is a promise too: the command must be on disk.
+			if _, aerr := s.durable(nil); aerr != nil {
+				return nil, aerr
+			}
 			writeJSON(ctx, 202, pendingBody{c})
 			return nil, nil
 		}
@@ -452,11 +454,15 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 }
 
 // durable returns res once the log holds everything it reflects on disk
-// (Config.Durable), or the error to answer with.
-func (s *Server) durable(ctx context.Context, res *ledger.Result) (*ledger.Result, *apiError) {
+// (Config.Durable), or the error to answer with. The wait has a deadline of
+// its own (WaitTimeout): an answer that came late in the request's wait must
+// not be turned into a failure by a healthy disk.
+func (s *Server) durable(res *ledger.Result) (*ledger.Result, *apiError) {
 	if s.cfg.Durable == nil {
 		return res, nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
+	defer cancel()
 	if err := s.cfg.Durable(ctx); err != nil {
 		s.log.Warn("waiting for the command log to be durable failed", "err", err)
 		return nil, bad(ledger.CodeUnavailable, "the command log could not confirm it is on disk; retry with the same idempotency key")

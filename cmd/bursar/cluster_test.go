@@ -243,3 +243,36 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 		t.Fatal("no transfer completed")
 	}
 }
+
+// TestGroupSyncNodeStopsWhenAnotherJoins: a node whose embedded broker runs
+// --broker-sync=group stops with a clear error when another node joins and
+// uses that broker: only the broker's own process waits for the group sync,
+// so the other node would commit and answer before its records are on disk.
+func TestGroupSyncNodeStopsWhenAnotherJoins(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	brokerAddr, gossip := freePort(t), freePort(t)
+	n1 := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--broker-listen", brokerAddr,
+		"--gossip-addr", gossip, "--remote-addr", freePort(t), "--partitions", "4", "--probe-interval", "200ms")
+	n2 := exec.Command(binPath, "serve", "--node-id", "second", "--http-addr", freePort(t), "--database-url", dbURL,
+		"--kafka-brokers", brokerAddr, "--join", gossip, "--gossip-addr", freePort(t), "--remote-addr", freePort(t),
+		"--partitions", "4", "--probe-interval", "200ms", "--log-level", "warn")
+	if err := n2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		n2.Process.Kill() //nolint:errcheck // cleanup
+		n2.Wait()         //nolint:errcheck // killed
+	}()
+	select {
+	case err := <-n1.done:
+		n1.done <- err
+		if err == nil {
+			t.Fatalf("the group-sync node exited 0 after another joined:\n%s", n1.log.String())
+		}
+		if !strings.Contains(n1.log.String(), "--broker-sync=group") {
+			t.Fatalf("exit %v without naming --broker-sync=group:\n%s", err, n1.log.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the group-sync node kept running with another node in the cluster:\n%s", n1.log.String())
+	}
+}

@@ -371,6 +371,14 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	if eng != nil {
 		fatal = eng.Fatal()
 	}
+	// Only this process waits for the group sync: a node that joins and
+	// uses this node's broker would commit and answer before it.
+	var joined <-chan error
+	if durable != nil {
+		wctx, wstop := context.WithCancel(ctx)
+		defer wstop()
+		joined = watchAlone(wctx, members, f.nodeID)
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -380,6 +388,9 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	case err := <-fatal:
 		runErr = fmt.Errorf("engine stopped: %w", err)
 		log.Error("engine stopped on a fatal error", "err", err)
+	case err := <-joined:
+		runErr = err
+		log.Error("stopping", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownWait)
 	defer cancel()
@@ -415,6 +426,32 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		}
 	}
 	return runErr
+}
+
+// watchAlone reports an error once another node is a member: this node's
+// embedded broker runs --broker-sync=group, which only this process waits
+// for. Partitions move only after the cluster settles (seconds), and this
+// looks several times a second.
+func watchAlone(ctx context.Context, members *cluster.Membership, self string) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, m := range members.Members() {
+				if m.ID != self {
+					out <- fmt.Errorf("node %s joined, but this node's embedded broker runs --broker-sync=group, which only this node waits for; share a broker between nodes with 'bursar broker' or Kafka", m.ID)
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 func splitList(s string) []string {
