@@ -9,6 +9,7 @@ import (
 	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/engine/kafkalog"
 	"github.com/bursar/bursar/engine/ledger"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -55,6 +56,29 @@ func (r *rig) endOffset(p int32) int64 {
 	return ends[p]
 }
 
+// trimAll makes the engine trim every committed record at once: every
+// record is old enough, and trims run often.
+func trimAll(c *engine.Config) {
+	c.CommandsRetention = time.Millisecond
+	c.TrimInterval = 20 * time.Millisecond
+}
+
+// creditsTrimmed opens an account in partition p, credits it n times by
+// 10, waits for the flush and for the trim (which keeps the last committed
+// record), and returns the account and the partition's end offset.
+func (r *rig) creditsTrimmed(p int32, n int) (uuid.UUID, int64) {
+	r.t.Helper()
+	a := accountIn(p, r.slots)
+	r.apply(openCmd(a))
+	for i := range n {
+		r.apply(money(ledger.KindCredit, a, 10, "c"+string(rune('a'+i))))
+	}
+	r.waitCommitted(r.t)
+	end := r.endOffset(p)
+	r.waitStart(p, end-1)
+	return a, end
+}
+
 // TestTrimDeletesOnlyCommittedCommands: with a commands retention, the
 // engine deletes old records from bursar.commands once PostgreSQL has
 // them, never those it has not committed (they stay however old they
@@ -64,20 +88,10 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	if err := r.eng.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r.tweak = func(c *engine.Config) {
-		c.CommandsRetention = time.Millisecond // every record is old enough
-		c.TrimInterval = 20 * time.Millisecond
-	}
+	r.tweak = trimAll
 	r.start()
 	p := int32(2)
-	a := accountIn(p, r.slots)
-	r.apply(openCmd(a))
-	for i := range 20 {
-		r.apply(money(ledger.KindCredit, a, 10, "c"+string(rune('a'+i))))
-	}
-	r.waitCommitted(t)
-	committed := r.endOffset(p)
-	r.waitStart(p, committed-1) // the last committed record stays
+	a, committed := r.creditsTrimmed(p, 20)
 
 	// Hold every flush: a transaction locks the partitions table's rows,
 	// which each flush updates first.
@@ -141,19 +155,9 @@ func TestTrimSurvivesBrokerRestart(t *testing.T) {
 	}
 	addr := broker.Addrs()[0]
 	t.Cleanup(func() { broker.Close() }) // after the rig's cleanups, which stop the engine
-	r := newRigOn(t, []string{addr}, parts, func(c *engine.Config) {
-		c.CommandsRetention = time.Millisecond
-		c.TrimInterval = 20 * time.Millisecond
-	})
+	r := newRigOn(t, []string{addr}, parts, trimAll)
 	p := int32(3)
-	a := accountIn(p, r.slots)
-	r.apply(openCmd(a))
-	for i := range 5 {
-		r.apply(money(ledger.KindCredit, a, 10, "c"+string(rune('a'+i))))
-	}
-	r.waitCommitted(t)
-	end := r.endOffset(p)
-	r.waitStart(p, end-1)
+	a, end := r.creditsTrimmed(p, 5)
 
 	ctx := context.Background()
 	if err := r.eng.Stop(ctx); err != nil {

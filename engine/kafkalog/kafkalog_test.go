@@ -12,6 +12,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// clientOf returns a client of broker b, closed when the test ends, and a
+// context for the test's calls.
+func clientOf(t *testing.T, b *kafkalog.Broker) (*kgo.Client, context.Context) {
+	t.Helper()
+	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: b.Addrs()}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return cl, ctx
+}
+
 // TestEnsureTopicsRetention: the embedded broker over TCP; EnsureTopics
 // creates the three topics with the asked partition counts, gives
 // bursar.events the asked retention, and keeps bursar.commands and the
@@ -23,13 +37,7 @@ func TestEnsureTopicsRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: b.Addrs()}.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := clientOf(t, b)
 	topics := kafkalog.Topics{Partitions: 4, EventPartitions: 2, Replication: 1, EventsRetention: 90 * time.Minute, EventsRetentionBytes: 1 << 20}
 	c, e, err := kafkalog.EnsureTopics(ctx, cl, topics)
 	if err != nil || c != 4 || e != 2 {
@@ -89,13 +97,7 @@ func TestGroupSyncBroker(t *testing.T) {
 	if b.Sync() != kafkalog.SyncGroup {
 		t.Fatalf("sync mode %v", b.Sync())
 	}
-	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: b.Addrs()}.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cl, ctx := clientOf(t, b)
 	if _, _, err := kafkalog.EnsureTopics(ctx, cl, kafkalog.Topics{Partitions: 2, EventPartitions: 2, Replication: 1}); err != nil {
 		t.Fatal(err)
 	}
