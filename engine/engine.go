@@ -76,8 +76,8 @@ type Config struct {
 	// bursar.commands: every TrimInterval the engine deletes, in each
 	// owned partition, the records older than this that PostgreSQL has
 	// committed (bursar_engine_commands_trimmed_total). Records not yet
-	// committed stay however old they are. 0 never deletes (the broker's
-	// own retention applies).
+	// committed stay however old they are, and the last committed one
+	// stays. 0 never deletes.
 	CommandsRetention time.Duration
 	// LogDurable, when set, returns once everything written to Kafka before
 	// the call is durable (the embedded broker's group sync). Every flush

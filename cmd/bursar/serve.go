@@ -91,7 +91,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
 	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch, above 0 and at most 1s; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
-	fs.DurationVar(&f.commandsRetention, "commands-retention", time.Hour, "keep commands in bursar.commands this long, then delete them, but only once PostgreSQL has committed them (bursar_engine_commands_trimmed_total); 0 = never (the broker's own retention applies)")
+	fs.DurationVar(&f.commandsRetention, "commands-retention", time.Hour, "keep commands in bursar.commands this long, then delete them, but only once PostgreSQL has committed them (bursar_engine_commands_trimmed_total); 0 = never: the topic is created without a retention, so it then grows until one is set on it")
 	fs.DurationVar(&f.eventsRetention, "events-retention", 24*time.Hour, "retention.ms of bursar.events when the topic is created; 0 = the broker's default")
 	fs.Int64Var(&f.eventsRetentionBytes, "events-retention-bytes", 256<<20, "retention.bytes (per partition) of bursar.events when the topic is created; 0 = the broker's default")
 	fs.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "longest graceful shutdown (final flush) on SIGINT/SIGTERM")
