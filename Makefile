@@ -38,7 +38,11 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./engine/ledger/ ./storage/
 
+## clean: remove the binary and the local node's state: the embedded broker's log and, with it, the
+## database `make run` uses (a log and a database only make sense together; a node refuses a log that
+## ends before the offsets its database has applied).
 clean:
 	rm -rf bin bursar-data
+	-psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS bursar WITH (FORCE)"
 
 include k6/k6.mk

@@ -337,7 +337,10 @@ func (e *Engine) acquire(ctx context.Context, p int32, end int64) error {
 		// reset or lost (a broker's data directory deleted, a topic
 		// recreated). Consuming would skip whatever is appended up to the
 		// committed offset.
-		return fmt.Errorf("engine: partition %d of %s ends at offset %d, but PostgreSQL has applied it up to %d: the log lost records; restore it or repair the partitions table", p, kafkalog.TopicCommands, end, next)
+		// Nothing here can repair it: stop the node rather than retry.
+		err := fmt.Errorf("engine: partition %d of %s ends at offset %d, but PostgreSQL has applied it up to %d: the log lost records; restore it or repair the partitions table", p, kafkalog.TopicCommands, end, next)
+		e.fail(err)
+		return err
 	}
 	part := newPartition(e, p, epoch, next, end)
 	e.mu.Lock()

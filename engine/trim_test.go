@@ -208,4 +208,14 @@ func TestAcquireRefusesALogBehindPostgreSQL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lost records") {
 		t.Fatalf("Start = %v, want a refusal naming the lost records", err)
 	}
+	// Fatal too, so a node whose coordinator acquires stops instead of
+	// retrying for ever.
+	select {
+	case ferr := <-eng.Fatal():
+		if !strings.Contains(ferr.Error(), "lost records") {
+			t.Fatalf("fatal error %v", ferr)
+		}
+	default:
+		t.Fatal("a log behind PostgreSQL did not stop the engine")
+	}
 }
