@@ -29,14 +29,14 @@ test:
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./engine/ledger/
-	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./engine/ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeMoney -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
 
 ## bench: Go micro-benchmarks of the core and the write-behind encoding.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./engine/ledger/ ./storage/
+	$(GO) test -run='^$$' -bench=. -benchmem ./ledger/ ./storage/
 
 ## clean: remove the binary and the local node's state: the embedded broker's log and, with it, the
 ## database `make run` uses (a log and a database only make sense together; a node refuses a log that

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 )
 

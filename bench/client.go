@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/bursar/bursar/engine/jsonw"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/jsonw"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )

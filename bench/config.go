@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 )
 
 // Limits. Everything the tool allocates per worker, per account or per

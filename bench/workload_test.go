@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 )
 

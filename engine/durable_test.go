@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/bursar/bursar/storage/pgtest"
 	"github.com/google/uuid"

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bursar/bursar/engine/jsonw"
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/jsonw"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 )

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 )

@@ -10,8 +10,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/bursar/bursar/actors"
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 )
 

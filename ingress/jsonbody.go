@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bursar/bursar/engine/jsonw"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/jsonw"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"

@@ -3,7 +3,7 @@ package ingress
 import (
 	"testing"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"

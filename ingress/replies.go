@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 )
 
 const replyShards = 64

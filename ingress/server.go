@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/engine/kafkalog"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"

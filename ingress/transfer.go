@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage/pgtest"
 	"github.com/google/uuid"
 )

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )

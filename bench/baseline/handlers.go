@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bursar/bursar/engine/jsonw"
-	"github.com/bursar/bursar/engine/ledger"
+	"github.com/bursar/bursar/jsonw"
+	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )

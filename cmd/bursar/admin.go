@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/bursar/bursar/storage"
 	"github.com/twmb/franz-go/pkg/kgo"
 )

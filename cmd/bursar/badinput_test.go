@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/bursar/bursar/storage/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"

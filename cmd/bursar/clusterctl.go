@@ -14,7 +14,7 @@ import (
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 

@@ -122,7 +122,7 @@ const opLatency = {};
 for (const op of OPS) opLatency[op] = new Trend(`op_${op}_duration`, true);
 
 // Wrong answers by wire error code; custom metrics must be declared in the
-// init context, so the codes of engine/ledger/codes.go are listed here, and
+// init context, so the codes of ledger/codes.go are listed here, and
 // anything else lands in unexpected_other (no error body: a transport
 // error, a 202 pending, a 2xx with the wrong body).
 const CODES = [

@@ -204,7 +204,7 @@ func TestReplayIsDeterministic(t *testing.T) {
 // Golden tests: testdata/golden/*.log are small scripts of commands; the
 // results are in the .golden file next to each. Regenerate with
 //
-//	go test ./engine/ledger -run TestGolden -update
+//	go test ./ledger -run TestGolden -update
 //
 // and review the diff: a change in a .golden file is a change in what the
 // ledger decides.

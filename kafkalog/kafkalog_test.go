@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bursar/bursar/engine/kafkalog"
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
