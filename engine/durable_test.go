@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/bursar/bursar/kafkalog"
 	"github.com/bursar/bursar/ledger"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestFlushWaitsForDurableLog: with Config.LogDurable (the embedded
@@ -99,14 +102,18 @@ func TestDurableWaitFollowsCausedRecords(t *testing.T) {
 		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 		return n, ends.Error()
 	}
-	var want atomic.Int64 // events of the credits answered so far
-	var bad atomic.Value
+	// The most events any durability wait found in Kafka. The engine also
+	// waits before producing caused records (with fewer in Kafka then), so
+	// the property is that some wait before each commit saw them all.
+	var seen atomic.Int64
 	r.tweak = func(c *engine.Config) {
 		c.LogDurable = func(ctx context.Context) error {
-			need := want.Load()
 			got, err := events(ctx)
-			if err == nil && got < need {
-				bad.Store(fmt.Sprintf("durability asked with %d events in Kafka, %d caused", got, need))
+			for {
+				s := seen.Load()
+				if got <= s || seen.CompareAndSwap(s, got) {
+					break
+				}
 			}
 			return err
 		}
@@ -122,11 +129,135 @@ func TestDurableWaitFollowsCausedRecords(t *testing.T) {
 	for i := range 40 {
 		r.apply(money(ledger.KindCredit, a, 1, fmt.Sprint("k", i)))
 		// The credit's flush has not run yet when its answer comes
-		// (answers are sent once applied): it must find both events.
-		want.Store(base + int64(2*(i+1)))
+		// (answers are sent once applied): before it commits, a wait must
+		// find both events.
 		r.waitCommitted(t)
-		if v := bad.Load(); v != nil {
-			t.Fatal(v)
+		if need, got := base+int64(2*(i+1)), seen.Load(); got < need {
+			t.Fatalf("committed with a durability wait seeing at most %d events in Kafka, %d caused", got, need)
 		}
+	}
+}
+
+// TestCausedRecordsWaitForTheirCause: with Config.LogDurable, a record a
+// command causes (a transfer's credit leg, the command's events) reaches
+// the log only after the command is durable. Page write-back keeps no
+// order across files: a credit leg on disk without its debit would create
+// money on replay after a machine crash. The broker watches every produce
+// request; while the durability wait is held, none may carry a caused
+// record.
+func TestCausedRecordsWaitForTheirCause(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	if err := r.eng.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := accountIn(0, r.slots), accountIn(1, r.slots)
+	pb := r.slots.PartitionOfAccount(b)
+
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	close(gate) // open while the accounts are set up
+	var held atomic.Bool
+	var early, caused atomic.Int64
+	r.tweak = func(c *engine.Config) {
+		c.LogDurable = func(ctx context.Context) error {
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			select {
+			case <-g:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	r.start()
+	// Runs before the engine's stop (cleanups run last first): a failing
+	// test must not leave the final flush waiting on a held gate.
+	t.Cleanup(func() {
+		mu.Lock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+		mu.Unlock()
+	})
+	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
+		t.Fatalf("open = %+v", res)
+	}
+	if res := r.apply(openCmd(b)); res.Status != ledger.StatusCompleted {
+		t.Fatalf("open = %+v", res)
+	}
+	if res := r.apply(money(ledger.KindCredit, a, 100, "fund")); res.Status != ledger.StatusCompleted {
+		t.Fatalf("credit = %+v", res)
+	}
+	r.waitCommitted(t)
+
+	// The topics' IDs, for produce requests that name topics by ID.
+	details, err := kadm.NewClient(r.newClient()).ListTopics(context.Background(), kafkalog.TopicCommands, kafkalog.TopicEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdID, evID := details[kafkalog.TopicCommands].ID, details[kafkalog.TopicEvents].ID
+	broker.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		broker.KeepControl()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			isEvents := tp.Topic == kafkalog.TopicEvents || (tp.Topic == "" && tp.TopicID == evID)
+			isCommands := tp.Topic == kafkalog.TopicCommands || (tp.Topic == "" && tp.TopicID == cmdID)
+			for _, p := range tp.Partitions {
+				if isEvents || (isCommands && p.Partition == pb) {
+					caused.Add(1)
+					if held.Load() {
+						early.Add(1)
+					}
+				}
+			}
+		}
+		return nil, nil, false
+	})
+
+	mu.Lock()
+	gate = make(chan struct{})
+	held.Store(true)
+	mu.Unlock()
+	applied := func() int64 {
+		for _, st := range r.eng.Stats() {
+			if st.Partition == r.slots.PartitionOfAccount(a) {
+				return st.Applied
+			}
+		}
+		t.Fatal("partition not owned")
+		return 0
+	}
+	before := applied()
+	seq := r.produce(&ledger.Command{Kind: ledger.KindTransferDebit, AccountID: a, Counterparty: b, Amount: 40, Currency: "USD", IdemKey: "t1"})
+	deadline := time.Now().Add(10 * time.Second)
+	for applied() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the debit was never applied")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Applied, not durable: its leg and events must not be produced. An
+	// engine that produced them right after applying has done so by now.
+	time.Sleep(300 * time.Millisecond)
+	if n := early.Load(); n > 0 {
+		t.Fatalf("%d caused records produced before their cause was durable", n)
+	}
+	mu.Lock()
+	held.Store(false)
+	close(gate)
+	mu.Unlock()
+	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted || res.Kind != ledger.KindTransferCredit {
+		t.Fatalf("transfer = %+v", res)
+	}
+	if early.Load() > 0 || caused.Load() == 0 {
+		t.Fatalf("caused records: %d produced early, %d in all", early.Load(), caused.Load())
 	}
 }

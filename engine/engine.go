@@ -86,6 +86,14 @@ type Config struct {
 	// PostgreSQL says they were applied (rule 3). nil: the broker's
 	// acknowledgement is durability enough.
 	LogDurable func(context.Context) error
+	// LogWritten, set with LogDurable, is told every partition the engine
+	// fetched commands from or produced records to, before it waits on
+	// LogDurable for them: the embedded broker syncs only the partitions
+	// reported (kafkalog.Broker.Written).
+	LogWritten func(topic string, partition int32)
+	// Stages, if set, observes the engine's stages of each client command
+	// (bursar_stage_seconds).
+	Stages *Stages
 	// TrimInterval is how often CommandsRetention is applied. Default a
 	// quarter of it, between 1s and 1m.
 	TrimInterval time.Duration
@@ -186,6 +194,8 @@ type Engine struct {
 	// flusher (and Stop, after it) touches it.
 	unflushed []taken
 
+	emitter *emitter
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -207,6 +217,7 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}
+	e.emitter = newEmitter(e)
 	e.system = system
 	if system == nil {
 		e.ownSystem = true
@@ -230,6 +241,9 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 			e.m.storageErrors.Inc()
 			e.log.Warn("key lookup failed; retrying", "err", err)
 		},
+	}
+	if e.cfg.LogDurable != nil {
+		go e.emitter.run()
 	}
 	e.wg.Add(2)
 	go e.fetchLoop()
@@ -283,6 +297,7 @@ func (e *Engine) Release(ctx context.Context, id int32) error {
 	for {
 		p.mu.Lock()
 		flushed := p.committed >= p.applied && p.buf.size() == 0
+		changed := p.changed
 		p.mu.Unlock()
 		if flushed || p.stopped.Load() {
 			break
@@ -291,7 +306,7 @@ func (e *Engine) Release(ctx context.Context, id int32) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
+		case <-changed:
 		}
 	}
 	if p.stopped.Load() {
@@ -477,6 +492,7 @@ func (e *Engine) stop(ctx context.Context) error {
 		return fmt.Errorf("engine: stop: %w", ctx.Err())
 	}
 	err := e.flushAll(ctx, true)
+	e.emitter.close()
 	e.mu.RLock()
 	parts := make([]*partition, 0, len(e.parts))
 	for _, p := range e.parts {
@@ -521,6 +537,14 @@ func (e *Engine) fetchLoop() {
 			case <-e.ctx.Done():
 			}
 		})
+	}
+}
+
+// logWritten reports a partition written or fetched to the log's group
+// sync (Config.LogWritten).
+func (e *Engine) logWritten(topic string, partition int32) {
+	if e.cfg.LogWritten != nil {
+		e.cfg.LogWritten(topic, partition)
 	}
 }
 

@@ -197,14 +197,3 @@ func appendEventTail(dst []byte, c *ledger.Command, r *ledger.Result, p int32, o
 	dst = strconv.AppendInt(dst, off, 10)
 	return append(dst, '}')
 }
-
-// emitEvents produces the events of one applied command to the events
-// partition with the command's partition number; the buffer's flush waits
-// for them (rule 3).
-func (p *partition) emitEvents(b *buffer, c *ledger.Command, r *ledger.Result, off int64) {
-	var arr [2]*kgo.Record
-	for _, rec := range eventRecords(arr[:0], c, r, p.id, p.id%p.e.cfg.EventPartitions, off) {
-		p.produce(b, rec)
-		p.e.m.events.Inc()
-	}
-}

@@ -138,6 +138,7 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 	for _, t := range work {
 		t.p.mu.Lock()
 		t.p.committed = t.next()
+		t.p.notifyLocked()
 		t.p.mu.Unlock()
 		for _, b := range t.bufs {
 			for i := range b.replies {

@@ -79,6 +79,9 @@ type partition struct {
 	buf       *buffer
 	applied   int64 // next offset to apply
 	committed int64 // next offset PostgreSQL has
+	// changed is closed (and replaced) when committed moves or the
+	// partition stops: Release waits on it.
+	changed chan struct{}
 }
 
 func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
@@ -91,6 +94,7 @@ func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
 		buf:       newBuffer(next),
 		applied:   next,
 		committed: next,
+		changed:   make(chan struct{}),
 	}
 	p.space = sync.NewCond(&p.mu)
 	if next >= end {
@@ -118,15 +122,50 @@ func (p *partition) run() {
 	}
 }
 
-// process applies one fetched batch of records in log order.
+// fetched is one fetched batch, decoded: the commands to apply in log
+// order with their offsets, and the records that go to the dead-letter
+// topic instead.
+type fetched struct {
+	cmds    []*ledger.Command
+	offs    []int64
+	dead    []*kgo.Record
+	deadWhy []string
+	last    int64 // offset of the last record taken; -1 when none was
+}
+
+// process applies one fetched batch of records in log order, in the shape
+// of raft's Ready/Advance: decode the batch, load what it needs in bulk,
+// let each account's actor run the core over its commands (no I/O there),
+// and take back everything the batch caused; then the worker alone hands
+// on the records to produce and buffers the rest for the flush.
 func (p *partition) process(recs []*kgo.Record) {
-	e := p.e
 	start := time.Now()
-	cmds := make([]*ledger.Command, 0, len(recs))
-	offs := make([]int64, 0, len(recs))
-	var dead []*kgo.Record
-	var deadWhy []string
-	last := int64(-1)
+	f := p.decode(recs)
+	if f.last < 0 {
+		return
+	}
+	// The applied commands must be on disk before anything they cause is
+	// produced, and before their offsets commit.
+	p.e.logWritten(kafkalog.TopicCommands, p.id)
+	p.observeFetched(f.cmds, start)
+	idx := groupByAccount(f.cmds)
+	if !p.spawnMissing(f.cmds, idx) {
+		return // shutting down; nothing of this batch is committed
+	}
+	outs, ok := p.dispatch(f.cmds, idx)
+	if !ok {
+		return // only when the engine stops mid-lookup; replay redoes the batch
+	}
+	p.advance(&f, idx, outs)
+	p.e.m.batchSeconds.Observe(time.Since(start).Seconds())
+}
+
+// decode takes the records that continue the partition at its next offset
+// and decodes them; an undecodable or misrouted record is set aside for the
+// dead-letter topic.
+func (p *partition) decode(recs []*kgo.Record) fetched {
+	e := p.e
+	f := fetched{cmds: make([]*ledger.Command, 0, len(recs)), offs: make([]int64, 0, len(recs)), last: -1}
 	expected := p.applied
 	for _, r := range recs {
 		if r.Offset < expected {
@@ -144,28 +183,46 @@ func (p *partition) process(recs []*kgo.Record) {
 			break
 		}
 		expected++
-		last = r.Offset
+		f.last = r.Offset
 		c, err := ledger.DecodeCommand(r.Value)
 		if err == nil && e.slots.PartitionOfAccount(c.AccountID) != p.id {
 			err = errMisrouted
 		}
 		if err != nil {
-			dead = append(dead, r)
-			deadWhy = append(deadWhy, err.Error())
+			f.dead = append(f.dead, r)
+			f.deadWhy = append(f.deadWhy, err.Error())
 			continue
 		}
-		cmds = append(cmds, &c)
-		offs = append(offs, r.Offset)
+		f.cmds = append(f.cmds, &c)
+		f.offs = append(f.offs, r.Offset)
 	}
-	if last < 0 {
+	return f
+}
+
+func (p *partition) observeFetched(cmds []*ledger.Command, now time.Time) {
+	st := p.e.cfg.Stages
+	if st == nil {
 		return
 	}
+	for _, c := range cmds {
+		if c.ReplyNode == "" {
+			continue // not a client's command (nobody waits on it)
+		}
+		switch c.Kind {
+		case ledger.KindTransferCredit:
+			st.Since(StageLegFetched, c.TimestampUs, now)
+		case ledger.KindTransferRefund:
+		default:
+			st.Since(StageFetched, c.TimestampUs, now)
+		}
+	}
+}
 
-	// The batch by account: each account's commands in log order.
-	idx := groupByAccount(cmds)
-
-	// Load every account this batch touches that has no actor yet, in one
-	// round trip.
+// spawnMissing loads every account the batch touches that has no actor yet,
+// in one round trip, and spawns their actors. False when the engine stops
+// first.
+func (p *partition) spawnMissing(cmds []*ledger.Command, idx [][]int32) bool {
+	e := p.e
 	p.mu.RLock()
 	var missing []uuid.UUID
 	for _, ix := range idx {
@@ -174,23 +231,29 @@ func (p *partition) process(recs []*kgo.Record) {
 		}
 	}
 	p.mu.RUnlock()
-	if len(missing) > 0 {
-		loaded, ok := p.load(missing, cmds[0].TimestampUs)
-		if !ok {
-			return // shutting down; nothing of this batch is committed
-		}
-		p.mu.Lock()
-		for id, acc := range loaded {
-			pid := e.system.Root.Spawn(actors.Props(e.actors, acc))
-			p.residents[id] = &resident{pid: pid, lastOffset: -1}
-		}
-		e.m.resident.Add(float64(len(loaded)))
-		p.mu.Unlock()
+	if len(missing) == 0 {
+		return true
 	}
+	loaded, ok := p.load(missing, cmds[0].TimestampUs)
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	for id, acc := range loaded {
+		pid := e.system.Root.Spawn(actors.Props(e.actors, acc))
+		p.residents[id] = &resident{pid: pid, lastOffset: -1}
+	}
+	e.m.resident.Add(float64(len(loaded)))
+	p.mu.Unlock()
+	return true
+}
 
-	// Dispatch one message per account with its commands in log order,
-	// then wait for the whole batch: effects are committed in log order,
-	// so the batch's offset is final only when all of it is applied.
+// dispatch sends each account's actor one message with its commands in log
+// order and waits for the whole batch: effects are committed in log order,
+// so the batch's offset is final only when all of it is applied. False
+// when an actor could not apply (the engine stops mid-lookup).
+func (p *partition) dispatch(cmds []*ledger.Command, idx [][]int32) ([]actors.Applied, bool) {
+	e := p.e
 	outs := make([]actors.Applied, len(cmds))
 	var wg sync.WaitGroup
 	wg.Add(len(idx))
@@ -204,51 +267,76 @@ func (p *partition) process(recs []*kgo.Record) {
 	wg.Wait()
 	for i := range outs {
 		if outs[i].Err != nil {
-			return // only when the engine stops mid-lookup; replay redoes the batch
+			return nil, false
 		}
 	}
+	return outs, true
+}
 
+// advance takes what the applied batch caused: the records to produce
+// (credit legs, refunds, events, dead letters) go to the emitter, and the
+// rows, account states and held-back answers go to the partition's buffer,
+// which moves to the batch's end.
+func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
+	e := p.e
 	if e.client.BufferedProduceRecords() >= int64(e.cfg.MaxBufferedRecords) {
 		e.m.bufferFull.Inc() // the produces below will wait for room
 	}
 	now := time.Now()
+	replyNow := e.cfg.Ack == AckApplied
+	caused := make([]*kgo.Record, 0, 2*len(f.cmds)+len(f.dead))
 	p.mu.Lock()
 	b := p.buf
 	for i := range outs {
 		o := &outs[i]
-		c := cmds[i]
+		c := f.cmds[i]
 		res := &o.Effect.Result
 		switch {
 		case res.Replayed:
 		case !res.Unrecorded:
-			b.rows = append(b.rows, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: offs[i]})
+			b.rows = append(b.rows, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: f.offs[i]})
 		case res.Tombstone:
-			b.tombstones = append(b.tombstones, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: offs[i]})
+			b.tombstones = append(b.tombstones, storage.TxRow{Cmd: c, Result: *res, Partition: p.id, Offset: f.offs[i]})
 		}
 		if o.Account != nil {
 			b.accounts[c.AccountID] = o.Account
 		}
 		if o.Effect.Emit != nil {
-			p.emit(b, o.Effect.Emit)
+			caused = append(caused, p.legRecord(o.Effect.Emit))
+			e.m.emitted.Inc()
 		}
 		if !e.cfg.DisableEvents {
-			p.emitEvents(b, c, res, offs[i])
+			n := len(caused)
+			caused = eventRecords(caused, c, res, p.id, p.id%e.cfg.EventPartitions, f.offs[i])
+			e.m.events.Add(float64(len(caused) - n))
 		}
 		if !replyNow && c.ReplyNode != "" && actors.Answers(c, res) {
 			b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
 		}
 		e.m.applied.WithLabelValues(c.Kind.String(), res.Status.String()).Inc()
+		if c.ReplyNode != "" {
+			if c.Kind == ledger.KindTransferCredit {
+				e.cfg.Stages.Since(StageLegApplied, c.TimestampUs, now)
+			} else if c.Kind != ledger.KindTransferRefund {
+				e.cfg.Stages.Since(StageApplied, c.TimestampUs, now)
+			}
+		}
 	}
 	for _, ix := range idx { // each actor's newest command
 		k := ix[len(ix)-1]
-		r := p.residents[cmds[k].AccountID]
-		r.lastOffset, r.lastUsed = offs[k], now
+		r := p.residents[f.cmds[k].AccountID]
+		r.lastOffset, r.lastUsed = f.offs[k], now
 	}
-	for i, r := range dead {
-		p.deadLetter(b, r, deadWhy[i])
+	for i, r := range f.dead {
+		caused = append(caused, p.deadLetter(r, f.deadWhy[i]))
 	}
-	b.next = last + 1
-	p.applied = last + 1
+	if len(caused) > 0 {
+		// Before the buffer can be taken: its flush waits for these.
+		b.emits.Add(len(caused))
+		e.emitter.send(b, caused)
+	}
+	b.next = f.last + 1
+	p.applied = f.last + 1
 	if !p.ready.Load() && p.applied >= p.end {
 		p.ready.Store(true)
 		e.log.Info("partition recovered", "partition", p.id, "offset", p.applied)
@@ -262,7 +350,6 @@ func (p *partition) process(recs []*kgo.Record) {
 		p.space.Wait()
 	}
 	p.mu.Unlock()
-	e.m.batchSeconds.Observe(time.Since(start).Seconds())
 }
 
 // groupByAccount returns, per account of cmds in order of first
@@ -321,28 +408,24 @@ func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Ac
 	}
 }
 
-// emit produces a record an effect caused (a credit leg or a refund) to the
-// partition of its account. The buffer's flush waits for its acknowledgement
-// (rule 3: an offset commits only after every record it caused is durable).
-func (p *partition) emit(b *buffer, c *ledger.Command) {
-	rec := &kgo.Record{
+// legRecord is the record of a credit leg or refund an effect caused, to
+// the partition of its account (rule 1: even when it is this partition).
+func (p *partition) legRecord(c *ledger.Command) *kgo.Record {
+	return &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
 		Partition: p.e.slots.PartitionOfAccount(c.AccountID),
 		Key:       c.AccountID[:],
 		Value:     c.AppendBinary(nil),
 		Timestamp: time.UnixMicro(c.TimestampUs),
 	}
-	p.produce(b, rec)
-	p.e.m.emitted.Inc()
 }
 
-// deadLetter sends an undecodable or misrouted record to the dead-letter
-// topic with the reason, and moves on: one bad record must not stop its
-// partition.
-func (p *partition) deadLetter(b *buffer, r *kgo.Record, why string) {
+// deadLetter is the dead-letter record of an undecodable or misrouted
+// record, with the reason: one bad record must not stop its partition.
+func (p *partition) deadLetter(r *kgo.Record, why string) *kgo.Record {
 	p.e.m.deadLetters.Inc()
 	p.e.log.Warn("dead-lettering record", "partition", p.id, "offset", r.Offset, "reason", why)
-	rec := &kgo.Record{
+	return &kgo.Record{
 		Topic: kafkalog.TopicDLQ, Partition: 0, Key: r.Key, Value: r.Value,
 		Headers: []kgo.RecordHeader{
 			{Key: "reason", Value: []byte(why)},
@@ -350,19 +433,6 @@ func (p *partition) deadLetter(b *buffer, r *kgo.Record, why string) {
 			{Key: "source_offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		},
 	}
-	p.produce(b, rec)
-}
-
-func (p *partition) produce(b *buffer, rec *kgo.Record) {
-	b.emits.Add(1)
-	// Not the engine context: records an applied batch caused must reach
-	// Kafka even while the node shuts down, or the batch cannot commit.
-	p.e.client.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			b.setEmitErr(err)
-		}
-		b.emits.Done()
-	})
 }
 
 // passivate stops actors that are idle and fully flushed, and the least
@@ -417,6 +487,12 @@ func (p *partition) stopActor(id uuid.UUID, r *resident) {
 	p.e.m.resident.Dec()
 }
 
+// notifyLocked wakes whoever waits on p.changed. Callers hold p.mu.
+func (p *partition) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
 // halt ends the worker after the batch in hand; the partition's buffer is
 // still flushed (a graceful release).
 func (p *partition) halt() { p.quitOnce.Do(func() { close(p.quit) }) }
@@ -430,6 +506,7 @@ func (p *partition) stop() {
 	p.halt()
 	p.mu.Lock()
 	p.space.Broadcast() // wake a worker waiting at the unflushed limit
+	p.notifyLocked()
 	p.mu.Unlock()
 	// The actors go once the worker has ended: it may be dispatching a
 	// batch right now, and a command sent after an actor's poison pill

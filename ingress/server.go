@@ -43,6 +43,13 @@ type Config struct {
 	// was told can be lost to a power cut. nil: the broker's acknowledgement is durability
 	// enough.
 	Durable func(context.Context) error
+	// Written, set with Durable, is told the partition of every command
+	// the broker acknowledged, before anything waits on Durable for it:
+	// the embedded broker syncs only the partitions reported.
+	Written func(topic string, partition int32)
+	// Stages, if set, observes the ingress's stages of each write
+	// (bursar_stage_seconds: decoded, produced, durable, answered).
+	Stages *engine.Stages
 }
 
 func (c *Config) setDefaults() {
@@ -158,6 +165,13 @@ func (s *Server) NewHTTPServer() *fasthttp.Server {
 	}
 }
 
+// Keys of the request's user values: when serve started, and the
+// timestamp of the command a write submitted (for the answered stage).
+const (
+	startKey = "bursar.start"
+	stampKey = "bursar.stamp"
+)
+
 type route struct {
 	name    string
 	methods string // "GET" or "POST"
@@ -166,6 +180,7 @@ type route struct {
 
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	ctx.SetUserValue(startKey, start)
 	rid := s.requestID(ctx)
 	ctx.SetUserValue("rid", rid)
 	ctx.Response.Header.Set("X-Request-ID", rid)
@@ -173,6 +188,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	name, err := s.route(ctx)
 	if err != nil {
 		s.fail(ctx, err)
+	}
+	if us, ok := ctx.UserValue(stampKey).(int64); ok {
+		s.cfg.Stages.Since(engine.StageAnswered, us, time.Now())
 	}
 	s.requests.WithLabelValues(name, strconv.Itoa(ctx.Response.StatusCode())).Inc()
 	s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -389,6 +407,9 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 		return nil, bad(ledger.CodeUnavailable, "too many requests in flight; retry shortly")
 	}
 	now := time.Now()
+	if st, ok := ctx.UserValue(startKey).(time.Time); ok {
+		s.cfg.Stages.Observe(engine.StageDecoded, now.Sub(st))
+	}
 	// Version 7: time-ordered, so the transactions table's index on
 	// (transaction_id, kind) grows at its right edge instead of at random
 	// pages (half the PostgreSQL cost of that index per row).
@@ -396,6 +417,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	c.TimestampUs = now.UnixMicro()
 	c.RequestHash = ledger.HashRequest(c)
 	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
+	ctx.SetUserValue(stampKey, c.TimestampUs)
 	rec := &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
 		Partition: s.slots.PartitionOfAccount(c.AccountID),
@@ -407,11 +429,19 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	// One deadline for both the append and the answer.
 	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
 	defer cancel()
-	s.producer.Produce(pctx, rec, func(_ *kgo.Record, err error) { produced <- err })
+	s.producer.Produce(pctx, rec, func(r *kgo.Record, err error) {
+		if err == nil {
+			if s.cfg.Written != nil {
+				s.cfg.Written(r.Topic, r.Partition)
+			}
+			s.cfg.Stages.Since(engine.StageProduced, c.TimestampUs, time.Now())
+		}
+		produced <- err
+	})
 	for {
 		select {
 		case res := <-ch:
-			return s.durable(&res)
+			return s.durable(c, &res)
 		case err := <-produced:
 			if err != nil {
 				s.replies.Forget(seq)
@@ -427,7 +457,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 			// as possibly lost).
 			select {
 			case res := <-ch:
-				return s.durable(&res)
+				return s.durable(c, &res)
 			default:
 			}
 			if produced != nil {
@@ -444,7 +474,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 				return nil, bad(ledger.CodeUnavailable, "timed out appending the command; retry with the same idempotency key")
 			}
 			// Accepted is a promise too: the command must be on disk.
-			if _, aerr := s.durable(nil); aerr != nil {
+			if _, aerr := s.durable(c, nil); aerr != nil {
 				return nil, aerr
 			}
 			writeJSON(ctx, 202, pendingBody{c})
@@ -457,7 +487,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 // (Config.Durable), or the error to answer with. The wait has a deadline of
 // its own (WaitTimeout): an answer that came late in the request's wait must
 // not be turned into a failure by a healthy disk.
-func (s *Server) durable(res *ledger.Result) (*ledger.Result, *apiError) {
+func (s *Server) durable(c *ledger.Command, res *ledger.Result) (*ledger.Result, *apiError) {
 	if s.cfg.Durable == nil {
 		return res, nil
 	}
@@ -467,6 +497,7 @@ func (s *Server) durable(res *ledger.Result) (*ledger.Result, *apiError) {
 		s.log.Warn("waiting for the command log to be durable failed", "err", err)
 		return nil, bad(ledger.CodeUnavailable, "the command log could not confirm it is on disk; retry with the same idempotency key")
 	}
+	s.cfg.Stages.Since(engine.StageDurable, c.TimestampUs, time.Now())
 	return res, nil
 }
 

@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -12,22 +17,58 @@ import (
 // ErrBrokerClosed is returned by Broker.Durable once the broker is closed.
 var ErrBrokerClosed = errors.New("kafkalog: embedded broker closed")
 
+// syncParallelMax bounds the fdatasyncs one round runs at once. The file
+// system's journal commits concurrent syncs together, so two files synced
+// in parallel cost little more than one (measured here: one fdatasync p50
+// 185 µs, two in parallel 262 µs, four 475 µs, four in a row 806 µs).
+const syncParallelMax = 16
+
+// openFilesMax bounds the segment files a group sync keeps open. Beyond
+// it the cache is dropped and files are opened again as they are written.
+const openFilesMax = 4096
+
+// topicPartition names one partition of one topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
 // groupSync is a group commit for the embedded broker's files: the broker
-// writes without fsync, and Durable waits for one sync of the whole file
-// system that starts after the call, so a single sync covers every
-// partition and every caller that arrived meanwhile, instead of kfake's
-// two fsyncs per partition per produce request.
+// writes without fsync, callers report which partitions were written
+// (written), and wait returns once a round that started after the call
+// has fdatasynced the active segment file of every partition reported
+// before the call. One round covers every caller that arrived meanwhile,
+// instead of kfake's two fsyncs per partition per produce request, and it
+// syncs only the log's own files, not the whole file system (syncfs(2)
+// also wrote out PostgreSQL's dirty pages on the same disk: p99 4 ms, max
+// 84 ms under load here).
+//
+// Only the segment files (<base>.dat) are synced: they hold the record
+// batches. The parallel index files (<base>.idx) hold only each batch's
+// leader epoch and transaction flag, which a single-node broker never
+// changes from 0 and Bursar does not use; kfake rebuilds missing entries
+// as epoch 0, non-transactional, when it loads a segment.
 type groupSync struct {
-	dir    *os.File
-	sync   func(*os.File) error // syncFS, or a test's
-	onSync func(time.Duration, error)
-	kick   chan struct{}
-	stop   chan struct{}
-	ended  chan struct{} // closed when run has returned
+	root         string // the broker's data directory
+	segmentBytes int64  // the broker's log.segment.bytes: a file this large may have rolled
+	syncFile     func(*os.File) error
+	onSync       func(time.Duration, error)
+	kick         chan struct{}
+	stop         chan struct{}
+	ended        chan struct{} // closed when run has returned
 
 	mu     sync.Mutex
-	next   *syncRound // the round that starts next
-	failed error      // sticky: a failed sync may have lost written pages
+	dirty  map[topicPartition]struct{} // written since the last round took the set
+	next   *syncRound                  // the round that starts next
+	failed error                       // sticky: a failed sync may have lost written pages
+
+	files map[topicPartition]*segmentFile // run's own: no lock
+}
+
+// segmentFile is the open active segment of a partition.
+type segmentFile struct {
+	f    *os.File
+	base int64
 }
 
 // syncRound is one sync; done is closed when it has finished, with err.
@@ -36,22 +77,32 @@ type syncRound struct {
 	err  error
 }
 
-func newGroupSync(dir string, syncFn func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("kafkalog: open data dir for syncing: %w", err)
+func newGroupSync(root string, segmentBytes int64, syncFile func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("kafkalog: data dir for syncing: %v", err)
 	}
 	g := &groupSync{
-		dir: f, sync: syncFn, onSync: onSync,
+		root: root, segmentBytes: segmentBytes, syncFile: syncFile, onSync: onSync,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{}),
-		next: &syncRound{done: make(chan struct{})},
+		dirty: make(map[topicPartition]struct{}),
+		next:  &syncRound{done: make(chan struct{})},
+		files: make(map[topicPartition]*segmentFile),
 	}
 	go g.run()
 	return g, nil
 }
 
-// wait returns once a sync that started after the call has finished: what
-// was written before the call is then on disk.
+// written notes that a record was written to the partition (the broker
+// acknowledged it, or a consumer fetched it): the next round syncs it.
+func (g *groupSync) written(topic string, partition int32) {
+	tp := topicPartition{topic, partition}
+	g.mu.Lock()
+	g.dirty[tp] = struct{}{}
+	g.mu.Unlock()
+}
+
+// wait returns once a round that started after the call has finished:
+// what was written, and reported, before the call is then on disk.
 func (g *groupSync) wait(ctx context.Context) error {
 	g.mu.Lock()
 	r := g.next
@@ -93,12 +144,17 @@ func (g *groupSync) round() {
 	g.mu.Lock()
 	r := g.next
 	g.next = &syncRound{done: make(chan struct{})}
+	dirty := g.dirty
+	g.dirty = make(map[topicPartition]struct{}, len(dirty))
 	failed := g.failed
 	g.mu.Unlock()
-	start := time.Now()
-	err := g.sync(g.dir)
-	if g.onSync != nil {
-		g.onSync(time.Since(start), err)
+	var err error
+	if len(dirty) > 0 {
+		start := time.Now()
+		err = g.syncAll(dirty)
+		if g.onSync != nil {
+			g.onSync(time.Since(start), err)
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("kafkalog: syncing the broker's files: %w", err)
@@ -115,8 +171,177 @@ func (g *groupSync) round() {
 	close(r.done)
 }
 
+// syncAll syncs the partitions' files, up to syncParallelMax at once, and
+// returns the first error.
+func (g *groupSync) syncAll(dirty map[topicPartition]struct{}) error {
+	if len(g.files)+len(dirty) > openFilesMax {
+		g.closeFiles()
+	}
+	// Opening files touches the map: resolve them here, sync in parallel.
+	type job struct {
+		tp  topicPartition
+		seg *segmentFile
+	}
+	jobs := make([]job, 0, len(dirty))
+	for tp := range dirty {
+		seg, err := g.file(tp)
+		if err != nil {
+			return err
+		}
+		jobs = append(jobs, job{tp, seg})
+	}
+	if len(jobs) == 1 {
+		return g.syncSegment(jobs[0].tp, jobs[0].seg)
+	}
+	errs := make(chan error, len(jobs))
+	sem := make(chan struct{}, syncParallelMax)
+	for _, j := range jobs {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			errs <- g.syncSegment(j.tp, j.seg)
+		}()
+	}
+	var first error
+	for range jobs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// syncSegment fdatasyncs a partition's active segment. A segment that has
+// reached the roll size may have been followed by a new one, which may
+// hold records too: then the newer segments are found, their directory
+// entries synced, and they are synced as well.
+func (g *groupSync) syncSegment(tp topicPartition, seg *segmentFile) error {
+	if err := g.syncFile(seg.f); err != nil {
+		return fmt.Errorf("%s: %w", seg.f.Name(), err)
+	}
+	st, err := seg.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < g.segmentBytes {
+		return nil
+	}
+	dir := partitionDir(g.root, tp)
+	bases, err := segmentBases(dir)
+	if err != nil {
+		return err
+	}
+	newer := false
+	for _, b := range bases {
+		if b <= seg.base {
+			continue
+		}
+		newer = true
+		f, err := os.Open(filepath.Join(dir, segmentName(b)))
+		if err != nil {
+			return err
+		}
+		err = g.syncFile(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if newer {
+		// The roll created files: their names must survive too. The
+		// cached handle is replaced at the next round's lookup.
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+		seg.base = -1 // stale: reopen next time
+	}
+	return nil
+}
+
+// file returns the open active segment of tp, opening the newest one on
+// first use (and syncing the directories that name it: a new partition's
+// directory and first segment are new entries too).
+func (g *groupSync) file(tp topicPartition) (*segmentFile, error) {
+	if seg := g.files[tp]; seg != nil && seg.base >= 0 {
+		return seg, nil
+	} else if seg != nil {
+		seg.f.Close()
+		delete(g.files, tp)
+	}
+	dir := partitionDir(g.root, tp)
+	bases, err := segmentBases(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(bases) == 0 {
+		return nil, fmt.Errorf("%s: no segment file after a write", dir)
+	}
+	base := bases[len(bases)-1]
+	f, err := os.Open(filepath.Join(dir, segmentName(base)))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := syncDir(d); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	seg := &segmentFile{f: f, base: base}
+	g.files[tp] = seg
+	return seg, nil
+}
+
+func (g *groupSync) closeFiles() {
+	for tp, seg := range g.files {
+		seg.f.Close()
+		delete(g.files, tp)
+	}
+}
+
 func (g *groupSync) close() {
 	close(g.stop)
 	<-g.ended
-	g.dir.Close()
+	g.closeFiles()
+}
+
+// partitionDir is where kfake keeps a partition's files:
+// <root>/partitions/<topic, path-escaped>-<partition>.
+func partitionDir(root string, tp topicPartition) string {
+	return filepath.Join(root, "partitions", url.PathEscape(tp.topic)+"-"+strconv.FormatInt(int64(tp.partition), 10))
+}
+
+func segmentName(base int64) string { return strconv.FormatInt(base, 10) + ".dat" }
+
+// segmentBases lists the base offsets of a partition directory's segment
+// files, ascending.
+func segmentBases(dir string) ([]int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var bases []int64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".dat")
+		if !ok {
+			continue
+		}
+		if b, err := strconv.ParseInt(name, 10, 64); err == nil {
+			bases = append(bases, b)
+		}
+	}
+	slices.Sort(bases) // ReadDir sorts by name, not by number
+	return bases, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	return nil
 }

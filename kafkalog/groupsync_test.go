@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,13 +35,44 @@ func (l *syncLog) sync(*os.File) error {
 	return nil
 }
 
+// testTP is the partition the tests write to.
+var testTP = topicPartition{TopicCommands, 3}
+
+// newTestGroupSync returns a group sync over a data directory laid out as
+// kfake lays it out, with one segment file in testTP's directory.
 func newTestGroupSync(t *testing.T, l *syncLog) *groupSync {
 	t.Helper()
-	g, err := newGroupSync(t.TempDir(), l.sync, nil)
+	root := t.TempDir()
+	writeSegment(t, root, testTP, 0, 10)
+	g, err := newGroupSync(root, 1<<20, l.sync, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// writeSegment appends n bytes to the segment file base of tp, creating
+// it (and its directory) if needed.
+func writeSegment(t *testing.T, root string, tp topicPartition, base int64, n int) {
+	t.Helper()
+	dir := partitionDir(root, tp)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(base)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitWritten reports testTP written, then waits.
+func waitWritten(ctx context.Context, g *groupSync) error {
+	g.written(testTP.topic, testTP.partition)
+	return g.wait(ctx)
 }
 
 // TestGroupSyncWaitsForALaterSync: a wait returns only after a sync that
@@ -56,7 +89,7 @@ func TestGroupSyncWaitsForALaterSync(t *testing.T) {
 			defer wg.Done()
 			time.Sleep(time.Duration(i%7) * 300 * time.Microsecond)
 			before := l.started.Load()
-			if err := g.wait(context.Background()); err != nil {
+			if err := waitWritten(context.Background(), g); err != nil {
 				t.Error(err)
 				return
 			}
@@ -78,15 +111,15 @@ func TestGroupSyncFailureIsSticky(t *testing.T) {
 	l := &syncLog{}
 	g := newTestGroupSync(t, l)
 	defer g.close()
-	if err := g.wait(context.Background()); err != nil {
+	if err := waitWritten(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
 	l.fail.Store(true)
-	if err := g.wait(context.Background()); err == nil {
+	if err := waitWritten(context.Background(), g); err == nil {
 		t.Fatal("a failed sync reported success")
 	}
 	l.fail.Store(false)
-	if err := g.wait(context.Background()); err == nil {
+	if err := waitWritten(context.Background(), g); err == nil {
 		t.Fatal("a wait after a failed sync succeeded")
 	}
 }
@@ -99,11 +132,11 @@ func TestGroupSyncCancelAndClose(t *testing.T) {
 	g := newTestGroupSync(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
-	if err := g.wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := waitWritten(ctx, g); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled wait = %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- g.wait(context.Background()) }()
+	go func() { done <- waitWritten(context.Background(), g) }()
 	time.Sleep(5 * time.Millisecond)
 	g.close()
 	if err := <-done; err != nil {
@@ -111,5 +144,98 @@ func TestGroupSyncCancelAndClose(t *testing.T) {
 	}
 	if err := g.wait(context.Background()); !errors.Is(err, ErrBrokerClosed) {
 		t.Fatalf("wait after close = %v", err)
+	}
+}
+
+// fileLog is a sync function that records the files it synced.
+type fileLog struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (l *fileLog) sync(f *os.File) error {
+	l.mu.Lock()
+	l.names = append(l.names, filepath.Base(filepath.Dir(f.Name()))+"/"+filepath.Base(f.Name()))
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *fileLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.names
+	l.names = nil
+	slices.Sort(out)
+	return out
+}
+
+// TestGroupSyncSyncsWrittenSegments: a round fdatasyncs the active segment
+// of exactly the partitions reported written since the last round (not
+// the others, not index files), a round with nothing written syncs
+// nothing, and a segment that reached the roll size is followed into the
+// segments after it.
+func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
+	root := t.TempDir()
+	cmd0, cmd1, ev0 := topicPartition{TopicCommands, 0}, topicPartition{TopicCommands, 1}, topicPartition{TopicEvents, 0}
+	for _, tp := range []topicPartition{cmd0, cmd1, ev0} {
+		writeSegment(t, root, tp, 0, 10)
+		if err := os.WriteFile(filepath.Join(partitionDir(root, tp), "0.idx"), []byte("i"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &fileLog{}
+	const roll = 100
+	g, err := newGroupSync(root, roll, l.sync, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	ctx := context.Background()
+	steps := []struct {
+		name    string
+		prepare func()
+		written []topicPartition
+		want    []string
+	}{
+		{"one partition", nil, []topicPartition{cmd1}, []string{"bursar.commands-1/0.dat"}},
+		{"two topics", nil, []topicPartition{cmd0, ev0}, []string{"bursar.commands-0/0.dat", "bursar.events-0/0.dat"}},
+		{"nothing written", nil, nil, nil},
+		{"reported twice, synced once", nil, []topicPartition{cmd1, cmd1}, []string{"bursar.commands-1/0.dat"}},
+		{"rolled segment", func() {
+			writeSegment(t, root, cmd0, 0, roll) // reaches the roll size
+			writeSegment(t, root, cmd0, 17, 5)   // the next segment
+			writeSegment(t, root, cmd0, 9, 5)    // sorts before 17 by name, after 0 by number
+		}, []topicPartition{cmd0}, []string{"bursar.commands-0/0.dat", "bursar.commands-0/17.dat", "bursar.commands-0/9.dat"}},
+		{"after a roll, the newest segment", nil, []topicPartition{cmd0}, []string{"bursar.commands-0/17.dat"}},
+	}
+	for _, st := range steps {
+		if st.prepare != nil {
+			st.prepare()
+		}
+		for _, tp := range st.written {
+			g.written(tp.topic, tp.partition)
+		}
+		if err := g.wait(ctx); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := l.take(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: synced %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+// TestGroupSyncMissingSegmentFails: a partition reported written whose
+// directory holds no segment is an error (and sticky), never a silent
+// success.
+func TestGroupSyncMissingSegmentFails(t *testing.T) {
+	l := &fileLog{}
+	g, err := newGroupSync(t.TempDir(), 1<<20, l.sync, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	g.written(TopicCommands, 0)
+	if err := g.wait(context.Background()); err == nil {
+		t.Fatal("durable with no file to sync")
 	}
 }

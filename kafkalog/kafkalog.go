@@ -48,12 +48,14 @@ const (
 	// touches. Every client of the broker gets the guarantee.
 	SyncBatch
 	// SyncGroup acknowledges after the write and makes records durable in
-	// groups: Broker.Durable waits for one sync of the data directory's
-	// file system (syncfs(2)) that starts after the call, covering every
-	// partition and every caller waiting meanwhile. Only callers of Durable
-	// get the guarantee, so only the node running the broker may use it:
-	// a node's engine waits before committing offsets and its API before
-	// answering. Where syncfs(2) is missing (not Linux) it is SyncBatch.
+	// groups: the node reports every partition it produced to or fetched
+	// from (Broker.Written), and Broker.Durable waits for one round that
+	// starts after the call and fdatasyncs the active segment file of
+	// every partition reported before it, covering every caller waiting
+	// meanwhile. Only callers of Durable get the guarantee, so only the
+	// node running the broker may use it: a node's engine waits before
+	// producing the records a command caused and before committing
+	// offsets, and its API before answering.
 	SyncGroup
 )
 
@@ -114,9 +116,6 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		return nil, fmt.Errorf("kafkalog: broker listen port %q: %w", portText, err)
 	}
 	mode := cfg.Sync
-	if mode == SyncGroup && !groupSyncSupported {
-		mode = SyncBatch
-	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DataDir(dir),
@@ -131,7 +130,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 			"log.cleaner.backoff.ms": "30000",
 			// Retention deletes whole segments: smaller ones return disk
 			// sooner (Kafka's default is 1 GiB, kfake's 100 MiB).
-			"log.segment.bytes": strconv.Itoa(16 << 20),
+			"log.segment.bytes": strconv.Itoa(segmentBytes),
 		}),
 	}
 	if mode == SyncBatch {
@@ -139,7 +138,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	b := &Broker{sync: mode}
 	if mode == SyncGroup {
-		if b.gs, err = newGroupSync(dir, syncFS, cfg.OnSync); err != nil {
+		if b.gs, err = newGroupSync(dir, segmentBytes, dataSync, cfg.OnSync); err != nil {
 			return nil, err
 		}
 	}
@@ -152,18 +151,31 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	return b, nil
 }
 
-// Sync returns the broker's sync mode (SyncGroup falls back to SyncBatch
-// where it is not supported).
+// segmentBytes is the embedded broker's log.segment.bytes.
+const segmentBytes = 16 << 20
+
+// Sync returns the broker's sync mode.
 func (b *Broker) Sync() Sync { return b.sync }
 
-// Durable returns once everything written to the broker before the call is
-// on disk. Only with SyncGroup does it wait (with SyncBatch acknowledged
-// records are already durable, with SyncNone they never are).
+// Durable returns once everything written to the broker before the call,
+// in the partitions reported to Written, is on disk. Only with SyncGroup
+// does it wait (with SyncBatch acknowledged records are already durable,
+// with SyncNone they never are).
 func (b *Broker) Durable(ctx context.Context) error {
 	if b.gs == nil {
 		return nil
 	}
 	return b.gs.wait(ctx)
+}
+
+// Written reports that a record of the topic's partition was acknowledged
+// or fetched: the next durability round syncs that partition's file. Call
+// it before anything that will wait on Durable for that record. It does
+// nothing unless the broker runs SyncGroup.
+func (b *Broker) Written(topic string, partition int32) {
+	if b.gs != nil {
+		b.gs.written(topic, partition)
+	}
 }
 
 // Addrs returns the broker's listen addresses, for KAFKA_BROKERS.
@@ -186,9 +198,12 @@ type ClientConfig struct {
 	Brokers []string
 	// ClientID names the client in broker logs. Default "bursar".
 	ClientID string
-	// Linger is the producer linger. Default 1ms: it trades a millisecond
-	// for batches large enough that the per-batch fsync of the broker does
-	// not dominate.
+	// Linger is the producer linger. Default 0: a record is sent at once
+	// when no produce request is in flight to its broker. With idempotent
+	// writes franz-go keeps one request in flight per broker, so records
+	// that arrive meanwhile gather into the next request: batches grow with
+	// load, and a lone command waits for nothing (a 1ms linger was one
+	// fixed millisecond on every hop of every command at light load).
 	Linger time.Duration
 	// MaxBufferedRecords bounds records waiting to be produced; Produce
 	// blocks beyond it. Default DefaultMaxBufferedRecords.
@@ -203,10 +218,7 @@ func (c ClientConfig) Options() []kgo.Opt {
 	if id == "" {
 		id = "bursar"
 	}
-	linger := c.Linger
-	if linger == 0 {
-		linger = time.Millisecond
-	}
+	linger := max(c.Linger, 0)
 	buffered := c.MaxBufferedRecords
 	if buffered <= 0 {
 		buffered = DefaultMaxBufferedRecords

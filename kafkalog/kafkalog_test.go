@@ -80,7 +80,8 @@ func TestEnsureTopicsRetention(t *testing.T) {
 }
 
 // TestGroupSyncBroker: the embedded broker with SyncGroup acknowledges
-// produced records, and Durable syncs its file system for real.
+// produced records, and Durable syncs the written partition's segment
+// file for real (kfake's layout on disk is what the sync expects).
 func TestGroupSyncBroker(t *testing.T) {
 	var syncs atomic.Int64
 	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: t.TempDir(), Sync: kafkalog.SyncGroup,
@@ -104,6 +105,7 @@ func TestGroupSyncBroker(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafkalog.TopicCommands, Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	b.Written(kafkalog.TopicCommands, 1)
 	if err := b.Durable(ctx); err != nil {
 		t.Fatal(err)
 	}

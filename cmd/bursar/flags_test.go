@@ -18,7 +18,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--event-partitions", "-1"}, "--event-partitions"},
 		{[]string{"--event-partitions", "10001"}, "--event-partitions"},
 		{[]string{"--roles", "ingress,oracle"}, "--roles"},
-		{[]string{"--kafka-linger", "0s"}, "--kafka-linger"},
+		{[]string{"--kafka-linger", "-1ms"}, "--kafka-linger"},
 		{[]string{"--max-inflight", "0"}, "--max-inflight"},
 		{[]string{"--kafka-linger", "2s"}, "--kafka-linger"},
 		{[]string{"--node-id", "a b"}, "--node-id"},

@@ -77,7 +77,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (empty: off)")
-	fs.StringVar(&f.brokerSync, "broker-sync", "group", "how the embedded broker makes commands durable: group (one syncfs(2) of its file system covers every partition and every request waiting meanwhile; this node's answers, balance reads and offset commits wait for it, so other nodes must not use this broker), batch (fsync every partition of every produce request before acknowledging it: slow with many partitions), none (page cache only: survives kill -9, not a power loss)")
+	fs.StringVar(&f.brokerSync, "broker-sync", "group", "how the embedded broker makes commands durable: group (a group commit: one round of fdatasync(2) of the segment files written since the last round covers every request waiting meanwhile; this node's answers, balance reads, the records commands cause and offset commits wait for it, so other nodes must not use this broker), batch (fsync every partition of every produce request before acknowledging it: slow with many partitions), none (page cache only: survives kill -9, not a power loss)")
 	fs.BoolVar(&f.events, "events", true, "produce transaction and balance events to bursar.events")
 	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
 	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
@@ -90,7 +90,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
-	fs.DurationVar(&f.kafkaLinger, "kafka-linger", time.Millisecond, "how long the producer waits to fill a batch, above 0 and at most 1s; longer means fewer, larger produce requests (less CPU under load) and that much more latency when idle")
+	fs.DurationVar(&f.kafkaLinger, "kafka-linger", 0, "how long the producer waits to fill a batch, at most 1s; 0 sends at once when no request is in flight and gathers what arrives meanwhile into the next one (batches grow with load); longer means fewer, larger produce requests and that much more latency when idle")
 	fs.DurationVar(&f.commandsRetention, "commands-retention", time.Hour, "keep commands in bursar.commands this long, then delete them, but only once PostgreSQL has committed them (bursar_engine_commands_trimmed_total); 0 = never: the topic is created without a retention, so it then grows until one is set on it")
 	fs.DurationVar(&f.eventsRetention, "events-retention", 24*time.Hour, "retention.ms of bursar.events when the topic is created; 0 = the broker's default")
 	fs.Int64Var(&f.eventsRetentionBytes, "events-retention-bytes", 256<<20, "retention.bytes (per partition) of bursar.events when the topic is created; 0 = the broker's default")
@@ -111,8 +111,8 @@ func runServe(args []string, _ io.Writer) error {
 	if f.partitions < 1 || f.partitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
 	}
-	if f.kafkaLinger <= 0 || f.kafkaLinger > time.Second {
-		return &exitError{code: 2, err: errors.New("--kafka-linger must be above 0 and at most 1s")}
+	if f.kafkaLinger < 0 || f.kafkaLinger > time.Second {
+		return &exitError{code: 2, err: errors.New("--kafka-linger must be between 0 and 1s")}
 	}
 	if f.maxInflight < 1 {
 		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
@@ -163,8 +163,9 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	brokers := splitList(f.kafkaBrokers)
 	// With the embedded broker's group sync: wait until the log is on disk.
 	var durable func(context.Context) error
+	var written func(topic string, partition int32)
 	brokerSyncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group syncs (--broker-sync=group).",
+		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group sync rounds (--broker-sync=group): one fdatasync of each partition's segment file written since the last round, in parallel.",
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 	})
 	brokerSyncErrors := prometheus.NewCounter(prometheus.CounterOpts{
@@ -185,7 +186,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		defer b.Close()
 		brokers = b.Addrs()
 		if b.Sync() == kafkalog.SyncGroup {
-			durable = b.Durable
+			durable, written = b.Durable, b.Written
 		}
 		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir, "sync", b.Sync())
 	}
@@ -237,6 +238,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	if durable != nil {
 		reg.MustRegister(brokerSyncSeconds, brokerSyncErrors)
 	}
+	stages := engine.NewStages(reg)
 
 	// Cluster plumbing: the actor system with remote (answers and reads
 	// between nodes), then gossip. A single node is a cluster of one.
@@ -302,7 +304,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
-			LogDurable: durable,
+			LogDurable: durable, LogWritten: written, Stages: stages,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
@@ -351,6 +353,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	if runIngress {
 		api, err := ingress.New(ingress.Config{
 			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durable,
+			Written: written, Stages: stages,
 		}, log.With("component", "ingress"), producer, replies, router, store, reg,
 			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if err != nil {

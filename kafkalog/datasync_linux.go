@@ -1,0 +1,18 @@
+package kafkalog
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// dataSync writes out f's data and the metadata needed to read it back
+// (its size), but not, say, its modification time: fdatasync(2).
+func dataSync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
