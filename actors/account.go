@@ -280,12 +280,19 @@ func (a *account) lookup(account uuid.UUID, keys []string, sinceUs int64) (map[s
 }
 
 // Answers reports whether the outcome r of c is sent to the client waiting
-// for c: final outcomes, and replays of a client's own command (a retried
-// transfer whose debit leg is replayed as pending is resolved by the
-// ingress).
+// for c: final outcomes, and replays of a client's own command. A retried
+// transfer whose debit replays as pending is answered by the credit leg
+// it sent again (ledger.Apply), replayed or applied at the destination; a
+// replayed refund answers nobody.
 func Answers(c *ledger.Command, r *ledger.Result) bool {
 	if r.Replayed {
-		return c.Kind != ledger.KindTransferCredit && c.Kind != ledger.KindTransferRefund
+		switch {
+		case c.Kind == ledger.KindTransferRefund:
+			return false
+		case r.Kind == ledger.KindTransferDebit && r.Status == ledger.StatusPending:
+			return false
+		}
+		return true
 	}
 	return Final(r)
 }

@@ -611,3 +611,61 @@ func TestGroupByAccount(t *testing.T) {
 		t.Fatal("groups of no commands")
 	}
 }
+
+// TestRetriedTransferAnsweredByItsLeg: a retried transfer (same key, same
+// request, a new transaction ID minted by the ingress) is answered with the
+// first request's outcome by the credit leg the retry sends again, without
+// reading PostgreSQL: completed for a transfer that completed, the
+// destination's refusal for one it refused. Nothing is applied twice.
+func TestRetriedTransferAnsweredByItsLeg(t *testing.T) {
+	r := newRig(t)
+	a, b := accountIn(0, r.slots), accountIn(1, r.slots)
+	ghost := accountIn(2, r.slots) // never opened
+	for _, id := range []uuid.UUID{a, b} {
+		if res := r.apply(openCmd(id)); res.Status != ledger.StatusCompleted {
+			t.Fatalf("open = %+v", res)
+		}
+	}
+	if res := r.apply(money(ledger.KindCredit, a, 100, "fund")); res.Status != ledger.StatusCompleted {
+		t.Fatalf("credit = %+v", res)
+	}
+	for _, tc := range []struct {
+		name   string
+		dst    uuid.UUID
+		key    string
+		status ledger.TxStatus
+		code   ledger.Code
+	}{
+		{"completed", b, "t-ok", ledger.StatusCompleted, ledger.OK},
+		{"refused by the destination", ghost, "t-ghost", ledger.StatusFailed, ledger.CodeAccountNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			transfer := func() *ledger.Command {
+				return &ledger.Command{Kind: ledger.KindTransferDebit, AccountID: a, Counterparty: tc.dst, Amount: 10, Currency: "USD", IdemKey: tc.key}
+			}
+			first := r.apply(transfer())
+			if first.Kind != ledger.KindTransferCredit || first.Status != tc.status || first.Code != tc.code {
+				t.Fatalf("first answer = %+v", first)
+			}
+			r.waitCommitted(t)
+			for i := range 2 {
+				retry := r.apply(transfer())
+				if retry.Kind != ledger.KindTransferCredit || retry.Status != tc.status || retry.Code != tc.code || retry.TxID != first.TxID || !retry.Replayed {
+					t.Fatalf("retry %d answer = %+v, first %+v", i, retry, first)
+				}
+			}
+		})
+	}
+	r.waitCommitted(t)
+	acc, err := r.eng.Account(context.Background(), r.slots.PartitionOfAccount(a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 in, 10 to b, 10 to ghost and back.
+	if acc.Balance != 90 {
+		t.Fatalf("source balance %d, want 90", acc.Balance)
+	}
+	if acc, _ := r.eng.Account(context.Background(), r.slots.PartitionOfAccount(b), b); acc.Balance != 10 {
+		t.Fatalf("destination balance %d, want 10", acc.Balance)
+	}
+}

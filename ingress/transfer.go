@@ -1,12 +1,9 @@
 package ingress
 
 import (
-	"context"
-	"time"
 
 	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
-	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -52,10 +49,12 @@ func (s *Server) transfer(ctx *fasthttp.RequestCtx) *apiError {
 	if aerr != nil || res == nil {
 		return aerr
 	}
-	markReplay(ctx, res)
-	if res.Kind == ledger.KindTransferDebit && res.Status == ledger.StatusPending {
-		// A retry whose debit leg replayed: the outcome is in the legs.
-		return s.resolveTransfer(ctx, res.TxID, s.cfg.WaitTimeout)
+	// A retry's answer is the first request's: the debit replayed, and the
+	// credit leg it sent again answered with the transfer's outcome (or
+	// applied it, when the first copy was still on its way), under the
+	// first request's transaction ID.
+	if res.Replayed || res.TxID != c.TxID {
+		ctx.Response.Header.Set("Idempotent-Replayed", "true")
 	}
 	return writeTransferOutcome(ctx, &c, res)
 }
@@ -76,35 +75,6 @@ func writeTransferOutcome(ctx *fasthttp.RequestCtx, c *ledger.Command, res *ledg
 	sendJSON(ctx, 201, w)
 	putJSONWriter(w)
 	return nil
-}
-
-// resolveTransfer reads a transfer's legs from PostgreSQL until it is final
-// or wait passes (then 202 with the ID to poll).
-func (s *Server) resolveTransfer(ctx *fasthttp.RequestCtx, id uuid.UUID, wait time.Duration) *apiError {
-	deadline := time.Now().Add(wait)
-	for {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		recs, err := s.store.Transaction(c, id)
-		cancel()
-		if err != nil {
-			return bad(ledger.CodeUnavailable, "cannot read the transfer's outcome now; retry with the same idempotency key")
-		}
-		if v := transferView(recs); v != nil && v.status != "pending" {
-			if v.status == "completed" {
-				writeJSON(ctx, 201, v.json())
-				return nil
-			}
-			return &apiError{code: v.code, msg: "transfer " + v.status + ": " + v.code.Info().Description}
-		}
-		if time.Now().After(deadline) {
-			writeJSON(ctx, 202, map[string]any{
-				"transaction_id": id.String(), "type": "transfer", "status": "pending",
-				"message": "accepted; poll GET /api/v1/transactions/" + id.String(),
-			})
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // transfer is a transfer assembled from its legs.

@@ -168,7 +168,17 @@ func Apply(a *Account, c *Command) Effect {
 			}
 			r := prev.result
 			r.Replayed = true
-			return Effect{Result: r}
+			e := Effect{Result: r}
+			if c.Kind == KindTransferDebit && r.Kind == KindTransferDebit && r.Status == StatusPending {
+				// A retried transfer whose debit was applied: its outcome is
+				// the credit leg's, in the destination's history. Send the leg
+				// again, carrying the retry's reply address: the destination
+				// deduplicates it (rule 4) and answers with the leg's recorded
+				// outcome, or applies it if the first copy is still on its
+				// way (the first copy is then the duplicate).
+				e.Emit = resentLeg(c, &r)
+			}
+			return e
 		}
 	}
 	var e Effect
@@ -296,6 +306,21 @@ func applyTransferDebit(a *Account, c *Command) Effect {
 		e.Emit = &leg
 	}
 	return e
+}
+
+// resentLeg is the credit leg of the transfer whose debit r recorded, sent
+// again for the retry c (same request: the hashes matched). It keeps the
+// transfer's ID, so it dedupes against the first copy, and takes the
+// retry's timestamp and reply address: the first copy's timestamp is
+// within the idempotency window of it (the retry found the debit), so the
+// destination still finds the first copy's outcome.
+func resentLeg(c *Command, r *Result) *Command {
+	leg := *c
+	leg.Kind = KindTransferCredit
+	leg.TxID = r.TxID
+	leg.AccountID, leg.Counterparty = c.Counterparty, c.AccountID
+	leg.IdemKey = ""
+	return &leg
 }
 
 func applyTransferCredit(a *Account, c *Command) Effect {

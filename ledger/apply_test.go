@@ -84,6 +84,15 @@ func creditLegOf(d Command) Command {
 }
 
 // refundOf is the refund a refused credit leg must emit.
+// resentLegOf is the credit leg a retry of a pending transfer sends again:
+// the transfer's ID, the retry's timestamp and reply address.
+func resentLegOf(retry Command, tx uuid.UUID) Command {
+	leg := retry
+	leg.Kind, leg.TxID, leg.IdemKey = KindTransferCredit, tx, ""
+	leg.AccountID, leg.Counterparty = retry.Counterparty, retry.AccountID
+	return leg
+}
+
 func refundOf(leg Command, code Code) Command {
 	r := leg
 	r.Kind = KindTransferRefund
@@ -153,6 +162,7 @@ func TestApply(t *testing.T) {
 	debitKShort := debitCmd(acctA, 500, withKey("k"), withTx(110))
 
 	td := transferCmd(acctA, acctB, 300, withKey("kt"), withTx(200), withReply("node-a", 9), withDesc("rent"))
+	retry := transferCmd(acctA, acctB, 300, withKey("kt"), withTx(201), withTime(t0+50), withReply("node-b", 4), withDesc("rent"))
 	leg := creditLegOf(td)
 	refundNotFound := refundOf(leg, CodeAccountNotFound)
 	badRefund := refundOf(leg, CodeInvalidAmount)
@@ -421,9 +431,10 @@ func TestApply(t *testing.T) {
 			want: unrecorded(res(transferCmd(acctA, acctA, 100), StatusFailed, CodeAccountNotFound, 0, 0, 0, 0, 0)),
 		},
 		{
-			name: "transfer retried with its key emits nothing", setup: []Command{openA, fundA, td},
-			cmd:  transferCmd(acctA, acctB, 300, withKey("kt"), withTx(201), withTime(t0+50), withDesc("rent")),
+			name: "transfer retried with its key sends its credit leg again", setup: []Command{openA, fundA, td},
+			cmd:  retry,
 			want: replayed(res(td, StatusPending, OK, -300, 700, 700, 3, 3)),
+			emit: ptr(resentLegOf(retry, td.TxID)),
 		},
 
 		// Credit leg.

@@ -68,6 +68,14 @@ func (m *refLedger) apply(c Command) (Result, *Command) {
 			}
 			r := prev.result
 			r.Replayed = true
+			if c.Kind == KindTransferDebit && r.Kind == KindTransferDebit && r.Status == StatusPending {
+				// A retry of a transfer still pending here sends its credit
+				// leg again, for the destination to answer.
+				leg := c
+				leg.Kind, leg.TxID, leg.IdemKey = KindTransferCredit, r.TxID, ""
+				leg.AccountID, leg.Counterparty = c.Counterparty, c.AccountID
+				return r, &leg
+			}
 			return r, nil
 		}
 	}
