@@ -1,7 +1,6 @@
 package ingress
 
 import (
-
 	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/valyala/fasthttp"
