@@ -110,6 +110,13 @@ type Config struct {
 	// Log receives progress and diagnostics. Default: discard.
 	Log *slog.Logger
 
+	// Set per measurement by a session.
+	// keyTag, when set, is added to every operation key so that a
+	// session's later measurements never replay an earlier one's keys.
+	keyTag string
+	// marks, when set, is called at the edges of the measured window.
+	marks *windowMarks
+
 	// Filled by validate.
 	exponent    int
 	fundingUnit int64

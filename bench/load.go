@@ -60,6 +60,10 @@ func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, ac
 	w.ref = append(w.ref, "b-"...)
 	w.ref = append(w.ref, cfg.RunID...)
 	w.ref = append(w.ref, '-')
+	if cfg.keyTag != "" {
+		w.ref = append(w.ref, cfg.keyTag...)
+		w.ref = append(w.ref, '-')
+	}
 	w.ref = strconv.AppendInt(w.ref, int64(id), 36)
 	w.ref = append(w.ref, '-')
 	w.refLen = len(w.ref)
@@ -184,6 +188,11 @@ func runLoad(ctx context.Context, cfg *Config, cl *fasthttp.Client, accounts []s
 	var progressWG sync.WaitGroup
 	progressWG.Go(func() { logProgress(cfg, win, &answered, &failed, progressDone) })
 
+	var marksWG sync.WaitGroup
+	if cfg.marks != nil {
+		marksWG.Go(func() { cfg.marks.follow(ctx, win) })
+	}
+
 	sched := schedule{start: win.start, rate: cfg.Rate}
 	var tickets atomic.Int64
 	var wg sync.WaitGroup
@@ -199,6 +208,7 @@ func runLoad(ctx context.Context, cfg *Config, cl *fasthttp.Client, accounts []s
 		})
 	}
 	wg.Wait()
+	marksWG.Wait()
 	close(progressDone)
 	progressWG.Wait()
 
@@ -238,4 +248,34 @@ func logProgress(cfg *Config, win window, answered, failed *atomic.Int64, done <
 			lastAnswered, lastFailed, last = a, f, now
 		}
 	}
+}
+
+// windowMarks are called at the edges of the measured window, so that a
+// sweep can read CPU counters and scrape metrics over exactly the window
+// its answers are counted in.
+type windowMarks struct {
+	// start is called when the measured window begins.
+	start func()
+	// end is called when it ends, or at an interrupt inside it; never
+	// without start before it.
+	end func()
+}
+
+// follow calls m.start and m.end at the window's edges; an interrupt
+// before the window calls neither.
+func (m *windowMarks) follow(ctx context.Context, win window) {
+	t := time.NewTimer(time.Until(win.measureStart))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	m.start()
+	t.Reset(time.Until(win.end))
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	m.end()
 }

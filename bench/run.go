@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Result is a bench run's outcome; it is also the JSON result file.
@@ -65,58 +68,111 @@ type Result struct {
 // measurement ends it early: the result covers what was measured and says
 // Interrupted.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	s, err := newSession(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res, err := s.measure(ctx, s.cfg.Concurrency, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Audit != nil {
+		out := runAudit(ctx, s.cfg.Audit)
+		res.Audit = &out
+	}
+	if s.cfg.Out != "" {
+		if err := res.WriteFile(s.cfg.Out); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// runAudit runs an audit hook. The audit gets its own context: it should
+// run even after an interrupt ended the load, and it has its own time
+// limits.
+func runAudit(ctx context.Context, audit func(context.Context) (AuditOutcome, error)) AuditOutcome {
+	out, err := audit(context.WithoutCancel(ctx))
+	if err != nil {
+		out = AuditOutcome{Error: err.Error()}
+	}
+	return out
+}
+
+// session is one target set up once: its accounts opened and funded, and
+// a client sized for cfg.Concurrency workers. A sweep measures one
+// session at several concurrencies, so that every point runs on the same
+// accounts.
+type session struct {
+	cfg      Config
+	cl       *fasthttp.Client
+	accounts []string
+	ss       setupStats
+	// measurements counts measure calls: from the second on, each tags
+	// its keys with its number so that it does new work rather than
+	// replaying an earlier measurement's keys.
+	measurements int
+}
+
+// newSession validates cfg, waits for the target to be ready and runs the
+// setup.
+func newSession(ctx context.Context, cfg Config) (*session, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
+	s := &session{cfg: cfg, cl: newHTTPClient(&cfg)}
+	s.cfg.Log = cfg.Log.With("run_id", cfg.RunID, "target", cfg.Label)
+	log := s.cfg.Log
+	if err := waitReady(ctx, s.cl, s.cfg.Target, s.cfg.ReadyWait); err != nil {
+		s.close()
+		return nil, err
+	}
+	log.Info("setup starting", "accounts", s.cfg.Accounts, "target", s.cfg.Target)
+	accounts, ss, err := setup(ctx, &s.cfg, s.cl)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	log.Info("setup done", "accounts", len(accounts), "seconds", ss.elapsed.Seconds(), "retries", ss.retries)
+	s.accounts, s.ss = accounts, ss
+	return s, nil
+}
+
+func (s *session) close() { s.cl.CloseIdleConnections() }
+
+// measure runs warmup and measurement with concurrency workers (at most
+// the session's cfg.Concurrency, which sized the client). marks, when not
+// nil, is called at the edges of the measured window.
+func (s *session) measure(ctx context.Context, concurrency int, marks *windowMarks) (*Result, error) {
+	if concurrency < 1 || concurrency > s.cfg.Concurrency {
+		return nil, fmt.Errorf("bench: concurrency %d outside the session's [1, %d]", concurrency, s.cfg.Concurrency)
+	}
+	cfg := s.cfg
+	cfg.Concurrency, cfg.marks = concurrency, marks
+	if s.measurements > 0 {
+		cfg.keyTag = "m" + strconv.Itoa(s.measurements)
+	}
+	s.measurements++
 	mode := "closed"
 	if cfg.Rate > 0 {
 		mode = "open"
 	}
-	cl := newHTTPClient(&cfg)
-	defer cl.CloseIdleConnections()
-	log := cfg.Log.With("run_id", cfg.RunID, "target", cfg.Label)
-	cfg.Log = log
-
-	if err := waitReady(ctx, cl, cfg.Target, cfg.ReadyWait); err != nil {
-		return nil, err
-	}
-	log.Info("setup starting", "accounts", cfg.Accounts, "target", cfg.Target)
-	accounts, ss, err := setup(ctx, &cfg, cl)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("setup done", "accounts", len(accounts), "seconds", ss.elapsed.Seconds(), "retries", ss.retries)
-
 	started := time.Now()
-	log.Info("load starting", "workload", cfg.Workload, "mode", mode, "concurrency", cfg.Concurrency,
+	cfg.Log.Info("load starting", "workload", cfg.Workload, "mode", mode, "concurrency", cfg.Concurrency,
 		"rate", cfg.Rate, "warmup", cfg.Warmup, "duration", cfg.Duration)
-	rec, ls := runLoad(ctx, &cfg, cl, accounts)
+	rec, ls := runLoad(ctx, &cfg, s.cl, s.accounts)
 	if ls.measured <= 0 {
 		return nil, errors.New("bench: interrupted before the measured window")
 	}
 	res := buildResult(&cfg, rec, ls)
 	res.Mode, res.StartedAt = mode, started.UTC()
-	res.SetupSeconds, res.SetupRetries = round1(ss.elapsed.Seconds()), ss.retries
+	res.SetupSeconds, res.SetupRetries = round1(s.ss.elapsed.Seconds()), s.ss.retries
 	if ls.interrupted {
-		log.Warn("interrupted; the result covers the measured part", "seconds", ls.measured.Seconds())
-	}
-
-	if cfg.Audit != nil {
-		// The audit gets its own context: it should run even after an
-		// interrupt ended the load, and it has its own time limits.
-		out, err := cfg.Audit(context.WithoutCancel(ctx))
-		if err != nil {
-			out = AuditOutcome{Error: err.Error()}
-		}
-		res.Audit = &out
-	}
-	if cfg.Out != "" {
-		if err := res.WriteFile(cfg.Out); err != nil {
-			return res, err
-		}
+		cfg.Log.Warn("interrupted; the result covers the measured part", "seconds", ls.measured.Seconds())
 	}
 	return res, nil
 }
