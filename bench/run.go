@@ -117,7 +117,13 @@ type session struct {
 
 // newSession validates cfg, waits for the target to be ready and runs the
 // setup.
-func newSession(ctx context.Context, cfg Config) (*session, error) {
+func newSession(ctx context.Context, cfg Config) (*session, error) { return openSession(ctx, cfg, nil) }
+
+// openSession is newSession; with prev, the target serves the accounts
+// prev set up (another server over the same tables): the setup is not run
+// again, and the measurement count goes on from prev's so that no key is
+// reused.
+func openSession(ctx context.Context, cfg Config, prev *session) (*session, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -130,6 +136,10 @@ func newSession(ctx context.Context, cfg Config) (*session, error) {
 	if err := waitReady(ctx, s.cl, s.cfg.Target, s.cfg.ReadyWait); err != nil {
 		s.close()
 		return nil, err
+	}
+	if prev != nil {
+		s.accounts, s.ss, s.measurements = prev.accounts, prev.ss, prev.measurements
+		return s, nil
 	}
 	log.Info("setup starting", "accounts", s.cfg.Accounts, "target", s.cfg.Target)
 	accounts, ss, err := setup(ctx, &s.cfg, s.cl)

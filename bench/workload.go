@@ -16,6 +16,7 @@ const (
 	WorkloadSamePartition  = "same-partition"
 	WorkloadCrossPartition = "cross-partition"
 	WorkloadHot            = "hot"
+	WorkloadBatch          = "batch"
 )
 
 // WorkloadInfo describes one workload for --help.
