@@ -49,6 +49,8 @@ type worker struct {
 	refLen   int    // length of the fixed prefix in ref
 	answered *atomic.Int64
 	failed   *atomic.Int64
+	// codes is the batch workload's buffer of failed items' codes.
+	codes []string
 }
 
 func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, accounts []string, rec *recorder, win window, answered, failed *atomic.Int64) *worker {
@@ -99,6 +101,61 @@ func (w *worker) send() (string, error) {
 	return x.do(key, o.kind.wantStatus())
 }
 
+// step sends the next operation, scheduled at sched, and counts its
+// answer.
+func (w *worker) step(sched time.Time) {
+	w.cfg.workload.next(w.rnd, &w.o)
+	if w.o.kind == opBatch {
+		b := w.sendBatch()
+		w.finishBatch(sched, time.Now(), b)
+		return
+	}
+	code, err := w.send()
+	w.finish(sched, time.Now(), code, err)
+}
+
+// batchOutcome is what one batch request came to.
+type batchOutcome struct {
+	// answered is true for a 200 answer: the request as a whole is a
+	// correct answer, whatever its items say, and its latency counts.
+	answered bool
+	ok       int      // items answered 201
+	codes    []string // the codes of the other items
+	err      error    // the transport error, if any
+}
+
+// sendBatch sends w.o's batch. A request that failed as a whole fails
+// every item with its code.
+func (w *worker) sendBatch() batchOutcome {
+	x, o, cfg := w.x, &w.o, w.cfg
+	x.url = append(append(x.url[:0], cfg.Target...), pathBatch...)
+	x.body = appendBatchBody(x.body[:0], o.items, w.accounts, o.amount, cfg.exponent, cfg.Currency, func(int) []byte { return w.nextRef() })
+	w.codes = w.codes[:0]
+	code, err := x.do(nil, opBatch.wantStatus())
+	if code != "" {
+		w.codes = appendN(w.codes, code, len(o.items))
+		return batchOutcome{codes: w.codes, err: err}
+	}
+	ok, codes := parseBatchAnswer(x.resp.Body(), len(o.items), w.codes)
+	w.codes = codes
+	return batchOutcome{answered: true, ok: ok, codes: codes}
+}
+
+// finishBatch counts a batch answered at end: its items as transfers and
+// errors, its latency once if the request was answered.
+func (w *worker) finishBatch(sched, end time.Time, b batchOutcome) {
+	w.answered.Add(1)
+	w.failed.Add(int64(len(b.codes)))
+	if end.Before(w.win.measureStart) || !end.Before(w.win.end) || w.ctx.Err() != nil {
+		return
+	}
+	if b.err != nil {
+		w.rec.noteTransport(b.err)
+	}
+	sec := int(end.Sub(w.win.measureStart) / time.Second)
+	w.rec.recordBatch(sec, int64(b.ok), b.codes, b.answered, end.Sub(sched).Microseconds())
+}
+
 // nextRef returns a key unique to this run, worker and operation.
 func (w *worker) nextRef() []byte {
 	w.seq++
@@ -136,9 +193,7 @@ func (w *worker) runClosed() {
 		if !start.Before(w.win.end) {
 			return
 		}
-		w.cfg.workload.next(w.rnd, &w.o)
-		code, err := w.send()
-		w.finish(start, time.Now(), code, err)
+		w.step(start)
 	}
 }
 
@@ -166,9 +221,7 @@ func (w *worker) runOpen(s schedule, tickets *atomic.Int64) {
 		if w.ctx.Err() != nil || !time.Now().Before(w.win.end) {
 			return
 		}
-		w.cfg.workload.next(w.rnd, &w.o)
-		code, err := w.send()
-		w.finish(due, time.Now(), code, err)
+		w.step(due)
 	}
 }
 

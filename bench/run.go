@@ -38,7 +38,12 @@ type Result struct {
 	// Ops counts correct answers that arrived in the measured window:
 	// successes (the exact expected status) and expected refusals.
 	// OpsPerSec is Ops over DurationSeconds.
+	//
+	// Under workload batch an op is a transfer (an item answered 201),
+	// and Latency is per batch request (BatchRequests of them, each of
+	// BatchSize items); errors count items.
 	Ops       int64            `json:"ops"`
+	OpsUnit   string           `json:"ops_unit"`
 	OpsPerSec float64          `json:"ops_per_sec"`
 	Succeeded int64            `json:"succeeded"`
 	OpsByKind map[string]int64 `json:"ops_by_kind"`
@@ -57,6 +62,9 @@ type Result struct {
 
 	// Latency covers correct answers, from the scheduled start (send time
 	// in a closed loop, due time in an open loop) to the answer.
+	BatchSize     int   `json:"batch_size,omitempty"`
+	BatchRequests int64 `json:"batch_requests,omitempty"`
+
 	Latency Latency  `json:"latency_us"`
 	Series  []Second `json:"series"`
 
@@ -196,6 +204,10 @@ func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 		Interrupted: ls.interrupted, Unsent: ls.unsent,
 		OpsByKind: map[string]int64{}, ExpectedRefusals: map[string]int64{}, Errors: map[string]int64{},
 	}
+	res.OpsUnit = OpsUnit(cfg.Workload)
+	if cfg.Workload == WorkloadBatch {
+		res.BatchSize = cfg.BatchSize
+	}
 	res.Series = rec.series(ls.measured)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -213,6 +225,7 @@ func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 		res.Errors[c] = n
 	}
 	res.ErrorsTotal = rec.errsTotal
+	res.BatchRequests = rec.batches
 	res.TransportErrorExample = rec.transport
 	res.OpsPerSec = round1(float64(res.Ops) / ls.measured.Seconds())
 	res.Latency = summarize(rec.all, rec.maxUs)
