@@ -51,7 +51,18 @@ func runBench(args []string, stdout io.Writer) error {
 		"free loopback port over --baseline-database-url, default --database-url), and reports both and the\n"+
 		"ratios Bursar / baseline of ops/s and p99. The baseline's run ends with its own conservation audit.\n"+
 		"Run a baseline server on its own with 'bursar bench baseline serve --database-url URL --http-addr ADDR',\n"+
-		"and audit its tables with 'bursar bench baseline audit --database-url URL'.\n"+
+		"and audit its tables with 'bursar bench baseline audit --database-url URL'.\n\n"+
+		"--sweep 1,8,64,256 runs the workload closed-loop at each concurrency against Bursar (--target), then\n"+
+		"against the baseline at each --baseline-pools size (one 'bursar bench baseline serve' child process per\n"+
+		"pool size over --baseline-database-url, default --database-url, stopped with SIGTERM afterwards) and\n"+
+		"reports per point Bursar and the baseline's best pool: ops/s (transfers/s for transfer workloads), p50,\n"+
+		"p99, CPU µs per op of the server (the node: --node-pid, or every local 'bursar serve' process), of every\n"+
+		"postgres process on the machine (whatever it serves) and of the bench itself, from /proc, and the\n"+
+		"machine's idle %, all over each measured window; the ratios; and Bursar's stage breakdown from the\n"+
+		"node's bursar_stage_seconds at <target>/metrics. Each system's accounts are set up once and funded with\n"+
+		"1000000 each unless --funding is given. It ends with both money audits. --out and --format json give\n"+
+		"the JSON, --charts a sweep-<workload> chart. Workload batch has no baseline (no batch endpoint there).\n"+
+		"Workload batch counts transfers (items answered 201) as ops and errors by item; latency is per request.\n"+
 		"Exit 0 done; 1 failure or audit violation; 2 usage error or an audit could not check.")
 	target := fs.String("target", "http://127.0.0.1:8080", "base URL of a node with the ingress role")
 	workload := fs.String("workload", bench.WorkloadCreditDebit, "operation mix (see above)")
