@@ -84,6 +84,11 @@ func runSweep(ctx context.Context, log *slog.Logger, cfg bench.Config, f sweepFl
 	} else {
 		log.Info("node CPU from", "pids", sc.NodePIDs, "source", sc.NodePIDSource)
 	}
+	if f.nodePID == 0 && len(sc.NodePIDs) > 1 {
+		// Every node on the machine is summed, which is right for a
+		// local cluster under test and wrong for someone else's node.
+		log.Warn("several `bursar serve` processes found: the node CPU is their sum; give --node-pid to measure one", "pids", sc.NodePIDs)
+	}
 
 	sw, err := bench.RunSweep(ctx, sc)
 	if sw == nil {
