@@ -106,7 +106,7 @@ func (p *accountPool) samePartitionSources() []int32 {
 func (p *accountPool) checkPairs(workload string, partitions int32) error {
 	n := p.len()
 	switch workload {
-	case WorkloadUniform, WorkloadHot, WorkloadMixed:
+	case WorkloadUniform, WorkloadHot, WorkloadMixed, WorkloadBatch:
 		if n < 2 {
 			return fmt.Errorf("workload %s needs at least 2 accounts, got %d", workload, n)
 		}

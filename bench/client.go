@@ -19,17 +19,30 @@ const codeTransport = "TRANSPORT"
 // answers are a few hundred bytes.
 const responseBodyMax = 1 << 20
 
+// batchResponseBodyMax bounds a batch answer: one result of a few
+// hundred bytes per item, BatchSizeMax items.
+const batchResponseBodyMax = 8 << 20
+
+// codeBadBatchAnswer is the error code of each item of a 200 batch answer
+// that does not have one result per item, in order.
+const codeBadBatchAnswer = "BAD_BATCH_ANSWER"
+
 // paths of the API, relative to the target.
 const (
 	pathOpen     = "/api/v1/accounts"
 	pathCredit   = "/api/v1/transactions/credit"
 	pathDebit    = "/api/v1/transactions/debit"
 	pathTransfer = "/api/v1/transactions/transfer"
+	pathBatch    = "/api/v1/transactions/batch"
 	pathAccounts = "/api/v1/accounts/" // + id + "/balance"
 	pathReadyz   = "/readyz"
 )
 
 func newHTTPClient(cfg *Config) *fasthttp.Client {
+	bodyMax := responseBodyMax
+	if cfg.Workload == WorkloadBatch {
+		bodyMax = batchResponseBodyMax
+	}
 	return &fasthttp.Client{
 		Name: "bursar-bench",
 		// One connection per worker; a worker has one request in flight.
@@ -38,7 +51,7 @@ func newHTTPClient(cfg *Config) *fasthttp.Client {
 		ReadTimeout:         cfg.RequestTimeout,
 		WriteTimeout:        cfg.RequestTimeout,
 		MaxIdleConnDuration: time.Minute,
-		MaxResponseBodySize: responseBodyMax,
+		MaxResponseBodySize: bodyMax,
 		// A hidden retry would hide a failure and skew latency; the bench
 		// counts every attempt it makes.
 		MaxIdemponentCallAttempts: 1,
@@ -173,3 +186,81 @@ func appendOpenBody(dst []byte, id uuid.UUID, customer []byte, currency string) 
 
 // appendUUID appends the canonical text of id without allocating.
 func appendUUID(dst []byte, id uuid.UUID) []byte { return jsonw.AppendUUID(dst, id) }
+
+// appendBatchBody appends a batch request body of transfers of amount
+// between the given accounts, item i keyed by key(i). The IDs are
+// canonical UUIDs, currency a checked ISO code and the keys of
+// [A-Za-z0-9._:-]: nothing needs JSON escaping.
+func appendBatchBody(dst []byte, items []batchItem, accounts []string, amount int64, exp int, currency string, key func(i int) []byte) []byte {
+	dst = append(dst, `{"items":[`...)
+	for i, it := range items {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":"transfer","source_account_id":"`...)
+		dst = append(dst, accounts[it.source]...)
+		dst = append(dst, `","destination_account_id":"`...)
+		dst = append(dst, accounts[it.destination]...)
+		dst = append(dst, `","amount":"`...)
+		dst = ledger.AppendAmount(dst, amount, exp)
+		dst = append(dst, `","currency":"`...)
+		dst = append(dst, currency...)
+		dst = append(dst, `","idempotency_key":"`...)
+		dst = append(dst, key(i)...)
+		dst = append(dst, `"}`...)
+	}
+	return append(dst, `]}`...)
+}
+
+// batchAnswer is a 200 answer to a batch: one result per item, in order.
+type batchAnswer struct {
+	Results []struct {
+		Index  int             `json:"index"`
+		Status int             `json:"status"`
+		Error  json.RawMessage `json:"error"`
+	} `json:"results"`
+}
+
+// parseBatchAnswer reads a 200 batch answer of n items: it returns how
+// many succeeded (status 201) and appends to codes the error code of each
+// other item (its error's code, else HTTP_<status>: HTTP_202 for a
+// pending transfer). An answer without exactly one result per item, in
+// order, makes every item an error of codeBadBatchAnswer: which of them
+// were done cannot be told.
+func parseBatchAnswer(body []byte, n int, codes []string) (int, []string) {
+	var a batchAnswer
+	if err := json.Unmarshal(body, &a); err != nil || len(a.Results) != n {
+		return 0, appendN(codes, codeBadBatchAnswer, n)
+	}
+	for i, r := range a.Results {
+		if r.Index != i {
+			return 0, appendN(codes, codeBadBatchAnswer, n)
+		}
+	}
+	ok := 0
+	for _, r := range a.Results {
+		if r.Status == 201 {
+			ok++
+			continue
+		}
+		// errorCode reads {"error":{"code":…}}: wrap the item's error so.
+		code := "HTTP_" + strconv.Itoa(r.Status)
+		if len(r.Error) > 0 {
+			var e struct {
+				Code string `json:"code"`
+			}
+			if json.Unmarshal(r.Error, &e) == nil && plausibleCode(e.Code) {
+				code = e.Code
+			}
+		}
+		codes = append(codes, code)
+	}
+	return ok, codes
+}
+
+func appendN(dst []string, s string, n int) []string {
+	for range n {
+		dst = append(dst, s)
+	}
+	return dst
+}

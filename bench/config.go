@@ -38,6 +38,10 @@ const (
 	// one small histogram (about 20 KiB) per second, so an hour costs about
 	// 72 MiB. Soak longer by running several benches.
 	DurationMax = time.Hour
+	// BatchSizeMax bounds the batch workload's items per request.
+	BatchSizeMax = 1000
+	// BatchSizeDefault is the batch workload's default items per request.
+	BatchSizeDefault = 100
 	// WarmupMax bounds the warmup.
 	WarmupMax = 10 * time.Minute
 	// runIDLenMax keeps the idempotency keys built from the run ID well
@@ -87,6 +91,9 @@ type Config struct {
 	// workload's paying account gets ledger.AmountMax minor units instead,
 	// so that it never runs dry.
 	Funding string
+	// BatchSize is the transfers per request of workload batch, in
+	// [1, BatchSizeMax]. Default BatchSizeDefault.
+	BatchSize int
 	// Seed makes each worker's sequence of operations reproducible. Worker
 	// w draws from a PCG seeded with (Seed, w). Zero is a valid seed.
 	Seed uint64
@@ -109,6 +116,13 @@ type Config struct {
 	Audit func(ctx context.Context) (AuditOutcome, error)
 	// Log receives progress and diagnostics. Default: discard.
 	Log *slog.Logger
+
+	// Set per measurement by a session.
+	// keyTag, when set, is added to every operation key so that a
+	// session's later measurements never replay an earlier one's keys.
+	keyTag string
+	// marks, when set, is called at the edges of the measured window.
+	marks *windowMarks
 
 	// Filled by validate.
 	exponent    int
@@ -158,6 +172,9 @@ func (c *Config) setDefaults() error {
 	if c.Currency == "" {
 		c.Currency = "USD"
 	}
+	if c.BatchSize == 0 {
+		c.BatchSize = BatchSizeDefault
+	}
 	if c.Funding == "" {
 		c.Funding = "1000"
 	}
@@ -201,6 +218,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("bench: duration must be in [1s, %s], got %s", DurationMax, c.Duration)
 	case c.RequestTimeout < time.Millisecond:
 		return fmt.Errorf("bench: request timeout must be at least 1ms, got %s", c.RequestTimeout)
+	case c.BatchSize < 1 || c.BatchSize > BatchSizeMax:
+		return fmt.Errorf("bench: batch size must be in [1, %d], got %d", BatchSizeMax, c.BatchSize)
 	case c.ReadyWait < 0:
 		return fmt.Errorf("bench: ready wait must not be negative, got %s", c.ReadyWait)
 	}
@@ -221,7 +240,7 @@ func (c *Config) validate() error {
 	}
 	c.fundingUnit = funding
 	pool := newAccountPool(c.RunID, c.Accounts, int32(c.Partitions))
-	wl, err := newWorkload(c.Workload, pool, exp)
+	wl, err := newWorkload(c.Workload, pool, exp, c.BatchSize)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,8 @@ type worker struct {
 	refLen   int    // length of the fixed prefix in ref
 	answered *atomic.Int64
 	failed   *atomic.Int64
+	// codes is the batch workload's buffer of failed items' codes.
+	codes []string
 }
 
 func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, accounts []string, rec *recorder, win window, answered, failed *atomic.Int64) *worker {
@@ -60,6 +62,10 @@ func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, ac
 	w.ref = append(w.ref, "b-"...)
 	w.ref = append(w.ref, cfg.RunID...)
 	w.ref = append(w.ref, '-')
+	if cfg.keyTag != "" {
+		w.ref = append(w.ref, cfg.keyTag...)
+		w.ref = append(w.ref, '-')
+	}
 	w.ref = strconv.AppendInt(w.ref, int64(id), 36)
 	w.ref = append(w.ref, '-')
 	w.refLen = len(w.ref)
@@ -93,6 +99,61 @@ func (w *worker) send() (string, error) {
 		x.body = appendOpenBody(x.body, openedAccountID(key), key, cfg.Currency)
 	}
 	return x.do(key, o.kind.wantStatus())
+}
+
+// step sends the next operation, scheduled at sched, and counts its
+// answer.
+func (w *worker) step(sched time.Time) {
+	w.cfg.workload.next(w.rnd, &w.o)
+	if w.o.kind == opBatch {
+		b := w.sendBatch()
+		w.finishBatch(sched, time.Now(), b)
+		return
+	}
+	code, err := w.send()
+	w.finish(sched, time.Now(), code, err)
+}
+
+// batchOutcome is what one batch request came to.
+type batchOutcome struct {
+	// answered is true for a 200 answer: the request as a whole is a
+	// correct answer, whatever its items say, and its latency counts.
+	answered bool
+	ok       int      // items answered 201
+	codes    []string // the codes of the other items
+	err      error    // the transport error, if any
+}
+
+// sendBatch sends w.o's batch. A request that failed as a whole fails
+// every item with its code.
+func (w *worker) sendBatch() batchOutcome {
+	x, o, cfg := w.x, &w.o, w.cfg
+	x.url = append(append(x.url[:0], cfg.Target...), pathBatch...)
+	x.body = appendBatchBody(x.body[:0], o.items, w.accounts, o.amount, cfg.exponent, cfg.Currency, func(int) []byte { return w.nextRef() })
+	w.codes = w.codes[:0]
+	code, err := x.do(nil, opBatch.wantStatus())
+	if code != "" {
+		w.codes = appendN(w.codes, code, len(o.items))
+		return batchOutcome{codes: w.codes, err: err}
+	}
+	ok, codes := parseBatchAnswer(x.resp.Body(), len(o.items), w.codes)
+	w.codes = codes
+	return batchOutcome{answered: true, ok: ok, codes: codes}
+}
+
+// finishBatch counts a batch answered at end: its items as transfers and
+// errors, its latency once if the request was answered.
+func (w *worker) finishBatch(sched, end time.Time, b batchOutcome) {
+	w.answered.Add(1)
+	w.failed.Add(int64(len(b.codes)))
+	if end.Before(w.win.measureStart) || !end.Before(w.win.end) || w.ctx.Err() != nil {
+		return
+	}
+	if b.err != nil {
+		w.rec.noteTransport(b.err)
+	}
+	sec := int(end.Sub(w.win.measureStart) / time.Second)
+	w.rec.recordBatch(sec, int64(b.ok), b.codes, b.answered, end.Sub(sched).Microseconds())
 }
 
 // nextRef returns a key unique to this run, worker and operation.
@@ -132,9 +193,7 @@ func (w *worker) runClosed() {
 		if !start.Before(w.win.end) {
 			return
 		}
-		w.cfg.workload.next(w.rnd, &w.o)
-		code, err := w.send()
-		w.finish(start, time.Now(), code, err)
+		w.step(start)
 	}
 }
 
@@ -162,9 +221,7 @@ func (w *worker) runOpen(s schedule, tickets *atomic.Int64) {
 		if w.ctx.Err() != nil || !time.Now().Before(w.win.end) {
 			return
 		}
-		w.cfg.workload.next(w.rnd, &w.o)
-		code, err := w.send()
-		w.finish(due, time.Now(), code, err)
+		w.step(due)
 	}
 }
 
@@ -184,6 +241,11 @@ func runLoad(ctx context.Context, cfg *Config, cl *fasthttp.Client, accounts []s
 	var progressWG sync.WaitGroup
 	progressWG.Go(func() { logProgress(cfg, win, &answered, &failed, progressDone) })
 
+	var marksWG sync.WaitGroup
+	if cfg.marks != nil {
+		marksWG.Go(func() { cfg.marks.follow(ctx, win) })
+	}
+
 	sched := schedule{start: win.start, rate: cfg.Rate}
 	var tickets atomic.Int64
 	var wg sync.WaitGroup
@@ -199,6 +261,7 @@ func runLoad(ctx context.Context, cfg *Config, cl *fasthttp.Client, accounts []s
 		})
 	}
 	wg.Wait()
+	marksWG.Wait()
 	close(progressDone)
 	progressWG.Wait()
 
@@ -238,4 +301,34 @@ func logProgress(cfg *Config, win window, answered, failed *atomic.Int64, done <
 			lastAnswered, lastFailed, last = a, f, now
 		}
 	}
+}
+
+// windowMarks are called at the edges of the measured window, so that a
+// sweep can read CPU counters and scrape metrics over exactly the window
+// its answers are counted in.
+type windowMarks struct {
+	// start is called when the measured window begins.
+	start func()
+	// end is called when it ends, or at an interrupt inside it; never
+	// without start before it.
+	end func()
+}
+
+// follow calls m.start and m.end at the window's edges; an interrupt
+// before the window calls neither.
+func (m *windowMarks) follow(ctx context.Context, win window) {
+	t := time.NewTimer(time.Until(win.measureStart))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	m.start()
+	t.Reset(time.Until(win.end))
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	m.end()
 }

@@ -49,6 +49,9 @@ type recorder struct {
 	errsTotal int64
 	transport string // the first transport error's text
 	secs      []second
+	// batches counts the batch requests answered 200 (their items are
+	// counted in ok, refused and errs).
+	batches int64
 }
 
 // second is one second of the measured window, by answer time.
@@ -117,6 +120,43 @@ func (r *recorder) record(sec int, kind opKind, out outcome, code string, latUs 
 	if out == outcomeRefused {
 		s.refusedInclOps++
 	}
+}
+
+// recordBatch counts one batch request answered in second sec: ok items
+// succeeded, one error per code in codes. Its latency counts once, when
+// the request as a whole was answered (answered); the per-second ops
+// count its successful items.
+func (r *recorder) recordBatch(sec int, ok int64, codes []string, answered bool, latUs int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s *second
+	if sec >= 0 && sec < len(r.secs) {
+		s = &r.secs[sec]
+	}
+	r.ok[opTransfer] += ok
+	r.errsTotal += int64(len(codes))
+	for _, c := range codes {
+		bump(r.errs, c)
+	}
+	if s != nil {
+		s.ops += ok
+		s.errs += int64(len(codes))
+	}
+	if !answered {
+		return
+	}
+	r.batches++
+	v := clampLatency(latUs)
+	_ = r.all.RecordValue(v) // cannot fail: v is within the histogram's range
+	r.maxUs = max(r.maxUs, latUs)
+	if s == nil {
+		return
+	}
+	if s.hist == nil {
+		s.hist = hdrhistogram.New(latencyMinUs, latencyMaxUs, seriesSigFigs)
+	}
+	_ = s.hist.RecordValue(v)
+	s.maxUs = max(s.maxUs, latUs)
 }
 
 // noteTransport keeps the first transport error's text for the report.

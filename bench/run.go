@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Result is a bench run's outcome; it is also the JSON result file.
@@ -35,7 +38,12 @@ type Result struct {
 	// Ops counts correct answers that arrived in the measured window:
 	// successes (the exact expected status) and expected refusals.
 	// OpsPerSec is Ops over DurationSeconds.
+	//
+	// Under workload batch an op is a transfer (an item answered 201),
+	// and Latency is per batch request (BatchRequests of them, each of
+	// BatchSize items); errors count items.
 	Ops       int64            `json:"ops"`
+	OpsUnit   string           `json:"ops_unit"`
 	OpsPerSec float64          `json:"ops_per_sec"`
 	Succeeded int64            `json:"succeeded"`
 	OpsByKind map[string]int64 `json:"ops_by_kind"`
@@ -54,6 +62,9 @@ type Result struct {
 
 	// Latency covers correct answers, from the scheduled start (send time
 	// in a closed loop, due time in an open loop) to the answer.
+	BatchSize     int   `json:"batch_size,omitempty"`
+	BatchRequests int64 `json:"batch_requests,omitempty"`
+
 	Latency Latency  `json:"latency_us"`
 	Series  []Second `json:"series"`
 
@@ -65,58 +76,121 @@ type Result struct {
 // measurement ends it early: the result covers what was measured and says
 // Interrupted.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	s, err := newSession(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res, err := s.measure(ctx, s.cfg.Concurrency, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Audit != nil {
+		out := runAudit(ctx, s.cfg.Audit)
+		res.Audit = &out
+	}
+	if s.cfg.Out != "" {
+		if err := res.WriteFile(s.cfg.Out); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// runAudit runs an audit hook. The audit gets its own context: it should
+// run even after an interrupt ended the load, and it has its own time
+// limits.
+func runAudit(ctx context.Context, audit func(context.Context) (AuditOutcome, error)) AuditOutcome {
+	out, err := audit(context.WithoutCancel(ctx))
+	if err != nil {
+		out = AuditOutcome{Error: err.Error()}
+	}
+	return out
+}
+
+// session is one target set up once: its accounts opened and funded, and
+// a client sized for cfg.Concurrency workers. A sweep measures one
+// session at several concurrencies, so that every point runs on the same
+// accounts.
+type session struct {
+	cfg      Config
+	cl       *fasthttp.Client
+	accounts []string
+	ss       setupStats
+	// measurements counts measure calls: from the second on, each tags
+	// its keys with its number so that it does new work rather than
+	// replaying an earlier measurement's keys.
+	measurements int
+}
+
+// newSession validates cfg, waits for the target to be ready and runs the
+// setup.
+func newSession(ctx context.Context, cfg Config) (*session, error) { return openSession(ctx, cfg, nil) }
+
+// openSession is newSession; with prev, the target serves the accounts
+// prev set up (another server over the same tables): the setup is not run
+// again, and the measurement count goes on from prev's so that no key is
+// reused.
+func openSession(ctx context.Context, cfg Config, prev *session) (*session, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, &ConfigError{Err: err}
 	}
+	s := &session{cfg: cfg, cl: newHTTPClient(&cfg)}
+	s.cfg.Log = cfg.Log.With("run_id", cfg.RunID, "target", cfg.Label)
+	log := s.cfg.Log
+	if err := waitReady(ctx, s.cl, s.cfg.Target, s.cfg.ReadyWait); err != nil {
+		s.close()
+		return nil, err
+	}
+	if prev != nil {
+		s.accounts, s.ss, s.measurements = prev.accounts, prev.ss, prev.measurements
+		return s, nil
+	}
+	log.Info("setup starting", "accounts", s.cfg.Accounts, "target", s.cfg.Target)
+	accounts, ss, err := setup(ctx, &s.cfg, s.cl)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	log.Info("setup done", "accounts", len(accounts), "seconds", ss.elapsed.Seconds(), "retries", ss.retries)
+	s.accounts, s.ss = accounts, ss
+	return s, nil
+}
+
+func (s *session) close() { s.cl.CloseIdleConnections() }
+
+// measure runs warmup and measurement with concurrency workers (at most
+// the session's cfg.Concurrency, which sized the client). marks, when not
+// nil, is called at the edges of the measured window.
+func (s *session) measure(ctx context.Context, concurrency int, marks *windowMarks) (*Result, error) {
+	if concurrency < 1 || concurrency > s.cfg.Concurrency {
+		return nil, fmt.Errorf("bench: concurrency %d outside the session's [1, %d]", concurrency, s.cfg.Concurrency)
+	}
+	cfg := s.cfg
+	cfg.Concurrency, cfg.marks = concurrency, marks
+	if s.measurements > 0 {
+		cfg.keyTag = "m" + strconv.Itoa(s.measurements)
+	}
+	s.measurements++
 	mode := "closed"
 	if cfg.Rate > 0 {
 		mode = "open"
 	}
-	cl := newHTTPClient(&cfg)
-	defer cl.CloseIdleConnections()
-	log := cfg.Log.With("run_id", cfg.RunID, "target", cfg.Label)
-	cfg.Log = log
-
-	if err := waitReady(ctx, cl, cfg.Target, cfg.ReadyWait); err != nil {
-		return nil, err
-	}
-	log.Info("setup starting", "accounts", cfg.Accounts, "target", cfg.Target)
-	accounts, ss, err := setup(ctx, &cfg, cl)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("setup done", "accounts", len(accounts), "seconds", ss.elapsed.Seconds(), "retries", ss.retries)
-
 	started := time.Now()
-	log.Info("load starting", "workload", cfg.Workload, "mode", mode, "concurrency", cfg.Concurrency,
+	cfg.Log.Info("load starting", "workload", cfg.Workload, "mode", mode, "concurrency", cfg.Concurrency,
 		"rate", cfg.Rate, "warmup", cfg.Warmup, "duration", cfg.Duration)
-	rec, ls := runLoad(ctx, &cfg, cl, accounts)
+	rec, ls := runLoad(ctx, &cfg, s.cl, s.accounts)
 	if ls.measured <= 0 {
 		return nil, errors.New("bench: interrupted before the measured window")
 	}
 	res := buildResult(&cfg, rec, ls)
 	res.Mode, res.StartedAt = mode, started.UTC()
-	res.SetupSeconds, res.SetupRetries = round1(ss.elapsed.Seconds()), ss.retries
+	res.SetupSeconds, res.SetupRetries = round1(s.ss.elapsed.Seconds()), s.ss.retries
 	if ls.interrupted {
-		log.Warn("interrupted; the result covers the measured part", "seconds", ls.measured.Seconds())
-	}
-
-	if cfg.Audit != nil {
-		// The audit gets its own context: it should run even after an
-		// interrupt ended the load, and it has its own time limits.
-		out, err := cfg.Audit(context.WithoutCancel(ctx))
-		if err != nil {
-			out = AuditOutcome{Error: err.Error()}
-		}
-		res.Audit = &out
-	}
-	if cfg.Out != "" {
-		if err := res.WriteFile(cfg.Out); err != nil {
-			return res, err
-		}
+		cfg.Log.Warn("interrupted; the result covers the measured part", "seconds", ls.measured.Seconds())
 	}
 	return res, nil
 }
@@ -129,6 +203,10 @@ func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 		WarmupSeconds: round1(cfg.Warmup.Seconds()), DurationSeconds: round3(ls.measured.Seconds()),
 		Interrupted: ls.interrupted, Unsent: ls.unsent,
 		OpsByKind: map[string]int64{}, ExpectedRefusals: map[string]int64{}, Errors: map[string]int64{},
+	}
+	res.OpsUnit = OpsUnit(cfg.Workload)
+	if cfg.Workload == WorkloadBatch {
+		res.BatchSize = cfg.BatchSize
 	}
 	res.Series = rec.series(ls.measured)
 	rec.mu.Lock()
@@ -147,6 +225,7 @@ func buildResult(cfg *Config, rec *recorder, ls loadStats) *Result {
 		res.Errors[c] = n
 	}
 	res.ErrorsTotal = rec.errsTotal
+	res.BatchRequests = rec.batches
 	res.TransportErrorExample = rec.transport
 	res.OpsPerSec = round1(float64(res.Ops) / ls.measured.Seconds())
 	res.Latency = summarize(rec.all, rec.maxUs)

@@ -16,6 +16,7 @@ const (
 	WorkloadSamePartition  = "same-partition"
 	WorkloadCrossPartition = "cross-partition"
 	WorkloadHot            = "hot"
+	WorkloadBatch          = "batch"
 )
 
 // WorkloadInfo describes one workload for --help.
@@ -36,6 +37,7 @@ func Workloads() []WorkloadInfo {
 		{WorkloadSamePartition, "transfers between two random accounts of the same partition (see --partitions)", true},
 		{WorkloadCrossPartition, "transfers between two random accounts of different partitions (see --partitions)", true},
 		{WorkloadHot, "payouts: one hot account (funded so it never runs dry) pays every transfer to a random account", true},
+		{WorkloadBatch, "POST /api/v1/transactions/batch of --batch-size transfers of 0.01 between uniformly random distinct accounts; ops count items answered 201, latency is per request", false},
 	}
 }
 
@@ -48,17 +50,20 @@ const (
 	opBalance
 	opOpen
 	opTransfer
+	// opBatch is one batch request of transfers; its items are counted
+	// as opTransfer.
+	opBatch
 	opKindCount
 )
 
-var opKindNames = [opKindCount]string{"credit", "debit", "balance", "open", "transfer"}
+var opKindNames = [opKindCount]string{"credit", "debit", "balance", "open", "transfer", "batch"}
 
 func (k opKind) String() string { return opKindNames[k] }
 
 // wantStatus is the one HTTP status that counts as success for the kind:
 // a transfer must be completed (201), not merely accepted (202).
 func (k opKind) wantStatus() int {
-	if k == opBalance {
+	if k == opBalance || k == opBatch {
 		return 200
 	}
 	return 201
@@ -72,7 +77,13 @@ type op struct {
 	account      int
 	counterparty int
 	amount       int64
+	// items are a batch's transfers; the worker's op keeps the buffer
+	// from one batch to the next.
+	items []batchItem
 }
+
+// batchItem is one transfer of a batch: source and destination indexes.
+type batchItem struct{ source, destination int }
 
 // workload chooses operations. Implementations hold only immutable
 // parameters: each worker passes its own generator, so one workload value
@@ -92,8 +103,9 @@ type workload interface {
 var insufficient = ledger.CodeInsufficientFunds.String()
 
 // newWorkload returns the named workload over the accounts of pool, in a
-// currency with the given exponent.
-func newWorkload(name string, pool *accountPool, exponent int) (workload, error) {
+// currency with the given exponent; batchSize is the batch workload's
+// items per request.
+func newWorkload(name string, pool *accountPool, exponent, batchSize int) (workload, error) {
 	unit := int64(1)
 	for range exponent {
 		unit *= 10
@@ -115,6 +127,8 @@ func newWorkload(name string, pool *accountPool, exponent int) (workload, error)
 		return crossPartition{pool: pool, amounts: amounts}, nil
 	case WorkloadHot:
 		return hot{accounts: n, amounts: amounts}, nil
+	case WorkloadBatch:
+		return batch{accounts: n, size: batchSize}, nil
 	}
 	names := make([]string, 0, 6)
 	for _, w := range Workloads() {
@@ -328,3 +342,26 @@ func (hot) funding(i int, base int64) int64 {
 func newRand(seed uint64, w int) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, uint64(w)))
 }
+
+// batch is one POST /api/v1/transactions/batch of size transfers, each
+// of the smallest amount (1 minor unit: 0.01 USD) between two distinct
+// uniformly random accounts. The amount is tiny so that a funded
+// account's random walk never reaches zero: every item should succeed,
+// and any item answered otherwise is an error by its code.
+type batch struct {
+	evenFunding
+	accounts int
+	size     int
+}
+
+func (w batch) next(r *rand.Rand, o *op) {
+	o.kind = opBatch
+	o.account, o.counterparty, o.amount = 0, 0, 1
+	o.items = o.items[:0]
+	for range w.size {
+		a := r.IntN(w.accounts)
+		o.items = append(o.items, batchItem{source: a, destination: otherThan(r, w.accounts, a)})
+	}
+}
+
+func (batch) expectedRefusal(opKind, string) bool { return false }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ var testPool = newAccountPool("test", 1000, 64)
 
 func drawOps(t *testing.T, name string, seed uint64, worker, n int) []op {
 	t.Helper()
-	wl, err := newWorkload(name, testPool, 2)
+	wl, err := newWorkload(name, testPool, 2, BatchSizeDefault)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +32,13 @@ func TestWorkloadReproducible(t *testing.T) {
 		a := drawOps(t, name, 42, 3, 1000)
 		b := drawOps(t, name, 42, 3, 1000)
 		for i := range a {
-			if a[i] != b[i] {
+			if !opEqual(a[i], b[i]) {
 				t.Fatalf("%s: op %d differs with the same seed: %+v vs %+v", name, i, a[i], b[i])
 			}
 		}
 		same := func(x, y []op) bool {
 			for i := range x {
-				if x[i] != y[i] {
+				if !opEqual(x[i], y[i]) {
 					return false
 				}
 			}
@@ -58,7 +59,7 @@ func TestCreditDebitGolden(t *testing.T) {
 	got := drawOps(t, WorkloadCreditDebit, 1, 0, 4)
 	want := goldenCreditDebit
 	for i := range want {
-		if got[i] != want[i] {
+		if !opEqual(got[i], want[i]) {
 			t.Errorf("op %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -177,7 +178,7 @@ func TestHot(t *testing.T) {
 	if dst[hotAccount] != 0 {
 		t.Errorf("the hot account received %d transfers", dst[hotAccount])
 	}
-	wl, _ := newWorkload(WorkloadHot, testPool, 2)
+	wl, _ := newWorkload(WorkloadHot, testPool, 2, BatchSizeDefault)
 	if got := wl.funding(hotAccount, 100_000); got != ledger.AmountMax {
 		t.Errorf("hot account funding = %d, want ledger.AmountMax", got)
 	}
@@ -242,7 +243,7 @@ func TestCheckPairs(t *testing.T) {
 
 func TestAmountsFollowExponent(t *testing.T) {
 	for _, c := range []struct{ exp, lo, hi int64 }{{0, 1, 10}, {2, 100, 1000}, {3, 1000, 10000}} {
-		wl, err := newWorkload(WorkloadCreditDebit, newAccountPool("e", 5, 4), int(c.exp))
+		wl, err := newWorkload(WorkloadCreditDebit, newAccountPool("e", 5, 4), int(c.exp), BatchSizeDefault)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,6 +271,7 @@ func TestExpectedRefusal(t *testing.T) {
 		WorkloadSamePartition:  {{opTransfer, "INSUFFICIENT_FUNDS"}},
 		WorkloadCrossPartition: {{opTransfer, "INSUFFICIENT_FUNDS"}},
 		WorkloadHot:            nil, // the hot account cannot run dry
+		WorkloadBatch:          nil, // every item not answered 201 is an error
 	}
 	codes := []string{"INSUFFICIENT_FUNDS", "UNAVAILABLE", "ACCOUNT_NOT_FOUND", "SAME_ACCOUNT", codeTransport, "HTTP_202"}
 	for _, w := range Workloads() {
@@ -277,7 +279,7 @@ func TestExpectedRefusal(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: no expectation", w.Name)
 		}
-		wl, err := newWorkload(w.Name, testPool, 2)
+		wl, err := newWorkload(w.Name, testPool, 2, BatchSizeDefault)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +295,7 @@ func TestExpectedRefusal(t *testing.T) {
 			}
 		}
 	}
-	if _, err := newWorkload("nope", testPool, 2); err == nil || !strings.Contains(err.Error(), "unknown workload") {
+	if _, err := newWorkload("nope", testPool, 2, BatchSizeDefault); err == nil || !strings.Contains(err.Error(), "unknown workload") {
 		t.Errorf("unknown workload: err = %v", err)
 	}
 }
@@ -303,4 +305,10 @@ var goldenCreditDebit = []op{
 	{kind: opCredit, account: 701, amount: 600},
 	{kind: opCredit, account: 590, amount: 375},
 	{kind: opCredit, account: 499, amount: 167},
+}
+
+// opEqual compares two ops, a batch's items included.
+func opEqual(a, b op) bool {
+	return a.kind == b.kind && a.account == b.account && a.counterparty == b.counterparty &&
+		a.amount == b.amount && slices.Equal(a.items, b.items)
 }

@@ -23,6 +23,9 @@ func TestBenchDrivesBaseline(t *testing.T) {
 	}
 	defer r.Shutdown(ctx) //nolint:errcheck // test teardown
 	for i, w := range bench.Workloads() {
+		if w.Name == bench.WorkloadBatch {
+			continue // the baseline has no batch endpoint
+		}
 		res, err := bench.Run(ctx, bench.Config{
 			Target: r.URL, Label: "baseline", Workload: w.Name, Accounts: 40, Partitions: 4, Concurrency: 4,
 			Duration: time.Second, RunID: "t" + string(rune('a'+i)), Audit: func(ctx context.Context) (bench.AuditOutcome, error) {

@@ -92,3 +92,36 @@ func check(t *testing.T, path, format string) {
 		}
 	}
 }
+
+func TestSweepChart(t *testing.T) {
+	sp := func(ops float64, p99 int64, pool int) *bench.SystemPoint {
+		return &bench.SystemPoint{OpsPerSec: ops, P99Us: p99, Pool: pool}
+	}
+	s := &bench.Sweep{Workload: "uniform", OpsUnit: "transfers", Points: []*bench.SweepPoint{
+		{Clients: 1, Bursar: sp(900, 1800, 0), Baseline: sp(400, 3000, 8)},
+		{Clients: 8, Bursar: sp(6000, 2500, 0), Baseline: sp(2500, 5000, 16)},
+		{Clients: 64, Bursar: sp(20000, 6000, 0), Baseline: sp(3000, 40000, 32)},
+		{Clients: 256, Bursar: sp(24000, 20000, 0)}, // baseline not run at this point
+	}}
+	for _, format := range Formats {
+		dir := t.TempDir()
+		path, err := Sweep(dir, format, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(path) != "sweep-uniform."+format {
+			t.Fatalf("path %s", path)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Size() < 1000 {
+			t.Fatalf("%s: %v, %v", path, fi, err)
+		}
+	}
+	// One point only, and no latency: still a chart.
+	one := &bench.Sweep{Workload: "hot", OpsUnit: "transfers", Points: []*bench.SweepPoint{{Clients: 4, Bursar: sp(10, 0, 0)}}}
+	if _, err := Sweep(t.TempDir(), "png", one); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sweep(t.TempDir(), "pdf", s); err == nil {
+		t.Fatal("pdf accepted")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,7 +51,18 @@ func runBench(args []string, stdout io.Writer) error {
 		"free loopback port over --baseline-database-url, default --database-url), and reports both and the\n"+
 		"ratios Bursar / baseline of ops/s and p99. The baseline's run ends with its own conservation audit.\n"+
 		"Run a baseline server on its own with 'bursar bench baseline serve --database-url URL --http-addr ADDR',\n"+
-		"and audit its tables with 'bursar bench baseline audit --database-url URL'.\n"+
+		"and audit its tables with 'bursar bench baseline audit --database-url URL'.\n\n"+
+		"--sweep 1,8,64,256 runs the workload closed-loop at each concurrency against Bursar (--target), then\n"+
+		"against the baseline at each --baseline-pools size (one 'bursar bench baseline serve' child process per\n"+
+		"pool size over --baseline-database-url, default --database-url, stopped with SIGTERM afterwards) and\n"+
+		"reports per point Bursar and the baseline's best pool: ops/s (transfers/s for transfer workloads), p50,\n"+
+		"p99, CPU µs per op of the server (the node: --node-pid, or every local 'bursar serve' process), of every\n"+
+		"postgres process on the machine (whatever it serves) and of the bench itself, from /proc, and the\n"+
+		"machine's idle %, all over each measured window; the ratios; and Bursar's stage breakdown from the\n"+
+		"node's bursar_stage_seconds at <target>/metrics. Each system's accounts are set up once and funded with\n"+
+		"1000000 each unless --funding is given. It ends with both money audits. --out and --format json give\n"+
+		"the JSON, --charts a sweep-<workload> chart. Workload batch has no baseline (no batch endpoint there).\n"+
+		"Workload batch counts transfers (items answered 201) as ops and errors by item; latency is per request.\n"+
 		"Exit 0 done; 1 failure or audit violation; 2 usage error or an audit could not check.")
 	target := fs.String("target", "http://127.0.0.1:8080", "base URL of a node with the ingress role")
 	workload := fs.String("workload", bench.WorkloadCreditDebit, "operation mix (see above)")
@@ -75,16 +87,48 @@ func runBench(args []string, stdout io.Writer) error {
 	baselineTarget := fs.String("baseline-target", "", "with --compare baseline: base URL of a running baseline server; empty = start one in this process on a free loopback port")
 	baselineDB := fs.String("baseline-database-url", "", "with --compare baseline: PostgreSQL of the baseline's tables (baseline_*), for the in-process server and the baseline's audit; empty = --database-url")
 	baselineConns := fs.Int("baseline-max-conns", 0, "with --compare baseline and no --baseline-target: the in-process baseline's pool size; 0 = 4 × GOMAXPROCS")
+	sweep := fs.String("sweep", "", "comma-separated concurrencies, e.g. 1,8,64,256: run the workload closed-loop at each against Bursar and the baseline (see above)")
+	baselinePools := fs.String("baseline-pools", "8,16,32,64", "with --sweep: the baseline pool sizes tried at each concurrency (the best is reported)")
+	nodePID := fs.Int("node-pid", 0, "with --sweep: PID of the node under test, for its CPU; 0 = every local process whose command line is `bursar serve`")
+	batchSize := fs.Int("batch-size", bench.BatchSizeDefault, fmt.Sprintf("workload batch: transfers per batch request, in [1, %d]", bench.BatchSizeMax))
 	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	usage := func(format string, a ...any) error { return &exitError{code: 2, err: fmt.Errorf(format, a...)} }
 	if err := checkFormat(*format); err != nil {
 		return err
 	}
 	if *chartFormat != "png" && *chartFormat != "svg" {
 		return usage("--chart-format must be png or svg, got %q", *chartFormat)
+	}
+	var concurrencies, pools []int
+	if *sweep != "" || set["sweep"] {
+		var err error
+		if concurrencies, err = bench.ParseIntList("--sweep", *sweep, bench.ConcurrencyMax, bench.SweepPointsMax); err != nil {
+			return usage("%v", err)
+		}
+		if pools, err = bench.ParseIntList("--baseline-pools", *baselinePools, baseline.MaxConnsMax, bench.SweepPoolsMax); err != nil {
+			return usage("%v", err)
+		}
+		for _, f := range []string{"concurrency", "rate", "compare", "baseline-target", "baseline-max-conns"} {
+			if set[f] {
+				return usage("--%s does not go with --sweep (a sweep is closed loop at each --sweep concurrency, against baselines it starts itself)", f)
+			}
+		}
+		if *nodePID < 0 {
+			return usage("--node-pid must be a PID or 0, got %d", *nodePID)
+		}
+		if !set["funding"] {
+			*funding = sweepFundingDefault
+		}
+	} else if set["baseline-pools"] || set["node-pid"] {
+		return usage("--baseline-pools and --node-pid need --sweep")
+	}
+	if *workload == bench.WorkloadBatch && *compare != "" {
+		return usage("--compare baseline: the baseline has no batch endpoint; compare with workload uniform (single transfers) instead")
 	}
 	if *compare != "" && *compare != compareBaseline {
 		return usage("--compare must be empty or %q, got %q", compareBaseline, *compare)
@@ -121,6 +165,7 @@ func runBench(args []string, stdout io.Writer) error {
 		Target: *target, Label: "bursar", Partitions: *partitions, Workload: *workload, Accounts: *accounts,
 		Concurrency: *concurrency, Rate: *rate, Warmup: *warmup, Duration: *duration, Seed: *seed,
 		RunID: *runID, Currency: *currency, Funding: *funding, RequestTimeout: *timeout, Log: log,
+		BatchSize: *batchSize,
 	}
 	if *compare == "" {
 		cfg.Out = *out
@@ -131,6 +176,12 @@ func runBench(args []string, stdout io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if concurrencies != nil {
+		return runSweep(ctx, log, cfg, sweepFlags{
+			concurrencies: concurrencies, pools: pools, nodePID: *nodePID, baselineDB: *baselineDB, dbURL: *dbURL,
+			brokers: splitList(*brokers), settle: *settle, out: *out, charts: *charts, chartFormat: *chartFormat, format: *format,
+		}, stdout)
+	}
 
 	// Start the in-process baseline before anything runs, so that a bad
 	// database URL fails at once rather than after Bursar's run. Idle, it
