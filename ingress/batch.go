@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"sync"
@@ -302,10 +303,10 @@ func (s *Server) writeBatch(ctx *fasthttp.RequestCtx, items []batchItem) {
 	}
 }
 
-// appendBatchResult writes item i's result: {"index", "status", then the
-// members of the body its single endpoint would have answered with, or
-// "error": {"code", "message"}}, and "replayed": true for a replayed
-// command. It returns the status.
+// appendBatchResult writes item i's result: {"index", "status" (HTTP),
+// then the members of the body its single endpoint would have answered
+// with (but its "status": inlineBody), or "error": {"code", "message"}},
+// and "replayed": true for a replayed command. It returns the status.
 func appendBatchResult(w *jsonw.Writer, i int, it *batchItem) int {
 	status, body := batchOutcome(it)
 	w.Open()
@@ -319,11 +320,14 @@ func appendBatchResult(w *jsonw.Writer, i int, it *batchItem) int {
 		w.String("message", it.err.msg)
 		w.Close()
 	case it.resolved != nil:
-		appendMembers(w, it.resolved.body)
+		mark := len(w.B)
+		w.B = append(w.B, ',')
+		w.B = append(w.B, bytes.TrimRight(it.resolved.body, "\n")...)
+		inlineBody(w, mark)
 	default:
 		mark := len(w.B)
 		body.appendJSON(w)
-		inlineObject(w, mark)
+		inlineBody(w, mark)
 	}
 	if it.answered && it.res.Replayed {
 		w.Bool("replayed", true)
@@ -365,35 +369,79 @@ type transferOutcomeBody struct {
 
 func (b transferOutcomeBody) appendJSON(w *jsonw.Writer) { appendTransferOutcome(w, b.c, b.res.TxID) }
 
-// inlineObject turns the object a body writer has just appended to w at
-// mark, as a member would be (",{members}"), into members of the object
-// being written (",members"), in place.
-func inlineObject(w *jsonw.Writer, mark int) {
+// inlineBody turns the body object appended to w at mark, as a member
+// would be (",{members}"), into members of the result being written
+// (",members"), in place, less the body's own "status" member: it would
+// collide with the result's HTTP status, and says nothing that status does
+// not (201: "completed", 202: "pending").
+func inlineBody(w *jsonw.Writer, mark int) {
 	obj := w.B[mark:]
 	if len(obj) < 3 || obj[0] != ',' || obj[1] != '{' || obj[len(obj)-1] != '}' {
 		panic("ingress: a response body is not a JSON object: " + string(obj))
 	}
-	if len(obj) == 3 { // ",{}"
-		w.B = w.B[:mark]
-		return
+	members := obj[1 : len(obj)-1]
+	members[0] = ',' // over the '{': ",members", or "," for {}
+	members = removeMember(members, "status")
+	if len(members) == 1 {
+		members = members[:0]
 	}
-	copy(obj[1:], obj[2:len(obj)-1])
-	w.B = w.B[:len(w.B)-2]
+	w.B = append(w.B[:mark], members...)
 }
 
-// appendMembers appends the members of the JSON object obj (as a body
-// writer or resolveTransfer wrote it: "{…}", maybe with a newline) to
-// the object w is writing.
-func appendMembers(w *jsonw.Writer, obj []byte) {
-	end := len(obj)
-	for end > 0 && (obj[end-1] == '\n' || obj[end-1] == ' ') {
-		end--
+// removeMember removes the member named key from members, the inside of a
+// compact JSON object as this package writes it (no white space), behind a
+// leading comma: ",\"a\":1,\"b\":{…}". Nested members are left alone.
+func removeMember(members []byte, key string) []byte {
+	for i := 0; i+1 < len(members); {
+		start := i
+		nameEnd := skipString(members, i+1)
+		name := members[i+2 : nameEnd-1]
+		end := skipValue(members, nameEnd+1) // past the ':'
+		if string(name) == key {
+			return append(members[:start], members[end:]...)
+		}
+		i = end
 	}
-	if end < 2 || obj[0] != '{' || obj[end-1] != '}' {
-		panic("ingress: a response body is not a JSON object: " + string(obj))
+	return members
+}
+
+// skipString returns the index just past the JSON string starting at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
 	}
-	if inner := obj[1 : end-1]; len(inner) > 0 {
-		w.B = append(w.B, ',')
-		w.B = append(w.B, inner...)
+	panic("ingress: unterminated string in a response body")
+}
+
+// skipValue returns the index just past the JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for j := i; j < len(b); {
+		switch b[j] {
+		case '"':
+			j = skipString(b, j)
+			if depth == 0 {
+				return j
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		case ',':
+			if depth == 0 {
+				return j
+			}
+		}
+		j++
 	}
+	return len(b)
 }

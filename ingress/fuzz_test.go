@@ -306,6 +306,16 @@ func TestFuzzCorpusLabels(t *testing.T) {
 		"FuzzDecodeMoney":    func(b []byte) *apiError { _, err := decodeMoney(ledger.KindCredit, b, ""); return err },
 		"FuzzDecodeOpen":     func(b []byte) *apiError { _, err := decodeOpen(b, ""); return err },
 		"FuzzDecodeTransfer": func(b []byte) *apiError { _, err := decodeTransfer(b, ""); return err },
+		// valid-*: the envelope and every item are accepted.
+		"FuzzDecodeBatch": func(b []byte) *apiError {
+			items, err := decodeBatch(b, batchFuzzItemsMax)
+			for _, it := range items {
+				if err == nil {
+					err = it.err
+				}
+			}
+			return err
+		},
 	}
 	for target, decode := range decoders {
 		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
@@ -339,4 +349,60 @@ func TestFuzzCorpusLabels(t *testing.T) {
 			}
 		}
 	}
+}
+
+// batchFuzzItemsMax is the items limit FuzzDecodeBatch decodes under,
+// small so that the fuzzer reaches it.
+const batchFuzzItemsMax = 4
+
+func FuzzDecodeBatch(f *testing.F) {
+	credit := itemJSON("credit", moneyJSON(`"12.34"`, "USD"))
+	tr := itemJSON("transfer", transferJSON(q(testAccount), q(otherAccount), `"1"`), `"idempotency_key":"k-1"`)
+	for _, s := range []string{
+		batchJSON(credit),
+		batchJSON(credit, tr, itemJSON("debit", moneyWith(`"reference_id":"r-1"`))),
+		batchJSON(credit, `{"type":"loan"}`, `[]`, itemJSON("credit", moneyJSON(`"0"`, "USD"))),
+		batchJSON(credit, credit, credit, credit, credit),
+		`{"items":[]}`,
+		`{"items":null}`,
+		`{"items":[],"x":1}`,
+		`[]`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := decodeBatch(body, batchFuzzItemsMax)
+		if err != nil {
+			// The envelope's refusals are the body's, never a business code.
+			checkRefusal(t, ledger.Command{}, err)
+			if items != nil {
+				t.Fatalf("refused envelope with %d items", len(items))
+			}
+			return
+		}
+		if len(items) < 1 || len(items) > batchFuzzItemsMax {
+			t.Fatalf("accepted %d items, limit %d", len(items), batchFuzzItemsMax)
+		}
+		var env batchRequest
+		if err := json.Unmarshal(body, &env); err != nil || len(env.Items) != len(items) {
+			t.Fatalf("accepted envelope does not decode to %d items: %v", len(items), err)
+		}
+		for i, it := range items {
+			if it.err != nil {
+				if it.err.code == ledger.CodeSameAccount && it.cmd == (ledger.Command{}) {
+					continue // the one 422 a body alone can earn
+				}
+				checkRefusal(t, it.cmd, it.err)
+				continue
+			}
+			checkRoundTrip(t, it.cmd)
+			// An accepted item is what its single endpoint makes of the
+			// same body with idempotency_key as the header.
+			checkSameAsSingle(t, env.Items[i], it.cmd)
+			if again, err := decodeItem(env.Items[i]); err != nil || again != it.cmd {
+				t.Fatalf("second decode of item %d differs: %+v, %v; first %+v", i, again, err, it.cmd)
+			}
+		}
+	})
 }
