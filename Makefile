@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeMoney -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./ingress/
 
 ## bench: Go micro-benchmarks of the core and the write-behind encoding.
 bench:

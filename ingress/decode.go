@@ -271,10 +271,16 @@ type moneyRequest struct {
 // decodeMoney turns a credit or debit body into a command.
 func decodeMoney(kind ledger.Kind, body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req moneyRequest
-	var c ledger.Command
 	if err := decodeStrict(body, &req); err != nil {
-		return c, err
+		return ledger.Command{}, err
 	}
+	return req.command(kind, idemKey)
+}
+
+// command validates a decoded credit or debit request (a body, or an item
+// of a batch) into its command.
+func (req *moneyRequest) command(kind ledger.Kind, idemKey string) (ledger.Command, *apiError) {
+	var c ledger.Command
 	id, aerr := parseID(req.AccountID, "account_id")
 	if aerr != nil {
 		return c, aerr

@@ -306,6 +306,16 @@ func TestFuzzCorpusLabels(t *testing.T) {
 		"FuzzDecodeMoney":    func(b []byte) *apiError { _, err := decodeMoney(ledger.KindCredit, b, ""); return err },
 		"FuzzDecodeOpen":     func(b []byte) *apiError { _, err := decodeOpen(b, ""); return err },
 		"FuzzDecodeTransfer": func(b []byte) *apiError { _, err := decodeTransfer(b, ""); return err },
+		// valid-*: the envelope and every item are accepted.
+		"FuzzDecodeBatch": func(b []byte) *apiError {
+			items, err := decodeBatch(b, batchFuzzItemsMax)
+			for _, it := range items {
+				if err == nil {
+					err = it.err
+				}
+			}
+			return err
+		},
 	}
 	for target, decode := range decoders {
 		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*"))
@@ -339,4 +349,98 @@ func TestFuzzCorpusLabels(t *testing.T) {
 			}
 		}
 	}
+}
+
+// batchFuzzItemsMax is the items limit FuzzDecodeBatch decodes under,
+// small so that the fuzzer reaches it.
+const batchFuzzItemsMax = 4
+
+func FuzzDecodeBatch(f *testing.F) {
+	credit := itemJSON("credit", moneyJSON(`"12.34"`, "USD"))
+	tr := itemJSON("transfer", transferJSON(q(testAccount), q(otherAccount), `"1"`), `"idempotency_key":"k-1"`)
+	for _, s := range []string{
+		batchJSON(credit),
+		batchJSON(credit, tr, itemJSON("debit", moneyWith(`"reference_id":"r-1"`))),
+		batchJSON(credit, `{"type":"loan"}`, `[]`, itemJSON("credit", moneyJSON(`"0"`, "USD"))),
+		batchJSON(credit, credit, credit, credit, credit),
+		`{"items":[]}`,
+		`{"items":null}`,
+		`{"items":[],"x":1}`,
+		`[]`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := decodeBatch(body, batchFuzzItemsMax)
+		if err != nil {
+			// The envelope's refusals are the body's, never a business code.
+			checkRefusal(t, ledger.Command{}, err)
+			if items != nil {
+				t.Fatalf("refused envelope with %d items", len(items))
+			}
+			return
+		}
+		if len(items) < 1 || len(items) > batchFuzzItemsMax {
+			t.Fatalf("accepted %d items, limit %d", len(items), batchFuzzItemsMax)
+		}
+		var env batchRequest
+		if err := json.Unmarshal(body, &env); err != nil || len(env.Items) != len(items) {
+			t.Fatalf("accepted envelope does not decode to %d items: %v", len(items), err)
+		}
+		for i, it := range items {
+			if it.err != nil {
+				if it.err.code == ledger.CodeSameAccount && it.cmd == (ledger.Command{}) {
+					continue // the one 422 a body alone can earn
+				}
+				checkRefusal(t, it.cmd, it.err)
+				continue
+			}
+			checkRoundTrip(t, it.cmd)
+			// An accepted item is what its single endpoint makes of the
+			// canonical body of the command with its key as the header.
+			// (Not of the item's own members: encoding/json matches names
+			// without regard to case, so "TYPE" is the type too.)
+			checkCanonicalSingle(t, it.cmd)
+			if again, err := decodeItem(env.Items[i]); err != nil || again != it.cmd {
+				t.Fatalf("second decode of item %d differs: %+v, %v; first %+v", i, again, err, it.cmd)
+			}
+		}
+	})
+}
+
+// checkCanonicalSingle: the single endpoint of an accepted item's kind
+// decodes the item's command, written out canonically, to the same
+// command.
+func checkCanonicalSingle(t *testing.T, c ledger.Command) {
+	t.Helper()
+	exp, _ := ledger.CurrencyExponent(c.Currency)
+	body := map[string]string{
+		"amount": ledger.FormatAmount(c.Amount, exp), "currency": c.Currency,
+		"description": c.Description, "reference_id": c.ReferenceID,
+	}
+	if c.Kind == ledger.KindTransferDebit {
+		body["source_account_id"], body["destination_account_id"] = c.AccountID.String(), c.Counterparty.String()
+	} else {
+		body["account_id"] = c.AccountID.String()
+	}
+	canon, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var single ledger.Command
+	var aerr *apiError
+	switch c.Kind {
+	case ledger.KindCredit, ledger.KindDebit:
+		single, aerr = decodeMoney(c.Kind, canon, c.IdemKey)
+	case ledger.KindTransferDebit:
+		single, aerr = decodeTransfer(canon, c.IdemKey)
+	default:
+		t.Fatalf("batch item of kind %s", c.Kind)
+	}
+	if aerr != nil || single != c {
+		t.Fatalf("single endpoint makes %+v, %v of %s; the batch made %+v", single, aerr, canon, c)
+	}
+	checkUnminted(t, ledger.Command{Kind: c.Kind, TxID: c.TxID, TimestampUs: c.TimestampUs, RequestHash: c.RequestHash,
+		ReplyNode: c.ReplyNode, ReplySeq: c.ReplySeq, FailCode: c.FailCode})
 }

@@ -29,7 +29,21 @@ type Replies struct {
 
 type replyShard struct {
 	mu sync.Mutex
-	m  map[uint64]chan ledger.Result
+	m  map[uint64]replyWaiter
+}
+
+// replyWaiter is where one answer goes: a request's own channel, or the
+// channel a whole batch shares (with the sequence number, to tell its
+// items apart). One of the two is set.
+type replyWaiter struct {
+	ch    chan ledger.Result
+	batch chan batchReply
+}
+
+// batchReply is one answer to an item of a batch.
+type batchReply struct {
+	seq uint64
+	res ledger.Result
 }
 
 // NewReplies returns a registry for instance node holding at most limit
@@ -37,7 +51,7 @@ type replyShard struct {
 func NewReplies(node string, limit int) *Replies {
 	r := &Replies{node: node, limit: int64(limit)}
 	for i := range r.shards {
-		r.shards[i].m = make(map[uint64]chan ledger.Result)
+		r.shards[i].m = make(map[uint64]replyWaiter)
 	}
 	return r
 }
@@ -56,9 +70,34 @@ func (r *Replies) Register() (seq uint64, ch chan ledger.Result, ok bool) {
 	ch = make(chan ledger.Result, 1)
 	s := &r.shards[seq%replyShards]
 	s.mu.Lock()
-	s.m[seq] = ch
+	s.m[seq] = replyWaiter{ch: ch}
 	s.mu.Unlock()
 	return seq, ch, true
+}
+
+// RegisterBatch reserves n consecutive sequence numbers, first to
+// first+n-1, whose answers all arrive on ch, each with its sequence
+// number. It takes all n places or none: ok is false when the registry
+// cannot hold them all. ch has room for every answer, so Deliver never
+// blocks on it.
+func (r *Replies) RegisterBatch(n int) (first uint64, ch chan batchReply, ok bool) {
+	if n < 1 {
+		panic("ingress: RegisterBatch of no items")
+	}
+	if r.n.Add(int64(n)) > r.limit {
+		r.n.Add(-int64(n))
+		return 0, nil, false
+	}
+	last := r.seq.Add(uint64(n))
+	first = last - uint64(n) + 1
+	ch = make(chan batchReply, n)
+	for seq := first; seq <= last; seq++ {
+		s := &r.shards[seq%replyShards]
+		s.mu.Lock()
+		s.m[seq] = replyWaiter{batch: ch}
+		s.mu.Unlock()
+	}
+	return first, ch, true
 }
 
 // Forget drops a waiter (answered, or given up).
@@ -80,17 +119,20 @@ func (r *Replies) Deliver(node string, seq uint64, res *ledger.Result) {
 	}
 	s := &r.shards[seq%replyShards]
 	s.mu.Lock()
-	ch, ok := s.m[seq]
+	w, ok := s.m[seq]
 	if ok {
 		delete(s.m, seq)
 		r.n.Add(-1)
 	}
 	s.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		r.Dropped.Add(1)
-		return
+	case w.batch != nil:
+		w.batch <- batchReply{seq: seq, res: *res}
+	default:
+		w.ch <- *res
 	}
-	ch <- *res
 }
 
 // Len is the number of waiters.

@@ -29,9 +29,14 @@ import (
 type Config struct {
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
-	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond).
-	// Default 16 KiB.
+	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond) on
+	// every route but the batch. Default 16 KiB.
 	MaxBodyBytes int
+	// MaxBatchBodyBytes bounds the body of POST /transactions/batch.
+	// Default 1 MiB.
+	MaxBatchBodyBytes int
+	// BatchItemsMax bounds the items of one batch. Default 1000.
+	BatchItemsMax int
 	// WaitTimeout is how long a write waits for its answer before 202
 	// Accepted. Default 5s.
 	WaitTimeout time.Duration
@@ -55,6 +60,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 16 << 10
+	}
+	if c.MaxBatchBodyBytes <= 0 {
+		c.MaxBatchBodyBytes = 1 << 20
+	}
+	if c.BatchItemsMax <= 0 {
+		c.BatchItemsMax = 1000
 	}
 	if c.WaitTimeout <= 0 {
 		c.WaitTimeout = 5 * time.Second
@@ -96,6 +107,8 @@ type Server struct {
 	requests *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	batchItems *prometheus.CounterVec // batch.go
 }
 
 // New returns a server. metrics serves /metrics (nil: 404).
@@ -119,6 +132,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		}, []string{"route"}),
 	}
+	s.initBatch(reg)
 	if reg != nil {
 		reg.MustRegister(s.requests, s.rejected, s.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_ingress_inflight", Help: "Writes waiting for their answer."},
@@ -146,7 +160,7 @@ func (s *Server) NewHTTPServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:            s.serve,
 		Name:               "bursar",
-		MaxRequestBodySize: s.cfg.MaxBodyBytes,
+		MaxRequestBodySize: max(s.cfg.MaxBodyBytes, s.cfg.MaxBatchBodyBytes), // each route checks its own: checkBodySize
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       30 * time.Second,
 		IdleTimeout:        120 * time.Second,
@@ -157,7 +171,7 @@ func (s *Server) NewHTTPServer() *fasthttp.Server {
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 				s.rejected.WithLabelValues("body_size").Inc()
-				s.fail(ctx, bad(ledger.CodePayloadTooLarge, "request body is larger than "+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes"))
+				s.fail(ctx, bad(ledger.CodePayloadTooLarge, "request body is larger than "+strconv.Itoa(s.bodyBytesMax(string(ctx.Path())))+" bytes"))
 				return
 			}
 			s.fail(ctx, bad(ledger.CodeMalformedRequest, "cannot parse HTTP request"))
@@ -203,7 +217,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 	method := string(ctx.Method())
 	want := func(m string) *apiError {
 		if method == m || (m == "GET" && method == "HEAD") {
-			return nil
+			return s.checkBodySize(ctx, path)
 		}
 		ctx.Response.Header.Set("Allow", m)
 		return bad(ledger.CodeMethodNotAllowed, "use "+m+" for "+path)
@@ -246,6 +260,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 			return "transfer", err
 		}
 		return "transfer", s.transfer(ctx)
+	case batchPath:
+		if err := want("POST"); err != nil {
+			return "batch", err
+		}
+		return "batch", s.batch(ctx)
 	}
 	if s.admin != nil && strings.HasPrefix(path, "/internal/") {
 		s.admin(ctx)
@@ -410,21 +429,8 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	if st, ok := ctx.UserValue(startKey).(time.Time); ok {
 		s.cfg.Stages.Observe(engine.StageDecoded, now.Sub(st))
 	}
-	// Version 7: time-ordered, so the transactions table's index on
-	// (transaction_id, kind) grows at its right edge instead of at random
-	// pages (half the PostgreSQL cost of that index per row).
-	c.TxID = newTxID()
-	c.TimestampUs = now.UnixMicro()
-	c.RequestHash = ledger.HashRequest(c)
-	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
+	rec := s.newRecord(c, seq, now)
 	ctx.SetUserValue(stampKey, c.TimestampUs)
-	rec := &kgo.Record{
-		Topic:     kafkalog.TopicCommands,
-		Partition: s.slots.PartitionOfAccount(c.AccountID),
-		Key:       c.AccountID[:],
-		Value:     c.AppendBinary(make([]byte, 0, 256)),
-		Timestamp: now,
-	}
 	produced := make(chan error, 1)
 	// One deadline for both the append and the answer.
 	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)
@@ -480,6 +486,26 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 			writeJSON(ctx, 202, pendingBody{c})
 			return nil, nil
 		}
+	}
+}
+
+// newRecord mints c's transaction ID and timestamp (now), fingerprints the
+// request, routes its answer to seq on this node, and returns the record
+// for its account's partition.
+func (s *Server) newRecord(c *ledger.Command, seq uint64, now time.Time) *kgo.Record {
+	// Version 7: time-ordered, so the transactions table's index on
+	// (transaction_id, kind) grows at its right edge instead of at random
+	// pages (half the PostgreSQL cost of that index per row).
+	c.TxID = newTxID()
+	c.TimestampUs = now.UnixMicro()
+	c.RequestHash = ledger.HashRequest(c)
+	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
+	return &kgo.Record{
+		Topic:     kafkalog.TopicCommands,
+		Partition: s.slots.PartitionOfAccount(c.AccountID),
+		Key:       c.AccountID[:],
+		Value:     c.AppendBinary(make([]byte, 0, 256)),
+		Timestamp: now,
 	}
 }
 

@@ -16,10 +16,16 @@ type transferRequest struct {
 // runs in the source account's partition (rule 1).
 func decodeTransfer(body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req transferRequest
-	var c ledger.Command
 	if err := decodeStrict(body, &req); err != nil {
-		return c, err
+		return ledger.Command{}, err
 	}
+	return req.command(idemKey)
+}
+
+// command validates a decoded transfer request (a body, or an item of a
+// batch) into the debit-leg command.
+func (req *transferRequest) command(idemKey string) (ledger.Command, *apiError) {
+	var c ledger.Command
 	src, aerr := parseID(req.SourceAccountID, "source_account_id")
 	if aerr != nil {
 		return c, aerr

@@ -3,7 +3,7 @@
 #
 #   k6-install             install k6 $(K6_VERSION) to $(K6) unless that exact version is there
 #   k6-smoke               the smoke scenario against a running node at BASE_URL
-#   k6 SCENARIO=<name>     any scenario (smoke load stress spike soak hot-account retail)
+#   k6 SCENARIO=<name>     any scenario (smoke load stress spike soak hot-account retail batch)
 #   k6-smoke-ci            build, start a fresh node on a fresh database, smoke, audit, clean up
 #
 # Scenario parameters go through K6_ENV, e.g.
@@ -26,7 +26,7 @@ SCENARIO ?= smoke
 # variables to the recipe's environment.
 K6_SUMMARY_DIR ?= $(K6_DIR)/out
 K6_ENV ?=
-K6_SCENARIOS := smoke load stress spike soak hot-account retail
+K6_SCENARIOS := smoke load stress spike soak hot-account retail batch
 
 .PHONY: k6-install k6-smoke k6 k6-smoke-ci
 

@@ -39,6 +39,7 @@ type serveFlags struct {
 	partitions, eventPartitions                            int
 	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
 	maxInflight, maxBody, pgConns                          int
+	maxBatchBody, batchItemsMax                            int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
 	kafkaLinger, commandsRetention, eventsRetention        time.Duration
 	eventsRetentionBytes                                   int64
@@ -88,6 +89,8 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.keys, "keys-per-account", 8192, "idempotency keys kept in memory per account; older ones are looked up in PostgreSQL (bursar_engine_key_lookups_total)")
 	fs.IntVar(&f.maxInflight, "max-inflight", 100_000, "writes waiting for an answer before 503 (bursar_ingress_rejected_total{reason=\"inflight\"})")
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
+	fs.IntVar(&f.maxBatchBody, "max-batch-body-bytes", 1<<20, "largest body of POST /api/v1/transactions/batch (bursar_ingress_rejected_total{reason=\"body_size\"})")
+	fs.IntVar(&f.batchItemsMax, "batch-items-max", 1000, "most items in one POST /api/v1/transactions/batch (400 INVALID_FIELD beyond); at most --max-inflight, since a batch is admitted only whole")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
 	fs.DurationVar(&f.kafkaLinger, "kafka-linger", 0, "how long the producer waits to fill a batch, at most 1s; 0 sends at once when no request is in flight and gathers what arrives meanwhile into the next one (batches grow with load); longer means fewer, larger produce requests and that much more latency when idle")
@@ -116,6 +119,12 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.maxInflight < 1 {
 		return &exitError{code: 2, err: errors.New("--max-inflight must be at least 1")}
+	}
+	if f.maxBatchBody < 1 {
+		return &exitError{code: 2, err: errors.New("--max-batch-body-bytes must be at least 1")}
+	}
+	if f.batchItemsMax < 1 || f.batchItemsMax > f.maxInflight {
+		return &exitError{code: 2, err: errors.New("--batch-items-max must be between 1 and --max-inflight (a batch is admitted only whole)")}
 	}
 	if f.join != "" && f.kafkaBrokers == "" {
 		// An embedded broker per node would give each node its own log.
@@ -354,6 +363,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		api, err := ingress.New(ingress.Config{
 			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durable,
 			Written: written, Stages: stages,
+			MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
 		}, log.With("component", "ingress"), producer, replies, router, store, reg,
 			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 		if err != nil {

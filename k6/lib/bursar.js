@@ -117,7 +117,7 @@ export function randomMinor(lo, hi) {
 // expected answer. Every scenario thresholds it.
 export const correct = new Rate('correct_responses');
 
-const OPS = ['open', 'credit', 'debit', 'transfer', 'balance', 'account', 'transaction', 'history', 'health'];
+const OPS = ['open', 'credit', 'debit', 'transfer', 'batch', 'balance', 'account', 'transaction', 'history', 'health'];
 const opLatency = {};
 for (const op of OPS) opLatency[op] = new Trend(`op_${op}_duration`, true);
 
@@ -237,6 +237,7 @@ export const raw = {
   credit: (a, o = {}) => post('/api/v1/transactions/credit', a, 'credit', o.phase || 'main', o.headers, o.expected),
   debit: (a, o = {}) => post('/api/v1/transactions/debit', a, 'debit', o.phase || 'main', o.headers, o.expected),
   transfer: (a, o = {}) => post('/api/v1/transactions/transfer', a, 'transfer', o.phase || 'main', o.headers, o.expected),
+  batch: (a, o = {}) => post('/api/v1/transactions/batch', a, 'batch', o.phase || 'main', o.headers, o.expected),
   balance: (id, o = {}) => get(`/api/v1/accounts/${id}/balance`, 'balance', o.phase || 'main', o.expected),
   account: (id, o = {}) => get(`/api/v1/accounts/${id}`, 'account', o.phase || 'main', o.expected),
   transaction: (id, o = {}) => get(`/api/v1/transactions/${id}`, 'transaction', o.phase || 'main', o.expected),
@@ -299,6 +300,49 @@ export function transfer(src, dst, amount, opts = {}) {
     isID(b.transaction_id) && b.status === 'completed' && b.type === 'transfer' &&
     b.source_account_id === src && b.destination_account_id === dst &&
     b.amount === fmt(amount) && b.currency === CURRENCY);
+}
+
+// Batch items, each judged like an answer of its own (op batch_item):
+// correct only with status 201 and the transfer's fields.
+export const batchItems = new Counter('batch_items');
+
+// batchTransfers posts one batch of transfers ([src, dst, amount] triples,
+// amounts in minor units) and checks the envelope (200, one result per
+// item, in order) and then every item. It returns the number of items that
+// completed.
+export function batchTransfers(triples, opts = {}) {
+  const items = triples.map(([src, dst, amount]) => Object.assign({ type: 'transfer' }, transferReq(src, dst, amount, opts)));
+  const res = raw.batch({ items }, { phase: opts.phase, headers: opts.headers });
+  const b = expect('batch', res, 200, `results for ${items.length} items`, (x) =>
+    Array.isArray(x.results) && x.results.length === items.length && x.results.every((r, i) => r.index === i));
+  if (!b) return 0;
+  let done = 0;
+  b.results.forEach((r, i) => {
+    const [src, dst, amount] = triples[i];
+    batchItems.add(1);
+    const ok = check(r, {
+      'batch item: 201 transfer completed': (x) => x.status === 201 && !x.error && isID(x.transaction_id) &&
+        x.type === 'transfer' && x.source_account_id === src && x.destination_account_id === dst &&
+        x.amount === fmt(amount) && x.currency === CURRENCY,
+    });
+    correct.add(ok, { op: 'batch_item' });
+    if (ok) {
+      done++;
+      return;
+    }
+    if (r.error && wrongByCode[r.error.code]) {
+      wrongByCode[r.error.code].add(1, { op: 'batch_item' });
+    } else if (r.status === 202) {
+      wrongPending.add(1, { op: 'batch_item' });
+    } else {
+      wrongOther.add(1, { op: 'batch_item' });
+    }
+    if (warned < WARN_MAX) {
+      warned++;
+      console.warn(`batch item ${i}: expected 201 transfer completed; got ${JSON.stringify(r).slice(0, 300)}`);
+    }
+  });
+  return done;
 }
 
 // balance reads an account's balance; with want (minor units) the current
