@@ -314,7 +314,7 @@ type transferOutcomeBody struct {
 	res *ledger.Result
 }
 
-func (b transferOutcomeBody) appendJSON(w *jsonw.Writer) { appendTransferOutcome(w, b.c, b.res.TxID) }
+func (b transferOutcomeBody) appendJSON(w *jsonw.Writer) { appendTransferOutcome(w, b.c, b.res) }
 
 // inlineBody turns the body object appended to w at mark, as a member
 // would be (",{members}"), into members of the result being written

@@ -190,10 +190,10 @@ func (b pendingBody) appendJSON(w *jsonw.Writer) {
 
 // appendTransferOutcome writes the 201 answer to a completed transfer:
 // the command as the client sent it and the transfer's ID.
-func appendTransferOutcome(w *jsonw.Writer, c *ledger.Command, txID uuid.UUID) {
+func appendTransferOutcome(w *jsonw.Writer, c *ledger.Command, res *ledger.Result) {
 	exp, _ := ledger.CurrencyExponent(c.Currency)
 	w.Open()
-	w.UUID("transaction_id", txID)
+	w.UUID("transaction_id", res.TxID)
 	w.String("type", "transfer")
 	w.String("status", "completed")
 	w.UUID("source_account_id", c.AccountID)
@@ -202,7 +202,9 @@ func appendTransferOutcome(w *jsonw.Writer, c *ledger.Command, txID uuid.UUID) {
 	w.String("currency", c.Currency)
 	w.String("description", c.Description)
 	w.String("reference_id", c.ReferenceID)
-	timeMember(w, "timestamp", c.TimestampUs)
+	// The transfer's own time (the credit leg carries the debit's): a
+	// retry's answer is the first one's.
+	timeMember(w, "timestamp", res.TimestampUs)
 	w.Close()
 }
 

@@ -80,7 +80,7 @@ func refTransferOutcome(c *ledger.Command, res *ledger.Result) map[string]any {
 		"transaction_id": res.TxID.String(), "type": "transfer", "status": "completed",
 		"source_account_id": c.AccountID.String(), "destination_account_id": c.Counterparty.String(),
 		"amount": ledger.FormatAmount(c.Amount, exp), "currency": c.Currency,
-		"description": c.Description, "reference_id": c.ReferenceID, "timestamp": timestamp(c.TimestampUs),
+		"description": c.Description, "reference_id": c.ReferenceID, "timestamp": timestamp(res.TimestampUs),
 	}
 }
 
@@ -261,7 +261,7 @@ func TestBodiesMatchMaps(t *testing.T) {
 		}
 		sameJSON(t, appended(pendingBody{&c}), refPendingJSON(&c))
 		w.Reset()
-		appendTransferOutcome(&w, &c, res.TxID)
+		appendTransferOutcome(&w, &c, &res)
 		sameJSON(t, w.B, refTransferOutcome(&c, &res))
 
 		tr := transfer{status: []string{"pending", "completed", "failed", "refunded"}[rng.IntN(4)], code: ledger.Code(rng.IntN(25))}

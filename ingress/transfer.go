@@ -76,7 +76,7 @@ func writeTransferOutcome(ctx *fasthttp.RequestCtx, c *ledger.Command, res *ledg
 		return aerr
 	}
 	w := getJSONWriter()
-	appendTransferOutcome(w, c, res.TxID)
+	appendTransferOutcome(w, c, res)
 	sendJSON(ctx, 201, w)
 	putJSONWriter(w)
 	return nil

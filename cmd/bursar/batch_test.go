@@ -297,7 +297,8 @@ func TestBatchEndToEnd(t *testing.T) {
 		}
 		retry5 := res[1]["transaction_id"]
 		// The whole batch again: every item replayed, the transfer
-		// resolved from its legs, nothing applied twice.
+		// answered as the first time (by its re-sent credit leg), nothing
+		// applied twice.
 		res = b.results(t, first)
 		for i := range res {
 			if res[i]["replayed"] != true || res[i]["status"] != orig[i]["status"] {
@@ -309,8 +310,13 @@ func TestBatchEndToEnd(t *testing.T) {
 				t.Fatalf("replayed result %d: %v, original %v", i, res[i], orig[i])
 			}
 		}
-		if res[1]["legs"] == nil || res[1]["source_account_id"] != a {
-			t.Fatalf("replayed transfer not resolved from its legs: %v", res[1])
+		for k, v := range orig[1] {
+			if k != "replayed" && res[1][k] != v {
+				t.Fatalf("replayed transfer %v differs from the first answer %v at %q", res[1], orig[1], k)
+			}
+		}
+		if res[1]["source_account_id"] != a {
+			t.Fatalf("replayed transfer: %v", res[1])
 		}
 		if res[3]["error"].(map[string]any)["code"] != "INSUFFICIENT_FUNDS" {
 			t.Fatalf("replayed refusal: %v", res[3])
