@@ -93,7 +93,11 @@ func (em *emitter) round(ctx context.Context) {
 	}
 	// Every command behind q was fetched, and reported written, before it
 	// was queued: a round that starts now covers them.
-	if err := em.e.cfg.LogDurable(ctx); err != nil {
+	durable := em.e.cfg.CommandsDurable
+	if durable == nil {
+		durable = em.e.cfg.LogDurable
+	}
+	if err := durable(ctx); err != nil {
 		err = fmt.Errorf("engine: making the log durable before producing caused records: %w", err)
 		if ctx.Err() == nil {
 			em.e.fail(err)

@@ -86,6 +86,11 @@ type Config struct {
 	// PostgreSQL says they were applied (rule 3). nil: the broker's
 	// acknowledgement is durability enough.
 	LogDurable func(context.Context) error
+	// CommandsDurable, if set, is LogDurable for bursar.commands only
+	// (kafkalog.Broker.DurableCommands): all a record a command causes
+	// depends on. The emitter waits on it before producing caused records;
+	// nil: it waits on LogDurable.
+	CommandsDurable func(context.Context) error
 	// LogWritten, set with LogDurable, is told every partition the engine
 	// fetched commands from or produced records to, before it waits on
 	// LogDurable for them: the embedded broker syncs only the partitions

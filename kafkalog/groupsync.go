@@ -57,10 +57,13 @@ type groupSync struct {
 	stop         chan struct{}
 	ended        chan struct{} // closed when run has returned
 
-	mu     sync.Mutex
-	dirty  map[topicPartition]struct{} // written since the last round took the set
-	next   *syncRound                  // the round that starts next
-	failed error                       // sticky: a failed sync may have lost written pages
+	mu sync.Mutex
+	// Written since a round last took them: command partitions, which
+	// every round syncs, and the others (events, dead letters), which only
+	// rounds that a wait for everything asked for sync.
+	commandsDirty, otherDirty map[topicPartition]struct{}
+	next                      *syncRound // the round that starts next
+	failed                    error      // sticky: a failed sync may have lost written pages
 
 	files map[topicPartition]*segmentFile // run's own: no lock
 }
@@ -72,9 +75,11 @@ type segmentFile struct {
 }
 
 // syncRound is one sync; done is closed when it has finished, with err.
+// all is set (under groupSync.mu) when a waiter needs every topic synced.
 type syncRound struct {
 	done chan struct{}
 	err  error
+	all  bool
 }
 
 func newGroupSync(root string, segmentBytes int64, syncFile func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
@@ -84,7 +89,8 @@ func newGroupSync(root string, segmentBytes int64, syncFile func(*os.File) error
 	g := &groupSync{
 		root: root, segmentBytes: segmentBytes, syncFile: syncFile, onSync: onSync,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{}),
-		dirty: make(map[topicPartition]struct{}),
+		commandsDirty: make(map[topicPartition]struct{}),
+		otherDirty:    make(map[topicPartition]struct{}),
 		next:  &syncRound{done: make(chan struct{})},
 		files: make(map[topicPartition]*segmentFile),
 	}
@@ -97,15 +103,25 @@ func newGroupSync(root string, segmentBytes int64, syncFile func(*os.File) error
 func (g *groupSync) written(topic string, partition int32) {
 	tp := topicPartition{topic, partition}
 	g.mu.Lock()
-	g.dirty[tp] = struct{}{}
+	if topic == TopicCommands {
+		g.commandsDirty[tp] = struct{}{}
+	} else {
+		g.otherDirty[tp] = struct{}{}
+	}
 	g.mu.Unlock()
 }
 
 // wait returns once a round that started after the call has finished:
-// what was written, and reported, before the call is then on disk.
-func (g *groupSync) wait(ctx context.Context) error {
+// what was written, and reported, before the call is then on disk: in
+// bursar.commands, and with all in every topic. Answers and the records
+// commands cause depend only on commands; an offset commit depends on
+// the events and dead letters its commands caused too, and asks for all.
+func (g *groupSync) wait(ctx context.Context, all bool) error {
 	g.mu.Lock()
 	r := g.next
+	if all {
+		r.all = true
+	}
 	g.mu.Unlock()
 	select {
 	case g.kick <- struct{}{}:
@@ -144,8 +160,14 @@ func (g *groupSync) round() {
 	g.mu.Lock()
 	r := g.next
 	g.next = &syncRound{done: make(chan struct{})}
-	dirty := g.dirty
-	g.dirty = make(map[topicPartition]struct{}, len(dirty))
+	dirty := g.commandsDirty
+	g.commandsDirty = make(map[topicPartition]struct{}, len(dirty))
+	if r.all {
+		for tp := range g.otherDirty {
+			dirty[tp] = struct{}{}
+		}
+		g.otherDirty = make(map[topicPartition]struct{}, len(g.otherDirty))
+	}
 	failed := g.failed
 	g.mu.Unlock()
 	var err error

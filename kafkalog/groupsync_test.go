@@ -72,7 +72,7 @@ func writeSegment(t *testing.T, root string, tp topicPartition, base int64, n in
 // waitWritten reports testTP written, then waits.
 func waitWritten(ctx context.Context, g *groupSync) error {
 	g.written(testTP.topic, testTP.partition)
-	return g.wait(ctx)
+	return g.wait(ctx, false)
 }
 
 // TestGroupSyncWaitsForALaterSync: a wait returns only after a sync that
@@ -142,7 +142,7 @@ func TestGroupSyncCancelAndClose(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("wait in progress at close = %v", err)
 	}
-	if err := g.wait(context.Background()); !errors.Is(err, ErrBrokerClosed) {
+	if err := g.wait(context.Background(), true); !errors.Is(err, ErrBrokerClosed) {
 		t.Fatalf("wait after close = %v", err)
 	}
 }
@@ -195,18 +195,21 @@ func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
 		name    string
 		prepare func()
 		written []topicPartition
+		all     bool
 		want    []string
 	}{
-		{"one partition", nil, []topicPartition{cmd1}, []string{"bursar.commands-1/0.dat"}},
-		{"two topics", nil, []topicPartition{cmd0, ev0}, []string{"bursar.commands-0/0.dat", "bursar.events-0/0.dat"}},
-		{"nothing written", nil, nil, nil},
-		{"reported twice, synced once", nil, []topicPartition{cmd1, cmd1}, []string{"bursar.commands-1/0.dat"}},
+		{"one partition", nil, []topicPartition{cmd1}, false, []string{"bursar.commands-1/0.dat"}},
+		{"two topics, everything", nil, []topicPartition{cmd0, ev0}, true, []string{"bursar.commands-0/0.dat", "bursar.events-0/0.dat"}},
+		{"two topics, commands only", nil, []topicPartition{cmd0, ev0}, false, []string{"bursar.commands-0/0.dat"}},
+		{"the events left for a wait for everything", nil, nil, true, []string{"bursar.events-0/0.dat"}},
+		{"nothing written", nil, nil, true, nil},
+		{"reported twice, synced once", nil, []topicPartition{cmd1, cmd1}, false, []string{"bursar.commands-1/0.dat"}},
 		{"rolled segment", func() {
 			writeSegment(t, root, cmd0, 0, roll) // reaches the roll size
 			writeSegment(t, root, cmd0, 17, 5)   // the next segment
 			writeSegment(t, root, cmd0, 9, 5)    // sorts before 17 by name, after 0 by number
-		}, []topicPartition{cmd0}, []string{"bursar.commands-0/0.dat", "bursar.commands-0/17.dat", "bursar.commands-0/9.dat"}},
-		{"after a roll, the newest segment", nil, []topicPartition{cmd0}, []string{"bursar.commands-0/17.dat"}},
+		}, []topicPartition{cmd0}, false, []string{"bursar.commands-0/0.dat", "bursar.commands-0/17.dat", "bursar.commands-0/9.dat"}},
+		{"after a roll, the newest segment", nil, []topicPartition{cmd0}, false, []string{"bursar.commands-0/17.dat"}},
 	}
 	for _, st := range steps {
 		if st.prepare != nil {
@@ -215,7 +218,7 @@ func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
 		for _, tp := range st.written {
 			g.written(tp.topic, tp.partition)
 		}
-		if err := g.wait(ctx); err != nil {
+		if err := g.wait(ctx, st.all); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		if got := l.take(); !slices.Equal(got, st.want) {
@@ -235,7 +238,7 @@ func TestGroupSyncMissingSegmentFails(t *testing.T) {
 	}
 	defer g.close()
 	g.written(TopicCommands, 0)
-	if err := g.wait(context.Background()); err == nil {
+	if err := g.wait(context.Background(), false); err == nil {
 		t.Fatal("durable with no file to sync")
 	}
 }

@@ -165,7 +165,18 @@ func (b *Broker) Durable(ctx context.Context) error {
 	if b.gs == nil {
 		return nil
 	}
-	return b.gs.wait(ctx)
+	return b.gs.wait(ctx, true)
+}
+
+// DurableCommands is Durable for bursar.commands only: what an answer, or
+// a record a command causes, depends on. A round it waits for skips the
+// events and dead letters written since the last round that synced
+// everything, so a lone command's answer costs one file's sync.
+func (b *Broker) DurableCommands(ctx context.Context) error {
+	if b.gs == nil {
+		return nil
+	}
+	return b.gs.wait(ctx, false)
 }
 
 // Written reports that a record of the topic's partition was acknowledged

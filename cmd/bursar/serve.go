@@ -171,7 +171,9 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	}
 	brokers := splitList(f.kafkaBrokers)
 	// With the embedded broker's group sync: wait until the log is on disk.
-	var durable func(context.Context) error
+	// durable covers every topic (offset commits wait for it),
+	// durableCommands bursar.commands only (answers and caused records).
+	var durable, durableCommands func(context.Context) error
 	var written func(topic string, partition int32)
 	brokerSyncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group sync rounds (--broker-sync=group): one fdatasync of each partition's segment file written since the last round, in parallel.",
@@ -195,7 +197,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		defer b.Close()
 		brokers = b.Addrs()
 		if b.Sync() == kafkalog.SyncGroup {
-			durable, written = b.Durable, b.Written
+			durable, durableCommands, written = b.Durable, b.DurableCommands, b.Written
 		}
 		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir, "sync", b.Sync())
 	}
@@ -313,7 +315,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
-			LogDurable: durable, LogWritten: written, Stages: stages,
+			LogDurable: durable, CommandsDurable: durableCommands, LogWritten: written, Stages: stages,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
@@ -361,7 +363,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	}
 	if runIngress {
 		api, err := ingress.New(ingress.Config{
-			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durable,
+			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durableCommands,
 			Written: written, Stages: stages,
 			MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
 		}, log.With("component", "ingress"), producer, replies, router, store, reg,
