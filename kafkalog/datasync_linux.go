@@ -16,3 +16,15 @@ func dataSync(f *os.File) error {
 		}
 	}
 }
+
+// syncFS writes out every dirty page and inode of the file system holding
+// f (syncfs(2)): the whole log in one call, PostgreSQL's dirty pages on
+// the same disk included.
+func syncFS(f *os.File) error {
+	for {
+		err := unix.Syncfs(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

@@ -23,6 +23,17 @@ var ErrBrokerClosed = errors.New("kafkalog: embedded broker closed")
 // 185 µs, two in parallel 262 µs, four 475 µs, four in a row 806 µs).
 const syncParallelMax = 16
 
+// perFileMax is the most files a round fdatasyncs one by one; a round with
+// more written files syncs the whole file system once (syncfs(2)) instead.
+// Each fdatasync flushes the disk's cache on its own, and a file system
+// sync costs about as much as one: measured here with 300-byte appends,
+// 1 file 238 µs by fdatasync against 176 µs by syncfs, 2 files 341 against
+// 211, 8 files 1.41 ms against 333 µs, 64 files (in parallel, 16 at a
+// time) 3.9 ms against 740 µs. A file system sync also writes out whatever
+// else is dirty on the disk (PostgreSQL's pages: p99 4 ms, max 84 ms under
+// load here), which is why a round with few files syncs just those.
+const perFileMax = 2
+
 // openFilesMax bounds the segment files a group sync keeps open. Beyond
 // it the cache is dropped and files are opened again as they are written.
 const openFilesMax = 4096
@@ -38,10 +49,9 @@ type topicPartition struct {
 // (written), and wait returns once a round that started after the call
 // has fdatasynced the active segment file of every partition reported
 // before the call. One round covers every caller that arrived meanwhile,
-// instead of kfake's two fsyncs per partition per produce request, and it
-// syncs only the log's own files, not the whole file system (syncfs(2)
-// also wrote out PostgreSQL's dirty pages on the same disk: p99 4 ms, max
-// 84 ms under load here).
+// instead of kfake's two fsyncs per partition per produce request. A round
+// with few written files syncs just those, not the whole file system;
+// one with many syncs the file system once (see perFileMax).
 //
 // Only the segment files (<base>.dat) are synced: they hold the record
 // batches. The parallel index files (<base>.idx) hold only each batch's
@@ -52,6 +62,8 @@ type groupSync struct {
 	root         string // the broker's data directory
 	segmentBytes int64  // the broker's log.segment.bytes: a file this large may have rolled
 	syncFile     func(*os.File) error
+	syncFS       func(*os.File) error // nil or unsupported: always file by file
+	rootDir      *os.File             // open for syncFS
 	onSync       func(time.Duration, error)
 	kick         chan struct{}
 	stop         chan struct{}
@@ -82,17 +94,18 @@ type syncRound struct {
 	all  bool
 }
 
-func newGroupSync(root string, segmentBytes int64, syncFile func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
-	if st, err := os.Stat(root); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("kafkalog: data dir for syncing: %v", err)
+func newGroupSync(root string, segmentBytes int64, syncFile, syncFS func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
+	dir, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("kafkalog: open data dir for syncing: %w", err)
 	}
 	g := &groupSync{
-		root: root, segmentBytes: segmentBytes, syncFile: syncFile, onSync: onSync,
+		root: root, rootDir: dir, segmentBytes: segmentBytes, syncFile: syncFile, syncFS: syncFS, onSync: onSync,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{}),
 		commandsDirty: make(map[topicPartition]struct{}),
 		otherDirty:    make(map[topicPartition]struct{}),
-		next:  &syncRound{done: make(chan struct{})},
-		files: make(map[topicPartition]*segmentFile),
+		next:          &syncRound{done: make(chan struct{})},
+		files:         make(map[topicPartition]*segmentFile),
 	}
 	go g.run()
 	return g, nil
@@ -196,6 +209,13 @@ func (g *groupSync) round() {
 // syncAll syncs the partitions' files, up to syncParallelMax at once, and
 // returns the first error.
 func (g *groupSync) syncAll(dirty map[topicPartition]struct{}) error {
+	if len(dirty) > perFileMax && g.syncFS != nil {
+		err := g.syncFS(g.rootDir)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
+		g.syncFS = nil
+	}
 	if len(g.files)+len(dirty) > openFilesMax {
 		g.closeFiles()
 	}
@@ -325,6 +345,7 @@ func (g *groupSync) close() {
 	close(g.stop)
 	<-g.ended
 	g.closeFiles()
+	g.rootDir.Close()
 }
 
 // partitionDir is where kfake keeps a partition's files:

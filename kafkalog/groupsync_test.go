@@ -44,7 +44,7 @@ func newTestGroupSync(t *testing.T, l *syncLog) *groupSync {
 	t.Helper()
 	root := t.TempDir()
 	writeSegment(t, root, testTP, 0, 10)
-	g, err := newGroupSync(root, 1<<20, l.sync, nil)
+	g, err := newGroupSync(root, 1<<20, l.sync, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
 	}
 	l := &fileLog{}
 	const roll = 100
-	g, err := newGroupSync(root, roll, l.sync, nil)
+	g, err := newGroupSync(root, roll, l.sync, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
 // success.
 func TestGroupSyncMissingSegmentFails(t *testing.T) {
 	l := &fileLog{}
-	g, err := newGroupSync(t.TempDir(), 1<<20, l.sync, nil)
+	g, err := newGroupSync(t.TempDir(), 1<<20, l.sync, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +240,43 @@ func TestGroupSyncMissingSegmentFails(t *testing.T) {
 	g.written(TopicCommands, 0)
 	if err := g.wait(context.Background(), false); err == nil {
 		t.Fatal("durable with no file to sync")
+	}
+}
+
+// TestGroupSyncManyFilesSyncTheFileSystem: a round with more than
+// perFileMax written partitions syncs the file system once instead of each
+// file; with at most perFileMax it syncs each file.
+func TestGroupSyncManyFilesSyncTheFileSystem(t *testing.T) {
+	root := t.TempDir()
+	var tps []topicPartition
+	for p := range int32(perFileMax + 1) {
+		tp := topicPartition{TopicCommands, p}
+		writeSegment(t, root, tp, 0, 10)
+		tps = append(tps, tp)
+	}
+	files := &fileLog{}
+	var fsSyncs atomic.Int64
+	g, err := newGroupSync(root, 1<<20, files.sync, func(*os.File) error { fsSyncs.Add(1); return nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	for _, tc := range []struct {
+		written       []topicPartition
+		files, fsyncs int
+	}{
+		{tps[:perFileMax], perFileMax, 0},
+		{tps, 0, 1},
+	} {
+		before := fsSyncs.Load()
+		for _, tp := range tc.written {
+			g.written(tp.topic, tp.partition)
+		}
+		if err := g.wait(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+		if got, fs := len(files.take()), int(fsSyncs.Load()-before); got != tc.files || fs != tc.fsyncs {
+			t.Errorf("%d written: %d files and %d file-system syncs, want %d and %d", len(tc.written), got, fs, tc.files, tc.fsyncs)
+		}
 	}
 }

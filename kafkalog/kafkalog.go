@@ -138,7 +138,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	b := &Broker{sync: mode}
 	if mode == SyncGroup {
-		if b.gs, err = newGroupSync(dir, segmentBytes, dataSync, cfg.OnSync); err != nil {
+		if b.gs, err = newGroupSync(dir, segmentBytes, dataSync, syncFS, cfg.OnSync); err != nil {
 			return nil, err
 		}
 	}

@@ -239,10 +239,14 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	if evParts != int32(eventParts) {
 		log.Warn("event topic exists with a different partition count; using it", "partitions", evParts, "flag", eventParts)
 	}
-	// One client produces the API's commands and the engine's records and
-	// consumes the owned partitions: one connection, and records bound for
-	// the same broker share produce requests (fewer, larger batches).
-	producer := engineClient
+	// The API's commands go through a client of their own. A client keeps
+	// one produce request in flight per broker (idempotent writes), so a
+	// command would otherwise wait behind the engine's events and legs.
+	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + "-ingress", Linger: f.kafkaLinger}.Options()...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer producer.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
