@@ -119,9 +119,13 @@ func (em *emitter) round(ctx context.Context) {
 func (em *emitter) produce(b *buffer, recs []*kgo.Record) {
 	e := em.e
 	for _, rec := range recs {
+		cl := e.client
+		if rec.Topic == kafkalog.TopicEvents && e.cfg.EventsProducer != nil {
+			cl = e.cfg.EventsProducer
+		}
 		// Not the engine context: records an applied batch caused must reach
 		// Kafka even while the node shuts down, or the batch cannot commit.
-		e.client.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+		cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
 			if err != nil {
 				b.setEmitErr(err)
 			} else {

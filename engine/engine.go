@@ -96,6 +96,11 @@ type Config struct {
 	// LogDurable for them: the embedded broker syncs only the partitions
 	// reported (kafkalog.Broker.Written).
 	LogWritten func(topic string, partition int32)
+	// EventsProducer, if set, produces bursar.events: a client keeps one
+	// produce request in flight per broker, and the events (two per
+	// command) would otherwise hold up the credit legs a transfer's answer
+	// waits for. nil: the engine's client.
+	EventsProducer *kgo.Client
 	// Stages, if set, observes the engine's stages of each client command
 	// (bursar_stage_seconds).
 	Stages *Stages

@@ -247,6 +247,11 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer producer.Close()
+	eventsClient, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + "-events", Linger: f.kafkaLinger}.Options()...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer eventsClient.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -319,7 +324,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
-			LogDurable: durable, CommandsDurable: durableCommands, LogWritten: written, Stages: stages,
+			EventsProducer: eventsClient, LogDurable: durable, CommandsDurable: durableCommands, LogWritten: written, Stages: stages,
 		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
