@@ -29,7 +29,32 @@ func (t *taken) next() int64 { return t.bufs[len(t.bufs)-1].next }
 // flushes could not commit, and writes it all in one transaction, retrying
 // what may succeed later. While it runs, partitions fill fresh buffers. Only
 // the flusher goroutine calls it (and Stop, once the flusher has ended).
+// The steps: take the buffers, wait until what they caused is in the log
+// and the log is durable, commit, then advance the partitions.
 func (e *Engine) flushAll(ctx context.Context, final bool) error {
+	work := e.take()
+	if len(work) == 0 {
+		return nil
+	}
+	start := time.Now()
+	if err := e.awaitLog(ctx, work); err != nil {
+		e.unflushed = work
+		return err
+	}
+	work, err := e.commit(ctx, work, final)
+	if err != nil {
+		e.unflushed = work
+		return err
+	}
+	e.m.flushSeconds.Observe(time.Since(start).Seconds())
+	e.afterCommit(work)
+	return nil
+}
+
+// take swaps every live partition's buffer for a fresh one and returns
+// them after the work earlier flushes could not commit, per partition in
+// log order.
+func (e *Engine) take() []taken {
 	e.mu.RLock()
 	parts := make([]*partition, 0, len(e.parts))
 	for _, p := range e.parts {
@@ -58,17 +83,14 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		p.space.Broadcast()
 		p.mu.Unlock()
 	}
-	if len(work) == 0 {
-		return nil
-	}
-	start := time.Now()
-	keep := func(err error) error {
-		e.unflushed = work
-		return err
-	}
+	return work
+}
 
-	// Rule 3: every record these effects caused must be durable before
-	// their offsets commit.
+// awaitLog returns once every record the work's commands caused is
+// acknowledged and, with LogDurable, the log holding them and the commands
+// is on disk (rule 3). A failed produce or sync stops the engine: records
+// may be lost.
+func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
 	for _, t := range work {
 		for _, b := range t.bufs {
 			done := make(chan struct{})
@@ -76,16 +98,15 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 			select {
 			case <-done:
 			case <-ctx.Done():
-				return keep(fmt.Errorf("engine: waiting for produced records: %w", ctx.Err()))
+				return fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
 			}
 			if b.emitErr != nil {
 				err := fmt.Errorf("engine: partition %d: producing caused records: %w", t.p.id, b.emitErr)
 				e.fail(err)
-				return keep(err)
+				return err
 			}
 		}
 	}
-
 	// The applied commands themselves, too, when the broker acknowledges
 	// before they are on disk.
 	if e.cfg.LogDurable != nil {
@@ -94,18 +115,24 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 			if ctx.Err() == nil {
 				e.fail(err)
 			}
-			return keep(err)
+			return err
 		}
 	}
+	return nil
+}
 
+// commit writes the work in one fenced PostgreSQL transaction, retrying
+// what may succeed later. Partitions found fenced are dropped from the
+// work (and stopped); the work that remains is returned, committed when
+// the error is nil.
+func (e *Engine) commit(ctx context.Context, work []taken, final bool) ([]taken, error) {
 	backoff := 20 * time.Millisecond
 	for {
 		batch := buildBatch(work)
 		err := e.store.Flush(ctx, batch)
 		if err == nil {
-			e.m.flushSeconds.Observe(time.Since(start).Seconds())
 			e.m.flushedRows.Add(float64(batch.Len()))
-			break
+			return work, nil
 		}
 		var fe *storage.FencedError
 		if errors.As(err, &fe) {
@@ -117,24 +144,28 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 				return false
 			})
 			if len(work) == 0 {
-				return nil
+				return nil, nil
 			}
 			continue
 		}
 		e.m.storageErrors.Inc()
 		if !storage.Retriable(err) {
 			e.fail(err)
-			return keep(err)
+			return work, err
 		}
 		e.log.Warn("flush failed; retrying", "err", err, "final", final)
 		select {
 		case <-ctx.Done():
-			return keep(fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err))
+			return work, fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
 
+// afterCommit moves each committed partition's offset and delivers the answers
+// held back for the commit (ack=flushed).
+func (e *Engine) afterCommit(work []taken) {
 	for _, t := range work {
 		t.p.mu.Lock()
 		t.p.committed = t.next()
@@ -147,7 +178,6 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 			}
 		}
 	}
-	return nil
 }
 
 func buildBatch(work []taken) *storage.Batch {
