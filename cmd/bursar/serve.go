@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	_ "net/http/pprof" // profiles on --pprof-addr only
 	"os"
 	"os/signal"
@@ -17,19 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/asynkron/protoactor-go/remote"
 	"github.com/bursar/bursar/cluster"
-	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/ingress"
 	"github.com/bursar/bursar/kafkalog"
 	"github.com/bursar/bursar/ledger"
-	"github.com/bursar/bursar/storage"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
 type serveFlags struct {
@@ -159,297 +148,20 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
+// serve runs a node: its steps start, in order, the log (the embedded
+// broker and the Kafka clients), the store, the cluster plumbing, the
+// engine and the API; then it waits for a signal or a failure and shuts
+// down in reverse (node.go).
 func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *slog.Logger) error {
-	log = log.With("node", f.nodeID)
-	if f.pprofAddr != "" {
-		go func() {
-			// The default mux carries net/http/pprof's handlers.
-			if err := http.ListenAndServe(f.pprofAddr, nil); err != nil {
-				log.Warn("pprof server stopped", "err", err)
-			}
-		}()
-	}
-	brokers := splitList(f.kafkaBrokers)
-	// With the embedded broker's group sync: wait until the log is on disk.
-	// durable covers every topic (offset commits wait for it),
-	// durableCommands bursar.commands only (answers and caused records).
-	var durable, durableCommands func(context.Context) error
-	var written func(topic string, partition int32)
-	brokerSyncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group sync rounds (--broker-sync=group): one fdatasync of each partition's segment file written since the last round, in parallel.",
-		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
-	})
-	brokerSyncErrors := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "bursar_broker_sync_errors_total", Help: "Failed group syncs of the embedded broker (each fails the node: written pages may be lost).",
-	})
-	if len(brokers) == 0 {
-		mode, _ := kafkalog.ParseSync(f.brokerSync) // checked with the flags
-		b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode,
-			OnSync: func(d time.Duration, err error) {
-				brokerSyncSeconds.Observe(d.Seconds())
-				if err != nil {
-					brokerSyncErrors.Inc()
-				}
-			}})
-		if err != nil {
+	n := &runningNode{f: f, log: log.With("node", f.nodeID), runIngress: runIngress, runEngine: runEngine}
+	defer n.close()
+	n.startPprof()
+	for _, step := range []func(context.Context) error{n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		defer b.Close()
-		brokers = b.Addrs()
-		if b.Sync() == kafkalog.SyncGroup {
-			durable, durableCommands, written = b.Durable, b.DurableCommands, b.Written
-		}
-		log.Info("embedded development broker started", "addrs", brokers, "data_dir", f.dataDir, "sync", b.Sync())
 	}
-
-	store, err := storage.Open(ctx, storage.Config{URL: f.databaseURL, MaxConns: int32(f.pgConns)})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	applied, err := store.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	if len(applied) > 0 {
-		log.Info("migrations applied", "names", applied)
-	}
-
-	kcfg := kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID, Linger: f.kafkaLinger}
-	engineClient, err := kgo.NewClient(kcfg.Options()...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer engineClient.Close()
-	eventParts := f.eventPartitions
-	if eventParts == 0 {
-		eventParts = f.partitions
-	}
-	// -1: the cluster's default replication factor.
-	parts, evParts, err := kafkalog.EnsureTopics(ctx, engineClient, kafkalog.Topics{
-		Partitions: int32(f.partitions), EventPartitions: int32(eventParts), Replication: -1,
-		EventsRetention: f.eventsRetention, EventsRetentionBytes: f.eventsRetentionBytes,
-	})
-	if err != nil {
-		return err
-	}
-	if parts != int32(f.partitions) {
-		log.Warn("command topic exists with a different partition count; using it", "partitions", parts, "flag", f.partitions)
-	}
-	if evParts != int32(eventParts) {
-		log.Warn("event topic exists with a different partition count; using it", "partitions", evParts, "flag", eventParts)
-	}
-	// The API's commands go through a client of their own. A client keeps
-	// one produce request in flight per broker (idempotent writes), so a
-	// command would otherwise wait behind the engine's events and legs.
-	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + "-ingress", Linger: f.kafkaLinger}.Options()...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer producer.Close()
-	eventsClient, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + "-events", Linger: f.kafkaLinger}.Options()...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer eventsClient.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if durable != nil {
-		reg.MustRegister(brokerSyncSeconds, brokerSyncErrors)
-	}
-	stages := engine.NewStages(reg)
-
-	// Cluster plumbing: the actor system with remote (answers and reads
-	// between nodes), then gossip. A single node is a cluster of one.
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return log.With("component", "actors")
-	}))
-	defer system.Shutdown()
-	remoteHost, remotePort, err := hostPort(f.remoteAddr)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--remote-addr: %w", err)}
-	}
-	rem := remote.NewRemote(system, remote.Configure(remoteHost, remotePort,
-		remote.WithAdvertisedHost(net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)))))
-	rem.Start()
-	defer rem.Shutdown(false)
-	var roles []string
-	if runIngress {
-		roles = append(roles, "ingress")
-	}
-	if runEngine {
-		roles = append(roles, "engine")
-	}
-	httpHost, httpPort, err := hostPort(f.httpAddr)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--http-addr: %w", err)}
-	}
-	members, err := cluster.Join(cluster.MembershipConfig{
-		Meta: cluster.Meta{
-			ID: f.nodeID, Roles: roles,
-			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
-			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
-		},
-		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval,
-	}, log.With("component", "cluster"))
-	if err != nil {
-		return err
-	}
-	left := false
-	leave := func() {
-		if !left {
-			left = true
-			members.Leave(5 * time.Second)
-		}
-	}
-	defer leave()
-
-	replies := ingress.NewReplies(f.nodeID+"/"+strconv.FormatInt(time.Now().UnixNano(), 36), f.maxInflight)
-	routerCfg := cluster.RouterConfig{
-		Self: f.nodeID, System: system, Members: members, Partitions: parts,
-		ErrNotOwner: engine.ErrNotOwner, ErrNotReady: engine.ErrNotReady,
-	}
-	if runIngress {
-		routerCfg.Replies = replies
-	}
-	var eng *engine.Engine
-	var router *cluster.Router
-	if runEngine {
-		// The engine answers through the router; the router reads through
-		// the engine.
-		var sink lateSink
-		eng, err = engine.New(engine.Config{
-			NodeID: f.nodeID, Partitions: parts, Ack: f.ack, FlushRows: f.flushRows,
-			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
-			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
-			DisableEvents: !f.events, EventPartitions: evParts, CommandsRetention: f.commandsRetention,
-			EventsProducer: eventsClient, LogDurable: durable, CommandsDurable: durableCommands, LogWritten: written, Stages: stages,
-		}, log.With("component", "engine"), store, engineClient, &sink, engine.NewMetrics(reg), system)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		routerCfg.Engine = eng
-		if router, err = cluster.NewRouter(routerCfg, log.With("component", "router")); err != nil {
-			return err
-		}
-		sink.r = router
-		if err := eng.Start(ctx, nil); err != nil {
-			return err
-		}
-	} else if router, err = cluster.NewRouter(routerCfg, log.With("component", "router")); err != nil {
-		return err
-	}
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_forwarded_total", Help: "Answers sent to the node whose ingress waits for them."},
-			func() float64 { return float64(router.Forwarded.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_unroutable_total", Help: "Answers for a node that is not a live member (dropped)."},
-			func() float64 { return float64(router.ForeignDropped.Load()) }),
-	)
-
-	var coord *cluster.Coordinator
-	coordCtx, stopCoord := context.WithCancel(context.Background())
-	defer stopCoord()
-	coordDone := make(chan struct{})
-	if runEngine {
-		coord = cluster.NewCoordinator(f.nodeID, parts, members, eng, store, log.With("component", "coordinator"))
-		go func() { coord.Run(coordCtx); close(coordDone) }()
-	} else {
-		close(coordDone)
-	}
-	// settled: this node owns what the rendezvous gives it. /readyz checks
-	// the engine's replay itself; the node view wants both.
-	settled := func() bool { return coord == nil || coord.Settled() }
-	ready := func() bool { return settled() && router.Ready() }
-	var stats func() any
-	if eng != nil {
-		stats = func() any { return eng.Stats() }
-	}
-
-	errc := make(chan error, 2)
-	var httpSrv interface {
-		ShutdownWithContext(context.Context) error
-	}
-	if runIngress {
-		api, err := ingress.New(ingress.Config{
-			Partitions: parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: durableCommands,
-			Written: written, Stages: stages,
-			MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
-		}, log.With("component", "ingress"), producer, replies, router, store, reg,
-			fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-		if err != nil {
-			return err
-		}
-		api.SetAdmin(cluster.AdminHandler(members, ready, stats), settled)
-		ln, err := net.Listen("tcp", f.httpAddr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", f.httpAddr, err)
-		}
-		srv := api.NewHTTPServer()
-		httpSrv = srv
-		log.Info("serving HTTP", "addr", ln.Addr().String())
-		go func() { errc <- srv.Serve(ln) }()
-	}
-
-	var fatal <-chan error
-	if eng != nil {
-		fatal = eng.Fatal()
-	}
-	// Only this process waits for the group sync: a node that joins and
-	// uses this node's broker would commit and answer before it.
-	var joined <-chan error
-	if durable != nil {
-		wctx, wstop := context.WithCancel(ctx)
-		defer wstop()
-		joined = watchAlone(wctx, members, f.nodeID)
-	}
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-errc:
-		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-fatal:
-		runErr = fmt.Errorf("engine stopped: %w", err)
-		log.Error("engine stopped on a fatal error", "err", err)
-	case err := <-joined:
-		runErr = err
-		log.Error("stopping", "err", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownWait)
-	defer cancel()
-	if httpSrv != nil {
-		if err := httpSrv.ShutdownWithContext(sctx); err != nil {
-			log.Warn("http shutdown", "err", err)
-		}
-	}
-	// Hand partitions off before going: gossip that this node is draining
-	// (the others stop expecting it to own anything), release every
-	// partition (flush, clear the owner), then leave the cluster.
-	stopCoord()
-	<-coordDone
-	if eng != nil && runErr == nil {
-		if err := members.SetDraining(true); err != nil {
-			log.Warn("announcing drain", "err", err)
-		}
-		for p := range eng.OwnedEpochs() {
-			if err := eng.Release(sctx, p); err != nil {
-				log.Warn("releasing partition", "partition", p, "err", err)
-			}
-		}
-	}
-	leave()
-	if eng != nil {
-		if err := eng.Stop(sctx); err != nil {
-			log.Error("engine shutdown", "err", err)
-			if runErr == nil {
-				runErr = err
-			}
-		} else {
-			log.Info("engine flushed and released its partitions")
-		}
-	}
-	return runErr
+	return n.shutdown(n.waitForStop(ctx))
 }
 
 // watchAlone reports an error once another node is a member: this node's

@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"github.com/bursar/bursar/cluster"
+	"github.com/bursar/bursar/engine"
+	"github.com/bursar/bursar/ingress"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// runningNode is one running `bursar serve`: what its start steps built, for the
+// later steps and for the shutdown. closers run in reverse on close.
+type runningNode struct {
+	f                     serveFlags
+	log                   *slog.Logger
+	runIngress, runEngine bool
+	closers               []func()
+
+	// startLog
+	reg *prometheus.Registry
+	// durable covers every topic (offset commits wait for it),
+	// durableCommands bursar.commands only (answers and caused records),
+	// written reports partitions to the group sync; all nil unless the
+	// embedded broker runs --broker-sync=group.
+	durable, durableCommands func(context.Context) error
+	written                  func(topic string, partition int32)
+	// The engine's client (consumes, produces legs), the API's and the
+	// events': a client keeps one produce request in flight per broker
+	// (idempotent writes), so each stream gets its own rather than wait
+	// behind the others.
+	engineClient, apiClient, eventsClient *kgo.Client
+	parts, eventParts                     int32
+	stages                                *engine.Stages
+
+	// openStore
+	store *storage.Store
+
+	// startCluster
+	system  *actor.ActorSystem
+	members *cluster.Membership
+	left    bool
+
+	// startEngine
+	replies   *ingress.Replies
+	eng       *engine.Engine
+	router    *cluster.Router
+	stopCoord context.CancelFunc
+	coordDone chan struct{}
+	settled   func() bool
+
+	// startAPI
+	httpSrv interface {
+		ShutdownWithContext(context.Context) error
+	}
+	httpErr chan error
+}
+
+func (n *runningNode) deferClose(fn func()) { n.closers = append(n.closers, fn) }
+
+// close runs the closers, last first.
+func (n *runningNode) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+func (n *runningNode) startPprof() {
+	if n.f.pprofAddr == "" {
+		return
+	}
+	go func() {
+		// The default mux carries net/http/pprof's handlers.
+		if err := http.ListenAndServe(n.f.pprofAddr, nil); err != nil {
+			n.log.Warn("pprof server stopped", "err", err)
+		}
+	}()
+}
+
+// startLog starts the embedded broker when --kafka-brokers is empty,
+// creates the Kafka clients and the topics, and the metrics registry.
+func (n *runningNode) startLog(ctx context.Context) error {
+	f := n.f
+	n.reg = prometheus.NewRegistry()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.stages = engine.NewStages(n.reg)
+	brokers := splitList(f.kafkaBrokers)
+	if len(brokers) == 0 {
+		addrs, err := n.startBroker()
+		if err != nil {
+			return err
+		}
+		brokers = addrs
+	}
+	client := func(suffix string) (*kgo.Client, error) {
+		cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + suffix, Linger: f.kafkaLinger}.Options()...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		n.deferClose(cl.Close)
+		return cl, nil
+	}
+	var err error
+	if n.engineClient, err = client(""); err != nil {
+		return err
+	}
+	if n.apiClient, err = client("-ingress"); err != nil {
+		return err
+	}
+	if n.eventsClient, err = client("-events"); err != nil {
+		return err
+	}
+	eventParts := f.eventPartitions
+	if eventParts == 0 {
+		eventParts = f.partitions
+	}
+	// -1: the cluster's default replication factor.
+	n.parts, n.eventParts, err = kafkalog.EnsureTopics(ctx, n.engineClient, kafkalog.Topics{
+		Partitions: int32(f.partitions), EventPartitions: int32(eventParts), Replication: -1,
+		EventsRetention: f.eventsRetention, EventsRetentionBytes: f.eventsRetentionBytes,
+	})
+	if err != nil {
+		return err
+	}
+	if n.parts != int32(f.partitions) {
+		n.log.Warn("command topic exists with a different partition count; using it", "partitions", n.parts, "flag", f.partitions)
+	}
+	if n.eventParts != int32(eventParts) {
+		n.log.Warn("event topic exists with a different partition count; using it", "partitions", n.eventParts, "flag", eventParts)
+	}
+	return nil
+}
+
+// startBroker starts the embedded broker and returns its addresses.
+func (n *runningNode) startBroker() ([]string, error) {
+	f := n.f
+	syncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group sync rounds (--broker-sync=group): an fdatasync of each segment file written since the last round, or one syncfs when more than two were.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+	})
+	syncErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bursar_broker_sync_errors_total", Help: "Failed group syncs of the embedded broker (each fails the node: written pages may be lost).",
+	})
+	mode, _ := kafkalog.ParseSync(f.brokerSync) // checked with the flags
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode,
+		OnSync: func(d time.Duration, err error) {
+			syncSeconds.Observe(d.Seconds())
+			if err != nil {
+				syncErrors.Inc()
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	n.deferClose(b.Close)
+	if b.Sync() == kafkalog.SyncGroup {
+		n.durable, n.durableCommands, n.written = b.Durable, b.DurableCommands, b.Written
+		n.reg.MustRegister(syncSeconds, syncErrors)
+	}
+	n.log.Info("embedded development broker started", "addrs", b.Addrs(), "data_dir", f.dataDir, "sync", b.Sync())
+	return b.Addrs(), nil
+}
+
+// openStore opens PostgreSQL and applies the migrations.
+func (n *runningNode) openStore(ctx context.Context) error {
+	store, err := storage.Open(ctx, storage.Config{URL: n.f.databaseURL, MaxConns: int32(n.f.pgConns)})
+	if err != nil {
+		return err
+	}
+	n.store = store
+	n.deferClose(store.Close)
+	applied, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		n.log.Info("migrations applied", "names", applied)
+	}
+	return nil
+}
+
+// startCluster starts the actor system with remote (answers and reads
+// between nodes), then gossip. A single node is a cluster of one.
+func (n *runningNode) startCluster(context.Context) error {
+	f := n.f
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return n.log.With("component", "actors")
+	}))
+	n.deferClose(n.system.Shutdown)
+	remoteHost, remotePort, err := hostPort(f.remoteAddr)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--remote-addr: %w", err)}
+	}
+	rem := remote.NewRemote(n.system, remote.Configure(remoteHost, remotePort,
+		remote.WithAdvertisedHost(net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)))))
+	rem.Start()
+	n.deferClose(func() { rem.Shutdown(false) })
+	var roles []string
+	if n.runIngress {
+		roles = append(roles, "ingress")
+	}
+	if n.runEngine {
+		roles = append(roles, "engine")
+	}
+	httpHost, httpPort, err := hostPort(f.httpAddr)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--http-addr: %w", err)}
+	}
+	n.members, err = cluster.Join(cluster.MembershipConfig{
+		Meta: cluster.Meta{
+			ID: f.nodeID, Roles: roles,
+			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
+			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
+		},
+		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval,
+	}, n.log.With("component", "cluster"))
+	if err != nil {
+		return err
+	}
+	n.deferClose(n.leave)
+	return nil
+}
+
+func (n *runningNode) leave() {
+	if !n.left {
+		n.left = true
+		n.members.Leave(5 * time.Second)
+	}
+}
+
+// startEngine builds the reply registry and the router, and with the
+// engine role the engine and its coordinator.
+func (n *runningNode) startEngine(ctx context.Context) error {
+	f := n.f
+	n.replies = ingress.NewReplies(f.nodeID+"/"+strconv.FormatInt(time.Now().UnixNano(), 36), f.maxInflight)
+	routerCfg := cluster.RouterConfig{
+		Self: f.nodeID, System: n.system, Members: n.members, Partitions: n.parts,
+		ErrNotOwner: engine.ErrNotOwner, ErrNotReady: engine.ErrNotReady,
+	}
+	if n.runIngress {
+		routerCfg.Replies = n.replies
+	}
+	var err error
+	if n.runEngine {
+		// The engine answers through the router; the router reads through
+		// the engine.
+		var sink lateSink
+		n.eng, err = engine.New(engine.Config{
+			NodeID: f.nodeID, Partitions: n.parts, Ack: f.ack, FlushRows: f.flushRows,
+			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
+			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
+			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
+			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurable: n.durableCommands,
+			LogWritten: n.written, Stages: n.stages,
+		}, n.log.With("component", "engine"), n.store, n.engineClient, &sink, engine.NewMetrics(n.reg), n.system)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		routerCfg.Engine = n.eng
+		if n.router, err = cluster.NewRouter(routerCfg, n.log.With("component", "router")); err != nil {
+			return err
+		}
+		sink.r = n.router
+		if err := n.eng.Start(ctx, nil); err != nil {
+			return err
+		}
+	} else if n.router, err = cluster.NewRouter(routerCfg, n.log.With("component", "router")); err != nil {
+		return err
+	}
+	router := n.router
+	n.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_forwarded_total", Help: "Answers sent to the node whose ingress waits for them."},
+			func() float64 { return float64(router.Forwarded.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_cluster_replies_unroutable_total", Help: "Answers for a node that is not a live member (dropped)."},
+			func() float64 { return float64(router.ForeignDropped.Load()) }),
+	)
+
+	var coord *cluster.Coordinator
+	coordCtx, stopCoord := context.WithCancel(context.Background())
+	n.stopCoord = stopCoord
+	n.deferClose(stopCoord)
+	n.coordDone = make(chan struct{})
+	if n.runEngine {
+		coord = cluster.NewCoordinator(f.nodeID, n.parts, n.members, n.eng, n.store, n.log.With("component", "coordinator"))
+		go func() { coord.Run(coordCtx); close(n.coordDone) }()
+	} else {
+		close(n.coordDone)
+	}
+	// settled: this node owns what the rendezvous gives it. /readyz checks
+	// the engine's replay itself; the node view wants both.
+	n.settled = func() bool { return coord == nil || coord.Settled() }
+	return nil
+}
+
+// startAPI serves the REST API with the ingress role.
+func (n *runningNode) startAPI(context.Context) error {
+	f := n.f
+	n.httpErr = make(chan error, 1)
+	if !n.runIngress {
+		return nil
+	}
+	api, err := ingress.New(ingress.Config{
+		Partitions: n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
+		Written: n.written, Stages: n.stages,
+		MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
+	}, n.log.With("component", "ingress"), n.apiClient, n.replies, n.router, n.store, n.reg,
+		fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
+	if err != nil {
+		return err
+	}
+	ready := func() bool { return n.settled() && n.router.Ready() }
+	var stats func() any
+	if n.eng != nil {
+		stats = func() any { return n.eng.Stats() }
+	}
+	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats), n.settled)
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", f.httpAddr, err)
+	}
+	srv := api.NewHTTPServer()
+	n.httpSrv = srv
+	n.log.Info("serving HTTP", "addr", ln.Addr().String())
+	go func() { n.httpErr <- srv.Serve(ln) }()
+	return nil
+}
+
+// waitForStop returns nil on a signal, or the failure that stops the node.
+func (n *runningNode) waitForStop(ctx context.Context) error {
+	var fatal <-chan error
+	if n.eng != nil {
+		fatal = n.eng.Fatal()
+	}
+	// Only this process waits for the group sync: a node that joins and
+	// uses this node's broker would commit and answer before it.
+	var joined <-chan error
+	if n.durable != nil {
+		wctx, wstop := context.WithCancel(ctx)
+		defer wstop()
+		joined = watchAlone(wctx, n.members, n.f.nodeID)
+	}
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down")
+		return nil
+	case err := <-n.httpErr:
+		return fmt.Errorf("http server: %w", err)
+	case err := <-fatal:
+		n.log.Error("engine stopped on a fatal error", "err", err)
+		return fmt.Errorf("engine stopped: %w", err)
+	case err := <-joined:
+		n.log.Error("stopping", "err", err)
+		return err
+	}
+}
+
+// shutdown stops taking requests, hands the partitions off (after a
+// failure only stops the engine: its partitions are fenced by the next
+// owner) and returns runErr, or the engine's stop error.
+func (n *runningNode) shutdown(runErr error) error {
+	sctx, cancel := context.WithTimeout(context.Background(), n.f.shutdownWait)
+	defer cancel()
+	if n.httpSrv != nil {
+		if err := n.httpSrv.ShutdownWithContext(sctx); err != nil {
+			n.log.Warn("http shutdown", "err", err)
+		}
+	}
+	// Hand partitions off before going: gossip that this node is draining
+	// (the others stop expecting it to own anything), release every
+	// partition (flush, clear the owner), then leave the cluster.
+	n.stopCoord()
+	<-n.coordDone
+	if n.eng != nil && runErr == nil {
+		if err := n.members.SetDraining(true); err != nil {
+			n.log.Warn("announcing drain", "err", err)
+		}
+		for p := range n.eng.OwnedEpochs() {
+			if err := n.eng.Release(sctx, p); err != nil {
+				n.log.Warn("releasing partition", "partition", p, "err", err)
+			}
+		}
+	}
+	n.leave()
+	if n.eng != nil {
+		if err := n.eng.Stop(sctx); err != nil {
+			n.log.Error("engine shutdown", "err", err)
+			if runErr == nil {
+				runErr = err
+			}
+		} else {
+			n.log.Info("engine flushed and released its partitions")
+		}
+	}
+	return runErr
+}
