@@ -25,7 +25,8 @@ type KeyLookup interface {
 }
 
 // ReplySink receives the answer to a client command. Deliver must not
-// block: the actor calls it on its own goroutine.
+// block. The engine delivers the answers (Answers decides which), once what
+// they reflect is durable; actors only apply.
 type ReplySink interface {
 	Deliver(node string, seq uint64, r *ledger.Result)
 }
@@ -49,14 +50,12 @@ type Applied struct {
 // outcome to the same position of Outs, and call Done.Done() once. One
 // message per account per fetch batch: a hot account's thousand commands
 // cost one mailbox hand-off, not a thousand. Distinct actors write
-// distinct positions of Outs. When Reply is set, the actor also delivers
-// each final outcome to its waiting client.
+// distinct positions of Outs.
 type Apply struct {
-	Cmds  []*ledger.Command
-	Outs  []Applied
-	Idx   []int32
-	Done  *sync.WaitGroup
-	Reply bool
+	Cmds []*ledger.Command
+	Outs []Applied
+	Idx  []int32
+	Done *sync.WaitGroup
 }
 
 // Read asks an account actor for a copy of its state (without keys). The
@@ -67,8 +66,6 @@ type Read struct{}
 type Config struct {
 	// Lookup backs incomplete key indexes. Required.
 	Lookup KeyLookup
-	// Replies receives answers when Apply.Reply is set. Required.
-	Replies ReplySink
 	// LookupTimeout bounds one key lookup. Default 5s.
 	LookupTimeout time.Duration
 	// Ctx stops lookup retries when the engine shuts down. Required.
@@ -141,9 +138,6 @@ func (a *account) apply(m *Apply) {
 		}
 		if out.Effect.Changed {
 			last = i
-		}
-		if m.Reply && c.ReplyNode != "" && Answers(c, &out.Effect.Result) {
-			a.cfg.Replies.Deliver(c.ReplyNode, c.ReplySeq, &out.Effect.Result)
 		}
 	}
 	if last >= 0 {

@@ -13,17 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-type replies struct {
-	mu  sync.Mutex
-	got []ledger.Result
-}
-
-func (r *replies) Deliver(_ string, _ uint64, res *ledger.Result) {
-	r.mu.Lock()
-	r.got = append(r.got, *res)
-	r.mu.Unlock()
-}
-
 // lookup answers from a fixed map, failing the first failures calls.
 type lookup struct {
 	mu       sync.Mutex
@@ -50,12 +39,12 @@ func (l *lookup) LookupKeys(_ context.Context, _ uuid.UUID, keys []string, since
 	return out, nil
 }
 
-func applyOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, c *ledger.Command, reply bool) Applied {
+func applyOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, c *ledger.Command) Applied {
 	t.Helper()
 	outs := make([]Applied, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	sys.Root.Send(pid, &Apply{Cmds: []*ledger.Command{c}, Outs: outs, Idx: []int32{0}, Done: &wg, Reply: reply})
+	sys.Root.Send(pid, &Apply{Cmds: []*ledger.Command{c}, Outs: outs, Idx: []int32{0}, Done: &wg})
 	wg.Wait()
 	return outs[0]
 }
@@ -63,33 +52,27 @@ func applyOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, c *ledger.Co
 func TestAccountActorAppliesAndAnswers(t *testing.T) {
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
-	rep := &replies{}
-	cfg := &Config{Lookup: &lookup{}, Replies: rep, Ctx: context.Background()}
+	cfg := &Config{Lookup: &lookup{}, Ctx: context.Background()}
 	id := uuid.New()
 	pid := sys.Root.Spawn(Props(cfg, &ledger.Account{ID: id, Keys: ledger.NewKeyIndex(16, true)}))
 
 	open := &ledger.Command{Kind: ledger.KindOpen, TxID: uuid.New(), AccountID: id, Currency: "USD", ReplyNode: "n/1", ReplySeq: 1}
-	if out := applyOne(t, sys, pid, open, true); out.Err != nil || out.Account == nil || !out.Account.Exists {
+	if out := applyOne(t, sys, pid, open); out.Err != nil || out.Account == nil || !out.Account.Exists || !Answers(open, &out.Effect.Result) {
 		t.Fatalf("open: %+v", out)
 	}
 	credit := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 5, Currency: "USD", ReplyNode: "n/1", ReplySeq: 2}
-	out := applyOne(t, sys, pid, credit, true)
-	if out.Effect.Result.Balance != 5 || out.Account.Balance != 5 {
+	out := applyOne(t, sys, pid, credit)
+	if out.Effect.Result.Balance != 5 || out.Account.Balance != 5 || !Answers(credit, &out.Effect.Result) {
 		t.Fatalf("credit: %+v", out)
 	}
 	// A transfer's pending debit leg is not the answer; its credit leg is.
 	tr := &ledger.Command{Kind: ledger.KindTransferDebit, TxID: uuid.New(), AccountID: id, Counterparty: uuid.New(), Amount: 2, Currency: "USD", ReplyNode: "n/1", ReplySeq: 3}
-	if out := applyOne(t, sys, pid, tr, true); out.Effect.Emit == nil {
-		t.Fatalf("transfer debit emitted nothing: %+v", out)
+	if out := applyOne(t, sys, pid, tr); out.Effect.Emit == nil || Answers(tr, &out.Effect.Result) {
+		t.Fatalf("transfer debit: %+v (emitted nothing, or answers)", out)
 	}
 	res, err := sys.Root.RequestFuture(pid, &Read{}, time.Second).Result()
 	if err != nil || res.(ledger.Account).Balance != 3 {
 		t.Fatalf("read = %+v %v", res, err)
-	}
-	rep.mu.Lock()
-	defer rep.mu.Unlock()
-	if len(rep.got) != 2 || rep.got[1].Balance != 5 {
-		t.Fatalf("answers = %+v, want the open and the credit only", rep.got)
 	}
 }
 
@@ -100,12 +83,12 @@ func TestIncompleteIndexLooksUpAndRetries(t *testing.T) {
 	prior := ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, AccountID: id, Status: ledger.StatusCompleted, Amount: 9, Currency: "USD", Balance: 9, TimestampUs: time.Now().UnixMicro()}
 	lk := &lookup{failures: 2, found: map[string]ledger.Result{"old-key": prior}}
 	var lookupErrors int
-	cfg := &Config{Lookup: lk, Replies: &replies{}, Ctx: context.Background(), OnLookupError: func(error) { lookupErrors++ }}
+	cfg := &Config{Lookup: lk, Ctx: context.Background(), OnLookupError: func(error) { lookupErrors++ }}
 	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Balance: 9, Keys: ledger.NewKeyIndex(16, false)}
 	pid := sys.Root.Spawn(Props(cfg, acc))
 	c := &ledger.Command{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 9, Currency: "USD", IdemKey: "old-key", TimestampUs: time.Now().UnixMicro()}
 	c.RequestHash = 7 // as stored
-	out := applyOne(t, sys, pid, c, false)
+	out := applyOne(t, sys, pid, c)
 	if out.Err != nil || !out.Effect.Result.Replayed || out.Effect.Result.TxID != prior.TxID {
 		t.Fatalf("key found in storage was not replayed: %+v", out)
 	}
@@ -122,8 +105,7 @@ func TestIncompleteIndexLooksUpAndRetries(t *testing.T) {
 func TestApplyMessageOfManyCommands(t *testing.T) {
 	sys := actor.NewActorSystem()
 	defer sys.Shutdown()
-	rep := &replies{}
-	cfg := &Config{Lookup: &lookup{}, Replies: rep, Ctx: context.Background()}
+	cfg := &Config{Lookup: &lookup{}, Ctx: context.Background()}
 	id := uuid.New()
 	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(16, true)}
 	pid := sys.Root.Spawn(Props(cfg, acc))
@@ -141,7 +123,7 @@ func TestApplyMessageOfManyCommands(t *testing.T) {
 	outs := make([]Applied, len(cmds))
 	var wg sync.WaitGroup
 	wg.Add(1)
-	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: []int32{0, 2, 3}, Done: &wg, Reply: true})
+	sys.Root.Send(pid, &Apply{Cmds: cmds, Outs: outs, Idx: []int32{0, 2, 3}, Done: &wg})
 	wg.Wait()
 	if outs[0].Effect.Result.Balance != 10 || outs[2].Effect.Result.Balance != 6 {
 		t.Fatalf("balances %d, %d; want 10, 6", outs[0].Effect.Result.Balance, outs[2].Effect.Result.Balance)
@@ -155,10 +137,10 @@ func TestApplyMessageOfManyCommands(t *testing.T) {
 	if outs[0].Account != nil || outs[2].Account != nil || outs[3].Account == nil || outs[3].Account.Balance != 6 || outs[3].Account.Seq != 3 {
 		t.Fatalf("account copies: %v %v %v; want only the last change's (balance 6, seq 3)", outs[0].Account, outs[2].Account, outs[3].Account)
 	}
-	rep.mu.Lock()
-	defer rep.mu.Unlock()
-	if len(rep.got) != 3 || rep.got[0].Balance != 10 || rep.got[1].Balance != 6 || rep.got[2].Code != ledger.CodeInsufficientFunds {
-		t.Fatalf("answers %+v", rep.got)
+	for _, i := range []int{0, 2, 3} {
+		if !Answers(cmds[i], &outs[i].Effect.Result) {
+			t.Fatalf("command %d is not answered: %+v", i, outs[i].Effect.Result)
+		}
 	}
 }
 
@@ -172,7 +154,7 @@ func TestLookupFailureStopsTheMessage(t *testing.T) {
 	cancel() // the engine is stopping
 	id := uuid.New()
 	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(16, false)}
-	cfg := &Config{Lookup: &lookup{failures: 1 << 30}, Replies: &replies{}, Ctx: ctx}
+	cfg := &Config{Lookup: &lookup{failures: 1 << 30}, Ctx: ctx}
 	pid := sys.Root.Spawn(Props(cfg, acc))
 	cmds := []*ledger.Command{
 		{Kind: ledger.KindCredit, TxID: uuid.New(), AccountID: id, Amount: 1, Currency: "USD", IdemKey: "a", TimestampUs: time.Now().UnixMicro()},
@@ -205,7 +187,7 @@ func TestIncompleteIndexLooksUpABatchOnce(t *testing.T) {
 	prior := ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, AccountID: id, Status: ledger.StatusCompleted, Amount: 9, Currency: "USD", Balance: 9, TimestampUs: now}
 	lk := &lookup{found: map[string]ledger.Result{"old": prior}}
 	lookups := 0
-	cfg := &Config{Lookup: lk, Replies: &replies{}, Ctx: context.Background(), OnLookup: func() { lookups++ }}
+	cfg := &Config{Lookup: lk, Ctx: context.Background(), OnLookup: func() { lookups++ }}
 	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Balance: 9, Keys: ledger.NewKeyIndex(16, false)}
 	pid := sys.Root.Spawn(Props(cfg, acc))
 	credit := func(key string, amount int64) *ledger.Command {
@@ -232,7 +214,7 @@ func TestIncompleteIndexLooksUpABatchOnce(t *testing.T) {
 		t.Fatalf("balance %d, want 9 + 1 + 2", acc.Balance)
 	}
 	// The keys are remembered now: a retry of new2 needs no lookup.
-	if out := applyOne(t, sys, pid, credit("new2", 2), false); !out.Effect.Result.Replayed || len(lk.asked) != 1 {
+	if out := applyOne(t, sys, pid, credit("new2", 2)); !out.Effect.Result.Replayed || len(lk.asked) != 1 {
 		t.Fatalf("retry of new2: %+v after %v", out.Effect.Result, lk.asked)
 	}
 }
@@ -269,14 +251,14 @@ func TestRetryEvictedWithinAMessageIsStillARetry(t *testing.T) {
 	newAccount := func() (uuid.UUID, *ledger.Account, *actor.PID) {
 		id := uuid.New()
 		acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Keys: ledger.NewKeyIndex(2, true)}
-		cfg := &Config{Lookup: &lookup{}, Replies: &replies{}, Ctx: context.Background()}
+		cfg := &Config{Lookup: &lookup{}, Ctx: context.Background()}
 		return id, acc, sys.Root.Spawn(Props(cfg, acc))
 	}
 
 	t.Run("key held before the message", func(t *testing.T) {
 		id, acc, pid := newAccount()
 		for _, k := range []string{"a", "b", "c"} { // a is evicted: the index is incomplete
-			applyOne(t, sys, pid, credit(id, k), false)
+			applyOne(t, sys, pid, credit(id, k))
 		}
 		b := credit(id, "b")
 		outs := sendAll(t, sys, pid, []*ledger.Command{credit(id, "x"), b})
@@ -312,7 +294,7 @@ func TestRepeatedKeyWithAnEarlierTimestamp(t *testing.T) {
 	prior := ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, AccountID: id, Status: ledger.StatusCompleted,
 		Amount: 10, Delta: 10, Currency: "USD", Balance: 11, TimestampUs: t0}
 	lk := &lookup{found: map[string]ledger.Result{"K": prior}}
-	cfg := &Config{Lookup: lk, Replies: &replies{}, Ctx: context.Background()}
+	cfg := &Config{Lookup: lk, Ctx: context.Background()}
 	acc := &ledger.Account{ID: id, Exists: true, Currency: "USD", Status: ledger.AccountActive, Balance: 11, Keys: ledger.NewKeyIndex(1, false)}
 	pid := sys.Root.Spawn(Props(cfg, acc))
 	at := func(ts, amount int64) *ledger.Command {

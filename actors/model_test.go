@@ -54,7 +54,7 @@ func TestActorMatchesUnboundedLedger(t *testing.T) {
 		ref := newAcc(ledger.NewKeyIndex(1<<20, true))
 		store := &flushedKeys{keys: map[string]ledger.KeyRecord{}}
 		acc := newAcc(ledger.NewKeyIndex(1+rng.IntN(4), true))
-		pid := sys.Root.Spawn(Props(&Config{Lookup: store, Replies: &replies{}, Ctx: context.Background(),
+		pid := sys.Root.Spawn(Props(&Config{Lookup: store, Ctx: context.Background(),
 			OnLookup: func() { lookups++ }}, acc))
 
 		ts := int64(1_700_000_000_000_000)

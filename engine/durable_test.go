@@ -18,9 +18,9 @@ import (
 )
 
 // TestFlushWaitsForDurableLog: with Config.LogDurable (the embedded
-// broker's group sync), no offset is committed to PostgreSQL until it
-// returns, answers still come once applied, and its failure stops the
-// engine instead of committing.
+// broker's group sync), no offset is committed to PostgreSQL and no answer
+// is delivered until it returns, and its failure stops the engine instead
+// of committing.
 func TestFlushWaitsForDurableLog(t *testing.T) {
 	r := newRig(t)
 	if err := r.eng.Stop(context.Background()); err != nil {
@@ -57,21 +57,25 @@ func TestFlushWaitsForDurableLog(t *testing.T) {
 	}
 	before := committed()
 	a := accountIn(1, r.slots)
-	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
-		t.Fatalf("open = %+v", res)
-	}
+	seq := r.produce(openCmd(a))
 	time.Sleep(200 * time.Millisecond) // many flush intervals
 	if calls.Load() == 0 {
-		t.Fatal("no flush asked for durability")
+		t.Fatal("nothing asked for durability")
 	}
 	if got := committed(); got != before {
 		t.Fatalf("offsets committed (%d → %d) before the log was durable", before, got)
 	}
+	if r.sink.has(seq) {
+		t.Fatal("answered before the log was durable")
+	}
 	close(gate)
+	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted {
+		t.Fatalf("open = %+v", res)
+	}
 	r.waitCommitted(t)
 
 	fail.Store(true)
-	r.apply(money(ledger.KindCredit, a, 5, "k"))
+	seq = r.produce(money(ledger.KindCredit, a, 5, "k"))
 	select {
 	case err := <-r.eng.Fatal():
 		if err == nil {
@@ -79,6 +83,9 @@ func TestFlushWaitsForDurableLog(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a failed durability wait did not stop the engine")
+	}
+	if r.sink.has(seq) {
+		t.Fatal("answered although the log could not be made durable")
 	}
 }
 
@@ -259,5 +266,68 @@ func TestCausedRecordsWaitForTheirCause(t *testing.T) {
 	}
 	if early.Load() > 0 || caused.Load() == 0 {
 		t.Fatalf("caused records: %d produced early, %d in all", early.Load(), caused.Load())
+	}
+}
+
+// TestAnswersWaitForDurability: with Config.LogDurable, the engine answers
+// a command only once it is on disk (the ingress then need not wait
+// again): while the durability wait is held, an applied credit is not
+// answered.
+func TestAnswersWaitForDurability(t *testing.T) {
+	r := newRig(t)
+	if err := r.eng.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	close(gate)
+	r.tweak = func(c *engine.Config) {
+		c.LogDurable = func(ctx context.Context) error {
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			select {
+			case <-g:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	r.start()
+	t.Cleanup(func() {
+		mu.Lock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+		mu.Unlock()
+	})
+	a := accountIn(0, r.slots)
+	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
+		t.Fatalf("open = %+v", res)
+	}
+	mu.Lock()
+	gate = make(chan struct{})
+	mu.Unlock()
+	before := r.eng.Stats()[0].Applied
+	seq := r.produce(money(ledger.KindCredit, a, 5, "held"))
+	deadline := time.Now().Add(10 * time.Second)
+	for r.eng.Stats()[0].Applied == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the credit was never applied")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if r.sink.has(seq) {
+		t.Fatal("answered before the command was durable")
+	}
+	mu.Lock()
+	close(gate)
+	mu.Unlock()
+	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted {
+		t.Fatalf("credit = %+v", res)
 	}
 }

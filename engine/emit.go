@@ -37,27 +37,32 @@ type emitter struct {
 	queue []emission
 }
 
-// emission is the records one batch caused and the buffer that waits for
-// them.
+// emission is what one applied batch caused: the records to produce, the
+// buffer whose flush waits for them, and the answers to deliver (ack =
+// applied); partition and last say which commands must be durable first.
 type emission struct {
-	b    *buffer
-	recs []*kgo.Record
+	b         *buffer
+	recs      []*kgo.Record
+	answers   []reply
+	partition int32
+	last      int64
 }
 
 func newEmitter(e *Engine) *emitter {
 	return &emitter{e: e, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// send hands on the records a batch caused; b.emits already counts them.
+// send hands on what a batch caused; m.b.emits already counts its records.
 // Without LogDurable the broker's acknowledgement of the cause was its
-// durability, so they are produced at once.
-func (em *emitter) send(b *buffer, recs []*kgo.Record) {
+// durability, so they are produced, and the answers delivered, at once.
+func (em *emitter) send(m emission) {
 	if em.e.cfg.LogDurable == nil {
-		em.produce(b, recs)
+		em.produce(m.b, m.recs)
+		em.deliver(m.answers)
 		return
 	}
 	em.mu.Lock()
-	em.queue = append(em.queue, emission{b, recs})
+	em.queue = append(em.queue, m)
 	em.mu.Unlock()
 	select {
 	case em.wake <- struct{}{}:
@@ -92,12 +97,9 @@ func (em *emitter) round(ctx context.Context) {
 		return
 	}
 	// Every command behind q was fetched, and reported written, before it
-	// was queued: a round that starts now covers them.
-	durable := em.e.cfg.CommandsDurable
-	if durable == nil {
-		durable = em.e.cfg.LogDurable
-	}
-	if err := durable(ctx); err != nil {
+	// was queued: a round that starts now covers them, and with DurableAt
+	// a round that started when they were appended may have already.
+	if err := em.durable(ctx, q); err != nil {
 		err = fmt.Errorf("engine: making the log durable before producing caused records: %w", err)
 		if ctx.Err() == nil {
 			em.e.fail(err)
@@ -110,6 +112,42 @@ func (em *emitter) round(ctx context.Context) {
 	}
 	for _, m := range q {
 		em.produce(m.b, m.recs)
+		em.deliver(m.answers)
+	}
+}
+
+// durable waits until the commands behind q are on disk.
+func (em *emitter) durable(ctx context.Context, q []emission) error {
+	cfg := &em.e.cfg
+	if cfg.CommandsDurableAt == nil {
+		if cfg.CommandsDurable != nil {
+			return cfg.CommandsDurable(ctx)
+		}
+		return cfg.LogDurable(ctx)
+	}
+	// The last offset per partition: the log is durable in order.
+	var last map[int32]int64
+	for _, m := range q {
+		if last == nil {
+			last = make(map[int32]int64, len(q))
+		}
+		if o, ok := last[m.partition]; !ok || m.last > o {
+			last[m.partition] = m.last
+		}
+	}
+	for p, off := range last {
+		if err := cfg.CommandsDurableAt(ctx, p, off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver answers the clients waiting for the commands of a batch.
+func (em *emitter) deliver(answers []reply) {
+	for i := range answers {
+		r := &answers[i]
+		em.e.replies.Deliver(r.node, r.seq, &r.result)
 	}
 }
 
@@ -129,7 +167,7 @@ func (em *emitter) produce(b *buffer, recs []*kgo.Record) {
 			if err != nil {
 				b.setEmitErr(err)
 			} else {
-				e.logWritten(r.Topic, r.Partition)
+				e.logWritten(r.Topic, r.Partition, r.Offset)
 				if r.Topic == kafkalog.TopicCommands {
 					e.cfg.Stages.Since(StageLegProduced, r.Timestamp.UnixMicro(), time.Now())
 				}

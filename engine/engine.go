@@ -91,11 +91,18 @@ type Config struct {
 	// depends on. The emitter waits on it before producing caused records;
 	// nil: it waits on LogDurable.
 	CommandsDurable func(context.Context) error
-	// LogWritten, set with LogDurable, is told every partition the engine
-	// fetched commands from or produced records to, before it waits on
-	// LogDurable for them: the embedded broker syncs only the partitions
+	// CommandsDurableAt, if set, returns once the record at offset of a
+	// bursar.commands partition, and all before it there, is durable
+	// (kafkalog.Broker.DurableAt): at once when a sync already covered it.
+	// The emitter waits on it, for the last record of each batch, before it
+	// produces what the batch caused and delivers its answers, instead of
+	// on CommandsDurable.
+	CommandsDurableAt func(ctx context.Context, partition int32, offset int64) error
+	// LogWritten, set with LogDurable, is told every record (topic,
+	// partition, offset) the engine fetched or produced, before it waits
+	// on LogDurable for it: the embedded broker syncs only the partitions
 	// reported (kafkalog.Broker.Written).
-	LogWritten func(topic string, partition int32)
+	LogWritten func(topic string, partition int32, offset int64)
 	// EventsProducer, if set, produces bursar.events: a client keeps one
 	// produce request in flight per broker, and the events (two per
 	// command) would otherwise hold up the credit legs a transfer's answer
@@ -245,7 +252,7 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 	e.ctx, e.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	e.actors = &actors.Config{
-		Lookup: e.store, Replies: e.replies, Ctx: e.ctx,
+		Lookup: unflushedFirst{e}, Ctx: e.ctx,
 		OnLookup: e.m.keyLookups.Inc,
 		OnLookupError: func(err error) {
 			e.m.storageErrors.Inc()
@@ -552,9 +559,9 @@ func (e *Engine) fetchLoop() {
 
 // logWritten reports a partition written or fetched to the log's group
 // sync (Config.LogWritten).
-func (e *Engine) logWritten(topic string, partition int32) {
+func (e *Engine) logWritten(topic string, partition int32, offset int64) {
 	if e.cfg.LogWritten != nil {
-		e.cfg.LogWritten(topic, partition)
+		e.cfg.LogWritten(topic, partition, offset)
 	}
 }
 

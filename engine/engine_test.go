@@ -17,6 +17,7 @@ import (
 	"github.com/bursar/bursar/storage"
 	"github.com/bursar/bursar/storage/pgtest"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -37,6 +38,13 @@ func (s *sink) Deliver(node string, seq uint64, r *ledger.Result) {
 	s.got[seq] = *r
 	s.mu.Unlock()
 	s.ch <- seq
+}
+
+func (s *sink) has(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.got[seq]
+	return ok
 }
 
 func (s *sink) wait(t testing.TB, seq uint64) ledger.Result {
@@ -667,5 +675,59 @@ func TestRetriedTransferAnsweredByItsLeg(t *testing.T) {
 	}
 	if acc, _ := r.eng.Account(context.Background(), r.slots.PartitionOfAccount(b), b); acc.Balance != 10 {
 		t.Fatalf("destination balance %d, want 10", acc.Balance)
+	}
+}
+
+// TestEvictedUnflushedKeyIsStillARetry: an account whose bounded key index
+// has evicted an outcome that PostgreSQL does not hold yet (its flush is
+// held by a lock) still recognizes the retry: the lookup reads the
+// partition's unflushed rows before PostgreSQL. Without it the retry, or a
+// re-sent transfer leg, would be applied twice.
+func TestEvictedUnflushedKeyIsStillARetry(t *testing.T) {
+	r := newRig(t)
+	if err := r.eng.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.tweak = func(c *engine.Config) { c.KeysPerAccount = 4 }
+	r.start()
+	a := accountIn(0, r.slots)
+	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
+		t.Fatalf("open = %+v", res)
+	}
+	r.waitCommitted(t)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // released below, or at the end
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	first := money(ledger.KindCredit, a, 7, "k0")
+	res := r.apply(first)
+	for i := range 10 { // evicts k0 from the 4-key index
+		r.apply(money(ledger.KindCredit, a, 1, fmt.Sprint("k", i+1)))
+	}
+	retry := r.apply(money(ledger.KindCredit, a, 7, "k0"))
+	if !retry.Replayed || retry.TxID != res.TxID {
+		t.Fatalf("retry of an evicted, unflushed key = %+v, first %+v", retry, res)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCommitted(t)
+	acc, err := r.eng.Account(ctx, r.slots.PartitionOfAccount(a), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Balance != 17 {
+		t.Fatalf("balance %d, want 17 (7 once, then ten 1s)", acc.Balance)
 	}
 }

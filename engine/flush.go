@@ -73,6 +73,7 @@ func (e *Engine) take() []taken {
 		b := p.buf
 		if b.size() > 0 || b.next > p.committed {
 			p.buf = newBuffer(b.next)
+			p.flushing = append(p.flushing, b)
 			k := slices.IndexFunc(work, func(t taken) bool { return t.p == p })
 			if k < 0 {
 				work = append(work, taken{p: p})
@@ -169,6 +170,8 @@ func (e *Engine) afterCommit(work []taken) {
 	for _, t := range work {
 		t.p.mu.Lock()
 		t.p.committed = t.next()
+		// Every buffer taken so far is in this commit (work keeps them all).
+		t.p.flushing = nil
 		t.p.notifyLocked()
 		t.p.mu.Unlock()
 		for _, b := range t.bufs {

@@ -82,6 +82,10 @@ type partition struct {
 	// changed is closed (and replaced) when committed moves or the
 	// partition stops: Release waits on it.
 	changed chan struct{}
+	// flushing are the buffers a flush took and has not committed yet, in
+	// log order (read by key lookups: their rows are in neither the buffer
+	// nor PostgreSQL).
+	flushing []*buffer
 }
 
 func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
@@ -146,7 +150,7 @@ func (p *partition) process(recs []*kgo.Record) {
 	}
 	// The applied commands must be on disk before anything they cause is
 	// produced, and before their offsets commit.
-	p.e.logWritten(kafkalog.TopicCommands, p.id)
+	p.e.logWritten(kafkalog.TopicCommands, p.id, f.last)
 	p.observeFetched(f.cmds, start)
 	idx := groupByAccount(f.cmds)
 	if !p.spawnMissing(f.cmds, idx) {
@@ -257,11 +261,10 @@ func (p *partition) dispatch(cmds []*ledger.Command, idx [][]int32) ([]actors.Ap
 	outs := make([]actors.Applied, len(cmds))
 	var wg sync.WaitGroup
 	wg.Add(len(idx))
-	replyNow := e.cfg.Ack == AckApplied
 	p.mu.RLock()
 	for _, ix := range idx {
 		pid := p.residents[cmds[ix[0]].AccountID].pid
-		e.system.Root.Send(pid, &actors.Apply{Cmds: cmds, Outs: outs, Idx: ix, Done: &wg, Reply: replyNow})
+		e.system.Root.Send(pid, &actors.Apply{Cmds: cmds, Outs: outs, Idx: ix, Done: &wg})
 	}
 	p.mu.RUnlock()
 	wg.Wait()
@@ -274,9 +277,10 @@ func (p *partition) dispatch(cmds []*ledger.Command, idx [][]int32) ([]actors.Ap
 }
 
 // advance takes what the applied batch caused: the records to produce
-// (credit legs, refunds, events, dead letters) go to the emitter, and the
-// rows, account states and held-back answers go to the partition's buffer,
-// which moves to the batch's end.
+// (credit legs, refunds, events, dead letters) and, with ack=applied, the
+// answers go to the emitter (the one place that answers: once the batch
+// is durable); the rows, account states and, with ack=flushed, the
+// answers go to the partition's buffer, which moves to the batch's end.
 func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 	e := p.e
 	if e.client.BufferedProduceRecords() >= int64(e.cfg.MaxBufferedRecords) {
@@ -285,6 +289,7 @@ func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 	now := time.Now()
 	replyNow := e.cfg.Ack == AckApplied
 	caused := make([]*kgo.Record, 0, 2*len(f.cmds)+len(f.dead))
+	var answers []reply
 	p.mu.Lock()
 	b := p.buf
 	for i := range outs {
@@ -310,8 +315,12 @@ func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 			caused = eventRecords(caused, c, res, p.id, p.id%e.cfg.EventPartitions, f.offs[i])
 			e.m.events.Add(float64(len(caused) - n))
 		}
-		if !replyNow && c.ReplyNode != "" && actors.Answers(c, res) {
-			b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
+		if c.ReplyNode != "" && actors.Answers(c, res) {
+			if replyNow {
+				answers = append(answers, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
+			} else {
+				b.replies = append(b.replies, reply{node: c.ReplyNode, seq: c.ReplySeq, result: *res})
+			}
 		}
 		e.m.applied.WithLabelValues(c.Kind.String(), res.Status.String()).Inc()
 		if c.ReplyNode != "" {
@@ -330,10 +339,10 @@ func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 	for i, r := range f.dead {
 		caused = append(caused, p.deadLetter(r, f.deadWhy[i]))
 	}
-	if len(caused) > 0 {
+	if len(caused) > 0 || len(answers) > 0 {
 		// Before the buffer can be taken: its flush waits for these.
 		b.emits.Add(len(caused))
-		e.emitter.send(b, caused)
+		e.emitter.send(emission{b: b, recs: caused, answers: answers, partition: p.id, last: f.last})
 	}
 	b.next = f.last + 1
 	p.applied = f.last + 1

@@ -118,7 +118,7 @@ func (s *Server) submitBatch(ctx *fasthttp.RequestCtx, items []batchItem, valid 
 		rec := s.newRecord(&items[i].cmd, first+uint64(k), now)
 		s.producer.Produce(pctx, rec, func(r *kgo.Record, err error) {
 			if err == nil && s.cfg.Written != nil {
-				s.cfg.Written(r.Topic, r.Partition)
+				s.cfg.Written(r.Topic, r.Partition, r.Offset)
 			}
 			acks <- produced{k, err}
 		})
@@ -205,7 +205,9 @@ func (s *Server) durableBatch(items []batchItem, valid []int) {
 	}
 	waiting := false
 	for _, i := range valid {
-		waiting = waiting || items[i].err == nil
+		// An answer that arrived durable (Config.AnswersDurable) needs no
+		// wait; a 202 does.
+		waiting = waiting || (items[i].err == nil && (!items[i].answered || !s.cfg.AnswersDurable))
 	}
 	if !waiting {
 		return

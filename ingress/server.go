@@ -51,7 +51,12 @@ type Config struct {
 	// Written, set with Durable, is told the partition of every command
 	// the broker acknowledged, before anything waits on Durable for it:
 	// the embedded broker syncs only the partitions reported.
-	Written func(topic string, partition int32)
+	Written func(topic string, partition int32, offset int64)
+	// AnswersDurable says the engine that delivers the answers delivers
+	// them only once what they reflect is durable (it runs in this process
+	// over the embedded broker's group sync), so answers are not waited on
+	// again; 202 Accepted and balance reads still wait on Durable.
+	AnswersDurable bool
 	// Stages, if set, observes the ingress's stages of each write
 	// (bursar_stage_seconds: decoded, produced, durable, answered).
 	Stages *engine.Stages
@@ -438,7 +443,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	s.producer.Produce(pctx, rec, func(r *kgo.Record, err error) {
 		if err == nil {
 			if s.cfg.Written != nil {
-				s.cfg.Written(r.Topic, r.Partition)
+				s.cfg.Written(r.Topic, r.Partition, r.Offset)
 			}
 			s.cfg.Stages.Since(engine.StageProduced, c.TimestampUs, time.Now())
 		}
@@ -515,6 +520,10 @@ func (s *Server) newRecord(c *ledger.Command, seq uint64, now time.Time) *kgo.Re
 // not be turned into a failure by a healthy disk.
 func (s *Server) durable(c *ledger.Command, res *ledger.Result) (*ledger.Result, *apiError) {
 	if s.cfg.Durable == nil {
+		return res, nil
+	}
+	if res != nil && s.cfg.AnswersDurable {
+		s.cfg.Stages.Since(engine.StageDurable, c.TimestampUs, time.Now())
 		return res, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WaitTimeout)

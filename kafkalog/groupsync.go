@@ -75,7 +75,12 @@ type groupSync struct {
 	// rounds that a wait for everything asked for sync.
 	commandsDirty, otherDirty map[topicPartition]struct{}
 	next                      *syncRound // the round that starts next
+	running                   *syncRound // the round in progress, or nil
 	failed                    error      // sticky: a failed sync may have lost written pages
+	// offsets is, per partition ever reported, the next offset after the
+	// highest reported and after the highest known durable (waitAt). One
+	// entry per partition of the broker's topics: bounded by them.
+	offsets map[topicPartition]*partitionOffsets
 
 	files map[topicPartition]*segmentFile // run's own: no lock
 }
@@ -86,12 +91,18 @@ type segmentFile struct {
 	base int64
 }
 
+// partitionOffsets are next offsets (one past the highest offset).
+type partitionOffsets struct{ reported, durable int64 }
+
 // syncRound is one sync; done is closed when it has finished, with err.
 // all is set (under groupSync.mu) when a waiter needs every topic synced.
+// covers is, once the round has started, the next offset reported for
+// each partition it syncs: what it makes durable.
 type syncRound struct {
-	done chan struct{}
-	err  error
-	all  bool
+	done   chan struct{}
+	err    error
+	all    bool
+	covers map[topicPartition]int64
 }
 
 func newGroupSync(root string, segmentBytes int64, syncFile, syncFS func(*os.File) error, onSync func(time.Duration, error)) (*groupSync, error) {
@@ -106,22 +117,93 @@ func newGroupSync(root string, segmentBytes int64, syncFile, syncFS func(*os.Fil
 		otherDirty:    make(map[topicPartition]struct{}),
 		next:          &syncRound{done: make(chan struct{})},
 		files:         make(map[topicPartition]*segmentFile),
+		offsets:       make(map[topicPartition]*partitionOffsets),
 	}
 	go g.run()
 	return g, nil
 }
 
-// written notes that a record was written to the partition (the broker
-// acknowledged it, or a consumer fetched it): the next round syncs it.
-func (g *groupSync) written(topic string, partition int32) {
+// written notes that the record at offset was written to the partition
+// (the broker acknowledged it, or a consumer fetched it): the next round
+// syncs it. A command starts a round at once if none runs, so that its
+// sync overlaps the work between its append and whoever waits for it
+// (waitAt): under load rounds run back to back anyway.
+func (g *groupSync) written(topic string, partition int32, offset int64) {
 	tp := topicPartition{topic, partition}
 	g.mu.Lock()
+	g.reportLocked(tp, offset)
+	g.mu.Unlock()
 	if topic == TopicCommands {
+		select {
+		case g.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (g *groupSync) reportLocked(tp topicPartition, offset int64) {
+	if tp.topic == TopicCommands {
 		g.commandsDirty[tp] = struct{}{}
 	} else {
 		g.otherDirty[tp] = struct{}{}
 	}
-	g.mu.Unlock()
+	o := g.offsets[tp]
+	if o == nil {
+		o = &partitionOffsets{}
+		g.offsets[tp] = o
+	}
+	o.reported = max(o.reported, offset+1)
+}
+
+// waitAt returns once the record at offset of a bursar.commands partition,
+// and everything before it there, is on disk: at once when a round has
+// already synced it (written started one when it was acknowledged),
+// after the round in progress when that one covers it, else after the
+// next round.
+func (g *groupSync) waitAt(ctx context.Context, partition int32, offset int64) error {
+	tp := topicPartition{TopicCommands, partition}
+	for {
+		g.mu.Lock()
+		if g.failed != nil {
+			g.mu.Unlock()
+			return g.failed
+		}
+		o := g.offsets[tp]
+		if o != nil && o.durable > offset {
+			g.mu.Unlock()
+			return nil
+		}
+		if o == nil || o.reported <= offset {
+			// The caller knows the offset, so the record is in the log.
+			g.reportLocked(tp, offset)
+		}
+		r := g.next
+		if g.running != nil && g.running.covers[tp] > offset {
+			r = g.running
+		}
+		g.mu.Unlock()
+		select {
+		case g.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.done:
+			if r.err != nil {
+				return r.err
+			}
+		case <-g.ended:
+			select {
+			case <-r.done:
+				if r.err != nil {
+					return r.err
+				}
+			default:
+				return ErrBrokerClosed
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // wait returns once a round that started after the call has finished:
@@ -181,6 +263,11 @@ func (g *groupSync) round() {
 		}
 		g.otherDirty = make(map[topicPartition]struct{}, len(g.otherDirty))
 	}
+	r.covers = make(map[topicPartition]int64, len(dirty))
+	for tp := range dirty {
+		r.covers[tp] = g.offsets[tp].reported
+	}
+	g.running = r
 	failed := g.failed
 	g.mu.Unlock()
 	var err error
@@ -191,14 +278,20 @@ func (g *groupSync) round() {
 			g.onSync(time.Since(start), err)
 		}
 	}
+	g.mu.Lock()
+	g.running = nil
 	if err != nil {
 		err = fmt.Errorf("kafkalog: syncing the broker's files: %w", err)
-		g.mu.Lock()
 		if g.failed == nil {
 			g.failed = err
 		}
-		g.mu.Unlock()
+	} else if failed == nil {
+		for tp, next := range r.covers {
+			o := g.offsets[tp]
+			o.durable = max(o.durable, next)
+		}
 	}
+	g.mu.Unlock()
 	if failed != nil {
 		err = failed
 	}
@@ -254,9 +347,9 @@ func (g *groupSync) syncAll(dirty map[topicPartition]struct{}) error {
 }
 
 // syncSegment fdatasyncs a partition's active segment. A segment that has
-// reached the roll size may have been followed by a new one, which may
-// hold records too: then the newer segments are found, their directory
-// entries synced, and they are synced as well.
+// reached the roll size, or that retention deleted, may have been followed
+// by a new one, which may hold records too: then the newer segments are
+// found, their directory entries synced, and they are synced as well.
 func (g *groupSync) syncSegment(tp topicPartition, seg *segmentFile) error {
 	if err := g.syncFile(seg.f); err != nil {
 		return fmt.Errorf("%s: %w", seg.f.Name(), err)
@@ -265,7 +358,12 @@ func (g *groupSync) syncSegment(tp topicPartition, seg *segmentFile) error {
 	if err != nil {
 		return err
 	}
-	if st.Size() < g.segmentBytes {
+	// Retention may have removed every segment, the active one included
+	// (an events partition idle for its retention.ms): the next record
+	// then goes to a new file, and the handle is of a deleted one.
+	onDisk, err := os.Stat(seg.f.Name())
+	current := err == nil && os.SameFile(st, onDisk)
+	if st.Size() < g.segmentBytes && current {
 		return nil
 	}
 	dir := partitionDir(g.root, tp)

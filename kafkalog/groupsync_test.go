@@ -71,7 +71,7 @@ func writeSegment(t *testing.T, root string, tp topicPartition, base int64, n in
 
 // waitWritten reports testTP written, then waits.
 func waitWritten(ctx context.Context, g *groupSync) error {
-	g.written(testTP.topic, testTP.partition)
+	g.written(testTP.topic, testTP.partition, 0)
 	return g.wait(ctx, false)
 }
 
@@ -216,7 +216,7 @@ func TestGroupSyncSyncsWrittenSegments(t *testing.T) {
 			st.prepare()
 		}
 		for _, tp := range st.written {
-			g.written(tp.topic, tp.partition)
+			g.written(tp.topic, tp.partition, 0)
 		}
 		if err := g.wait(ctx, st.all); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
@@ -237,7 +237,7 @@ func TestGroupSyncMissingSegmentFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.close()
-	g.written(TopicCommands, 0)
+	g.written(TopicCommands, 0, 0)
 	if err := g.wait(context.Background(), false); err == nil {
 		t.Fatal("durable with no file to sync")
 	}
@@ -270,7 +270,7 @@ func TestGroupSyncManyFilesSyncTheFileSystem(t *testing.T) {
 	} {
 		before := fsSyncs.Load()
 		for _, tp := range tc.written {
-			g.written(tp.topic, tp.partition)
+			g.written(tp.topic, tp.partition, 0)
 		}
 		if err := g.wait(context.Background(), false); err != nil {
 			t.Fatal(err)
@@ -278,5 +278,96 @@ func TestGroupSyncManyFilesSyncTheFileSystem(t *testing.T) {
 		if got, fs := len(files.take()), int(fsSyncs.Load()-before); got != tc.files || fs != tc.fsyncs {
 			t.Errorf("%d written: %d files and %d file-system syncs, want %d and %d", len(tc.written), got, fs, tc.files, tc.fsyncs)
 		}
+	}
+}
+
+// TestGroupSyncWaitAt: a command's write starts a round by itself; waitAt
+// for a record a finished round covered returns without another sync, and
+// waitAt for one written while a sync is held returns only after a round
+// covering it finishes.
+func TestGroupSyncWaitAt(t *testing.T) {
+	root := t.TempDir()
+	writeSegment(t, root, testTP, 0, 10)
+	gate := make(chan struct{}, 100)
+	var syncs atomic.Int64
+	g, err := newGroupSync(root, 1<<20, func(*os.File) error { <-gate; syncs.Add(1); return nil }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(gate); g.close() }()
+	ctx := context.Background()
+
+	g.written(testTP.topic, testTP.partition, 4) // starts a round, held at the gate
+	done := make(chan error, 1)
+	go func() { done <- g.waitAt(ctx, testTP.partition, 4) }()
+	select {
+	case err := <-done:
+		t.Fatalf("waitAt returned (%v) before its sync finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n := syncs.Load()
+	// Covered: no further sync, even though the gate holds any.
+	if err := g.waitAt(ctx, testTP.partition, 3); err != nil {
+		t.Fatal(err)
+	}
+	if syncs.Load() != n {
+		t.Fatal("waitAt synced again for a covered record")
+	}
+	// A later record is not covered by that round.
+	g.written(testTP.topic, testTP.partition, 9)
+	go func() { done <- g.waitAt(ctx, testTP.partition, 9) }()
+	select {
+	case err := <-done:
+		t.Fatalf("waitAt for a later record returned (%v) without its sync", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	gate <- struct{}{}
+	gate <- struct{}{} // in case a second round was asked for
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupSyncFollowsADeletedSegment: when retention deletes a
+// partition's active segment and the next record starts a new file, the
+// round syncs the new file, not only the deleted one it had open.
+func TestGroupSyncFollowsADeletedSegment(t *testing.T) {
+	root := t.TempDir()
+	ev := topicPartition{TopicEvents, 0}
+	writeSegment(t, root, ev, 0, 10)
+	l := &fileLog{}
+	g, err := newGroupSync(root, 1<<20, l.sync, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	ctx := context.Background()
+	g.written(ev.topic, ev.partition, 0)
+	if err := g.wait(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	l.take()
+	if err := os.Remove(filepath.Join(partitionDir(root, ev), segmentName(0))); err != nil {
+		t.Fatal(err)
+	}
+	writeSegment(t, root, ev, 7, 10)
+	g.written(ev.topic, ev.partition, 7)
+	if err := g.wait(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.take(); !slices.Contains(got, "bursar.events-0/7.dat") {
+		t.Fatalf("synced %v after the active segment was deleted; want the new 7.dat", got)
+	}
+	// The next round uses the new file.
+	g.written(ev.topic, ev.partition, 8)
+	if err := g.wait(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.take(); !slices.Equal(got, []string{"bursar.events-0/7.dat"}) {
+		t.Fatalf("then synced %v", got)
 	}
 }

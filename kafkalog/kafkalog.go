@@ -179,14 +179,25 @@ func (b *Broker) DurableCommands(ctx context.Context) error {
 	return b.gs.wait(ctx, false)
 }
 
-// Written reports that a record of the topic's partition was acknowledged
-// or fetched: the next durability round syncs that partition's file. Call
-// it before anything that will wait on Durable for that record. It does
-// nothing unless the broker runs SyncGroup.
-func (b *Broker) Written(topic string, partition int32) {
+// Written reports that the record at offset of the topic's partition was
+// acknowledged or fetched: the next durability round syncs that
+// partition's file (a command starts one at once). Call it before anything
+// that will wait on Durable for that record. It does nothing unless the
+// broker runs SyncGroup.
+func (b *Broker) Written(topic string, partition int32, offset int64) {
 	if b.gs != nil {
-		b.gs.written(topic, partition)
+		b.gs.written(topic, partition, offset)
 	}
+}
+
+// DurableAt returns once the record at offset of bursar.commands'
+// partition, and everything before it there, is on disk: at once when a
+// round already synced it. Only with SyncGroup does it wait.
+func (b *Broker) DurableAt(ctx context.Context, partition int32, offset int64) error {
+	if b.gs == nil {
+		return nil
+	}
+	return b.gs.waitAt(ctx, partition, offset)
 }
 
 // Addrs returns the broker's listen addresses, for KAFKA_BROKERS.

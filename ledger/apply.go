@@ -41,19 +41,25 @@ const IdempotencyWindowUs int64 = 24 * 3600 * 1_000_000
 // client and, unless Replayed or Unrecorded, one row in the transactions
 // table.
 type Result struct {
-	TxID        uuid.UUID
-	Kind        Kind
-	AccountID   uuid.UUID
-	Status      TxStatus
-	Code        Code
-	Amount      int64
-	Delta       int64 // signed change to the balance (0 when failed)
-	Currency    string
-	Balance     int64 // balance after the command
-	Available   int64 // balance + overdraft limit after the command
-	Version     int64 // account version after the command
-	Seq         int64 // account-local sequence of this transaction row
-	TimestampUs int64
+	TxID      uuid.UUID
+	Kind      Kind
+	AccountID uuid.UUID
+	// Counterparty is the other account of a transfer leg (zero
+	// otherwise), as recorded: a retried transfer re-sends its credit leg
+	// to it, never to the account a retry names (the request hash is not
+	// proof against a forged collision). Not in the wire encoding: answers
+	// do not need it.
+	Counterparty uuid.UUID
+	Status       TxStatus
+	Code         Code
+	Amount       int64
+	Delta        int64 // signed change to the balance (0 when failed)
+	Currency     string
+	Balance      int64 // balance after the command
+	Available    int64 // balance + overdraft limit after the command
+	Version      int64 // account version after the command
+	Seq          int64 // account-local sequence of this transaction row
+	TimestampUs  int64
 	// Replayed is set when an idempotency key or a leg ID matched an earlier
 	// command: the original outcome is returned and nothing is applied.
 	Replayed bool
@@ -169,7 +175,7 @@ func Apply(a *Account, c *Command) Effect {
 			r := prev.result
 			r.Replayed = true
 			e := Effect{Result: r}
-			if c.Kind == KindTransferDebit && r.Kind == KindTransferDebit && r.Status == StatusPending {
+			if c.Kind == KindTransferDebit && r.Kind == KindTransferDebit && r.Status == StatusPending && r.Counterparty != uuid.Nil {
 				// A retried transfer whose debit was applied: its outcome is
 				// the credit leg's, in the destination's history. Send the leg
 				// again, carrying the retry's reply address: the destination
@@ -208,7 +214,7 @@ func Apply(a *Account, c *Command) Effect {
 // and become a transaction row so that a retry returns the same failure.
 func refuse(a *Account, c *Command, code Code, record bool) Effect {
 	r := Result{
-		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Status: StatusFailed, Code: code,
+		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Counterparty: c.Counterparty, Status: StatusFailed, Code: code,
 		Amount: c.Amount, Currency: c.Currency, TimestampUs: c.TimestampUs,
 		Balance: a.Balance, Available: a.Available(), Version: a.Version,
 		Unrecorded: !record,
@@ -229,7 +235,7 @@ func move(a *Account, c *Command, delta int64, status TxStatus) Effect {
 	a.Seq++
 	a.UpdatedUs = c.TimestampUs
 	return Effect{Changed: true, Result: Result{
-		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Status: status,
+		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Counterparty: c.Counterparty, Status: status,
 		Amount: c.Amount, Delta: delta, Currency: c.Currency, TimestampUs: c.TimestampUs,
 		Balance: a.Balance, Available: a.Available(), Version: a.Version, Seq: a.Seq,
 	}}
@@ -309,16 +315,19 @@ func applyTransferDebit(a *Account, c *Command) Effect {
 }
 
 // resentLeg is the credit leg of the transfer whose debit r recorded, sent
-// again for the retry c (same request: the hashes matched). It keeps the
-// transfer's ID, so it dedupes against the first copy, and takes the
-// retry's timestamp and reply address: the first copy's timestamp is
-// within the idempotency window of it (the retry found the debit), so the
-// destination still finds the first copy's outcome.
+// again for the retry c. Where the money goes and how much is taken from
+// the record, not from the retry: the retry matched by its request hash,
+// which a forged collision could fake. It keeps the transfer's ID, so it
+// dedupes against the first copy, and takes the retry's timestamp and
+// reply address: the first copy's timestamp is within the idempotency
+// window of it (the retry found the debit), so the destination still finds
+// the first copy's outcome.
 func resentLeg(c *Command, r *Result) *Command {
 	leg := *c
 	leg.Kind = KindTransferCredit
 	leg.TxID = r.TxID
-	leg.AccountID, leg.Counterparty = c.Counterparty, c.AccountID
+	leg.AccountID, leg.Counterparty = r.Counterparty, r.AccountID
+	leg.Amount, leg.Currency = r.Amount, r.Currency
 	leg.IdemKey = ""
 	return &leg
 }

@@ -104,7 +104,7 @@ func refundOf(leg Command, code Code) Command {
 // res is the result c produces with the given outcome and account figures.
 func res(c Command, st TxStatus, code Code, delta, bal, avail, ver, seq int64) Result {
 	return Result{
-		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Status: st, Code: code,
+		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Counterparty: c.Counterparty, Status: st, Code: code,
 		Amount: c.Amount, Delta: delta, Currency: c.Currency, Balance: bal, Available: avail,
 		Version: ver, Seq: seq, TimestampUs: c.TimestampUs,
 	}
@@ -655,5 +655,32 @@ func TestStatusNames(t *testing.T) {
 	}
 	if AccountStatus(9).String() != "" || ParseAccountStatus("open") != 0 {
 		t.Error("unknown AccountStatus values are not empty / zero")
+	}
+}
+
+// TestResentLegTakesTheRecord: a retry is matched to the first request by
+// its request hash alone. A forged collision (same key and hash, another
+// destination and amount) must not move other money: the re-sent credit
+// leg goes to the recorded destination with the recorded amount.
+func TestResentLegTakesTheRecord(t *testing.T) {
+	w := world{}
+	for _, c := range []Command{openCmd(acctA, "USD", 0), creditCmd(acctA, 1000, withKey("fund"))} {
+		Apply(w.get(c.AccountID), &c)
+	}
+	first := transferCmd(acctA, acctB, 1, withKey("k"), withTx(300))
+	if e := Apply(w.get(acctA), &first); e.Emit == nil || e.Emit.AccountID != acctB {
+		t.Fatalf("first transfer: %+v", e)
+	}
+	forged := transferCmd(acctA, acctC, 900, withKey("k"), withTx(301), withTime(t0+5))
+	forged.RequestHash = first.RequestHash // the collision
+	e := Apply(w.get(acctA), &forged)
+	if !e.Result.Replayed || e.Emit == nil {
+		t.Fatalf("forged retry: %+v", e)
+	}
+	if leg := e.Emit; leg.AccountID != acctB || leg.Counterparty != acctA || leg.Amount != 1 || leg.Currency != "USD" || leg.TxID != first.TxID {
+		t.Fatalf("re-sent leg %+v: want 1 USD to %v under %v", leg, acctB, first.TxID)
+	}
+	if w.get(acctA).Balance != 999 {
+		t.Fatalf("source balance %d, want 999", w.get(acctA).Balance)
 	}
 }

@@ -73,7 +73,8 @@ func (m *refLedger) apply(c Command) (Result, *Command) {
 				// leg again, for the destination to answer.
 				leg := c
 				leg.Kind, leg.TxID, leg.IdemKey = KindTransferCredit, r.TxID, ""
-				leg.AccountID, leg.Counterparty = c.Counterparty, c.AccountID
+				leg.AccountID, leg.Counterparty = r.Counterparty, r.AccountID
+				leg.Amount, leg.Currency = r.Amount, r.Currency
 				return r, &leg
 			}
 			return r, nil
@@ -91,7 +92,7 @@ func (m *refLedger) apply(c Command) (Result, *Command) {
 
 func (m *refLedger) base(a *refAccount, c Command) Result {
 	return Result{
-		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Amount: c.Amount, Currency: c.Currency,
+		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Counterparty: c.Counterparty, Amount: c.Amount, Currency: c.Currency,
 		TimestampUs: c.TimestampUs, Balance: a.balance, Available: a.balance + a.overdraft, Version: a.version,
 	}
 }

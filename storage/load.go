@@ -83,7 +83,7 @@ func (s *Store) loadKeys(ctx context.Context, found []uuid.UUID, out map[uuid.UU
 	}
 	// keysCap+1 rows tell whether the window holds more keys than fit.
 	rows, err := s.pool.Query(ctx, `
-SELECT t.account_id, t.idem_key, t.request_hash, `+resultColumns+`
+SELECT t.account_id, t.idem_key, t.request_hash, t.counterparty_id, `+resultColumns+`
 FROM unnest($1::uuid[]) AS a(id)
 CROSS JOIN LATERAL (
     SELECT * FROM transactions
@@ -101,15 +101,19 @@ CROSS JOIN LATERAL (
 	perAccount := make(map[uuid.UUID][]keyed)
 	for rows.Next() {
 		var (
-			id   [16]byte
-			k    keyed
-			hash int64
+			id           [16]byte
+			k            keyed
+			hash         int64
+			counterparty *[16]byte
 		)
-		r, err := scanResult(rows, &id, &k.key, &hash)
+		r, err := scanResult(rows, &id, &k.key, &hash, &counterparty)
 		if err != nil {
 			return fmt.Errorf("storage: load keys: %w", err)
 		}
 		r.AccountID = id
+		if counterparty != nil {
+			r.Counterparty = *counterparty
+		}
 		k.hash, k.r = uint64(hash), r
 		perAccount[id] = append(perAccount[id], k)
 	}
@@ -170,7 +174,7 @@ func scanResult(row pgx.Row, lead ...any) (ledger.Result, error) {
 // absent from the map. It backs an account whose in-memory key index is
 // incomplete, one query per account per fetch batch.
 func (s *Store) LookupKeys(ctx context.Context, account uuid.UUID, keys []string, sinceUs int64) (map[string]ledger.KeyRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (t.idem_key) t.idem_key, t.request_hash, `+resultColumns+`
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (t.idem_key) t.idem_key, t.request_hash, t.counterparty_id, `+resultColumns+`
 FROM transactions t WHERE t.account_id = $1 AND t.idem_key = ANY($2) AND t.created_at >= $3
 ORDER BY t.idem_key, t.seq DESC`, [16]byte(account), keys, time.UnixMicro(sinceUs))
 	if err != nil {
@@ -181,11 +185,15 @@ ORDER BY t.idem_key, t.seq DESC`, [16]byte(account), keys, time.UnixMicro(sinceU
 	for rows.Next() {
 		var key string
 		var h int64
-		r, err := scanResult(rows, &key, &h)
+		var counterparty *[16]byte
+		r, err := scanResult(rows, &key, &h, &counterparty)
 		if err != nil {
 			return nil, fmt.Errorf("storage: lookup keys: %w", err)
 		}
 		r.AccountID = account
+		if counterparty != nil {
+			r.Counterparty = *counterparty
+		}
 		out[key] = ledger.KeyRecord{Hash: uint64(h), Result: r}
 	}
 	if err := rows.Err(); err != nil {

@@ -38,7 +38,8 @@ type runningNode struct {
 	// written reports partitions to the group sync; all nil unless the
 	// embedded broker runs --broker-sync=group.
 	durable, durableCommands func(context.Context) error
-	written                  func(topic string, partition int32)
+	durableAt                func(ctx context.Context, partition int32, offset int64) error
+	written                  func(topic string, partition int32, offset int64)
 	// The engine's client (consumes, produces legs), the API's and the
 	// events': a client keeps one produce request in flight per broker
 	// (idempotent writes), so each stream gets its own rather than wait
@@ -168,7 +169,7 @@ func (n *runningNode) startBroker() ([]string, error) {
 	}
 	n.deferClose(b.Close)
 	if b.Sync() == kafkalog.SyncGroup {
-		n.durable, n.durableCommands, n.written = b.Durable, b.DurableCommands, b.Written
+		n.durable, n.durableCommands, n.durableAt, n.written = b.Durable, b.DurableCommands, b.DurableAt, b.Written
 		n.reg.MustRegister(syncSeconds, syncErrors)
 	}
 	n.log.Info("embedded development broker started", "addrs", b.Addrs(), "data_dir", f.dataDir, "sync", b.Sync())
@@ -264,7 +265,7 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
-			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurable: n.durableCommands,
+			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurable: n.durableCommands, CommandsDurableAt: n.durableAt,
 			LogWritten: n.written, Stages: n.stages,
 		}, n.log.With("component", "engine"), n.store, n.engineClient, &sink, engine.NewMetrics(n.reg), n.system)
 		if err != nil {
@@ -316,6 +317,8 @@ func (n *runningNode) startAPI(context.Context) error {
 	api, err := ingress.New(ingress.Config{
 		Partitions: n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
+		// The engine in this process answers once the answers are durable.
+		AnswersDurable:    n.durableAt != nil && n.runEngine,
 		MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
 	}, n.log.With("component", "ingress"), n.apiClient, n.replies, n.router, n.store, n.reg,
 		fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
