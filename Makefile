@@ -31,8 +31,10 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeWire -fuzztime=$(FUZZTIME) ./ledger/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeMoney -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeTransfer -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./ingress/
 
 ## bench: Go micro-benchmarks of the core and the write-behind encoding.
