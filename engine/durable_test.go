@@ -165,36 +165,11 @@ func TestCausedRecordsWaitForTheirCause(t *testing.T) {
 	a, b := accountIn(0, r.slots), accountIn(1, r.slots)
 	pb := r.slots.PartitionOfAccount(b)
 
-	var mu sync.Mutex
-	gate := make(chan struct{})
-	close(gate) // open while the accounts are set up
-	var held atomic.Bool
+	gate := newDurabilityGate()
 	var early, caused atomic.Int64
-	r.tweak = func(c *engine.Config) {
-		c.LogDurable = func(ctx context.Context) error {
-			mu.Lock()
-			g := gate
-			mu.Unlock()
-			select {
-			case <-g:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
+	r.tweak = func(c *engine.Config) { c.LogDurable = gate.wait }
 	r.start()
-	// Runs before the engine's stop (cleanups run last first): a failing
-	// test must not leave the final flush waiting on a held gate.
-	t.Cleanup(func() {
-		mu.Lock()
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-		mu.Unlock()
-	})
+	gate.releaseAtCleanup(t)
 	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
 		t.Fatalf("open = %+v", res)
 	}
@@ -220,7 +195,7 @@ func TestCausedRecordsWaitForTheirCause(t *testing.T) {
 			for _, p := range tp.Partitions {
 				if isEvents || (isCommands && p.Partition == pb) {
 					caused.Add(1)
-					if held.Load() {
+					if gate.held() {
 						early.Add(1)
 					}
 				}
@@ -229,38 +204,17 @@ func TestCausedRecordsWaitForTheirCause(t *testing.T) {
 		return nil, nil, false
 	})
 
-	mu.Lock()
-	gate = make(chan struct{})
-	held.Store(true)
-	mu.Unlock()
-	applied := func() int64 {
-		for _, st := range r.eng.Stats() {
-			if st.Partition == r.slots.PartitionOfAccount(a) {
-				return st.Applied
-			}
-		}
-		t.Fatal("partition not owned")
-		return 0
-	}
-	before := applied()
+	gate.hold()
 	seq := r.produce(&ledger.Command{Kind: ledger.KindTransferDebit, AccountID: a, Counterparty: b, Amount: 40, Currency: "USD", IdemKey: "t1"})
-	deadline := time.Now().Add(10 * time.Second)
-	for applied() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the debit was never applied")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Applied, not durable: its leg and events must not be produced. An
-	// engine that produced them right after applying has done so by now.
-	time.Sleep(300 * time.Millisecond)
+	// The first wait after the debit is the emitter's, before it produces
+	// the leg and the events. An engine that produced them at once would
+	// first wait in the flush, which waits for their acknowledgements: by
+	// then the broker has seen them.
+	gate.awaitEntered(t)
 	if n := early.Load(); n > 0 {
 		t.Fatalf("%d caused records produced before their cause was durable", n)
 	}
-	mu.Lock()
-	held.Store(false)
-	close(gate)
-	mu.Unlock()
+	gate.release()
 	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted || res.Kind != ledger.KindTransferCredit {
 		t.Fatalf("transfer = %+v", res)
 	}
@@ -278,56 +232,106 @@ func TestAnswersWaitForDurability(t *testing.T) {
 	if err := r.eng.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	gate := make(chan struct{})
-	close(gate)
-	r.tweak = func(c *engine.Config) {
-		c.LogDurable = func(ctx context.Context) error {
-			mu.Lock()
-			g := gate
-			mu.Unlock()
-			select {
-			case <-g:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
+	gate := newDurabilityGate()
+	r.tweak = func(c *engine.Config) { c.LogDurable = gate.wait }
 	r.start()
-	t.Cleanup(func() {
-		mu.Lock()
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-		mu.Unlock()
-	})
+	gate.releaseAtCleanup(t)
 	a := accountIn(0, r.slots)
 	if res := r.apply(openCmd(a)); res.Status != ledger.StatusCompleted {
 		t.Fatalf("open = %+v", res)
 	}
-	mu.Lock()
-	gate = make(chan struct{})
-	mu.Unlock()
-	before := r.eng.Stats()[0].Applied
+	r.waitCommitted(t)
+	gate.hold()
 	seq := r.produce(money(ledger.KindCredit, a, 5, "held"))
-	deadline := time.Now().Add(10 * time.Second)
-	for r.eng.Stats()[0].Applied == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the credit was never applied")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
+	// The emitter waits for the credit's durability before it answers; an
+	// engine that answered on apply would have answered before that wait.
+	gate.awaitEntered(t)
 	if r.sink.has(seq) {
 		t.Fatal("answered before the command was durable")
 	}
-	mu.Lock()
-	close(gate)
-	mu.Unlock()
+	gate.release()
 	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted {
 		t.Fatalf("credit = %+v", res)
 	}
 }
+
+// durabilityGate is a Config.LogDurable that a test can hold: while held,
+// every call waits until release, and the first call is signalled.
+type durabilityGate struct {
+	mu      sync.Mutex
+	open    chan struct{}
+	entered chan struct{}
+}
+
+// newDurabilityGate returns a gate that is open.
+func newDurabilityGate() *durabilityGate {
+	g := &durabilityGate{open: make(chan struct{}), entered: make(chan struct{}, 1)}
+	close(g.open)
+	return g
+}
+
+func (g *durabilityGate) wait(ctx context.Context) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+		return nil
+	default:
+	}
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *durabilityGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+	select {
+	case <-g.entered:
+	default:
+	}
+}
+
+func (g *durabilityGate) held() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		return false
+	default:
+		return true
+	}
+}
+
+func (g *durabilityGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+// awaitEntered returns once a call has waited on the held gate.
+func (g *durabilityGate) awaitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing waited for durability")
+	}
+}
+
+// releaseAtCleanup releases the gate before the engine's stop (cleanups
+// run last first): a failing test must not leave the final flush waiting.
+func (g *durabilityGate) releaseAtCleanup(t *testing.T) { t.Cleanup(g.release) }

@@ -170,6 +170,36 @@ func (r *rig) produceRaw(p int32, value []byte) {
 	}
 }
 
+// holdFlushes holds every flush of the rig's engine, with a transaction
+// that locks the partitions table's rows (each flush updates them first),
+// until release is called (or the test ends).
+func (r *rig) holdFlushes(t *testing.T) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Rollback(ctx); err != nil {
+				t.Error(err)
+			}
+			conn.Close(ctx)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
 func (r *rig) apply(c *ledger.Command) ledger.Result {
 	r.t.Helper()
 	return r.sink.wait(r.t, r.produce(c))
@@ -697,19 +727,7 @@ func TestEvictedUnflushedKeyIsStillARetry(t *testing.T) {
 	r.waitCommitted(t)
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, r.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // released below, or at the end
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	release := r.holdFlushes(t)
 	first := money(ledger.KindCredit, a, 7, "k0")
 	res := r.apply(first)
 	for i := range 10 { // evicts k0 from the 4-key index
@@ -719,9 +737,7 @@ func TestEvictedUnflushedKeyIsStillARetry(t *testing.T) {
 	if !retry.Replayed || retry.TxID != res.TxID {
 		t.Fatalf("retry of an evicted, unflushed key = %+v, first %+v", retry, res)
 	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	r.waitCommitted(t)
 	acc, err := r.eng.Account(ctx, r.slots.PartitionOfAccount(a), a)
 	if err != nil {

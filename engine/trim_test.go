@@ -93,21 +93,8 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	p := int32(2)
 	a, committed := r.creditsTrimmed(p, 20)
 
-	// Hold every flush: a transaction locks the partitions table's rows,
-	// which each flush updates first.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, r.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
+	release := r.holdFlushes(t)
 	for i := range 5 {
 		if res := r.apply(money(ledger.KindCredit, a, 1, "h"+string(rune('a'+i)))); res.Status != ledger.StatusCompleted {
 			t.Fatalf("credit while flushes wait = %+v", res)
@@ -122,9 +109,7 @@ func TestTrimDeletesOnlyCommittedCommands(t *testing.T) {
 	if got := r.startOffset(p); got != committed-1 {
 		t.Fatalf("log starts at %d while PostgreSQL has up to %d", got, committed)
 	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	r.waitCommitted(t)
 	r.waitStart(p, end-1)
 

@@ -103,6 +103,8 @@ func (b *batchNode) balanceEventually(t *testing.T, id, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("balance of %s is %s, want %s", id, got, want)
 		}
+		// A refund lands after the answer, and the public API offers
+		// nothing to wait on: poll the balance, bounded by the deadline.
 		time.Sleep(20 * time.Millisecond)
 	}
 }
