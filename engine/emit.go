@@ -120,9 +120,6 @@ func (em *emitter) round(ctx context.Context) {
 func (em *emitter) durable(ctx context.Context, q []emission) error {
 	cfg := &em.e.cfg
 	if cfg.CommandsDurableAt == nil {
-		if cfg.CommandsDurable != nil {
-			return cfg.CommandsDurable(ctx)
-		}
 		return cfg.LogDurable(ctx)
 	}
 	// The last offset per partition: the log is durable in order.

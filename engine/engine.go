@@ -86,17 +86,12 @@ type Config struct {
 	// PostgreSQL says they were applied (rule 3). nil: the broker's
 	// acknowledgement is durability enough.
 	LogDurable func(context.Context) error
-	// CommandsDurable, if set, is LogDurable for bursar.commands only
-	// (kafkalog.Broker.DurableCommands): all a record a command causes
-	// depends on. The emitter waits on it before producing caused records;
-	// nil: it waits on LogDurable.
-	CommandsDurable func(context.Context) error
 	// CommandsDurableAt, if set, returns once the record at offset of a
 	// bursar.commands partition, and all before it there, is durable
 	// (kafkalog.Broker.DurableAt): at once when a sync already covered it.
 	// The emitter waits on it, for the last record of each batch, before it
-	// produces what the batch caused and delivers its answers, instead of
-	// on CommandsDurable.
+	// produces what the batch caused and delivers its answers; nil: it
+	// waits on LogDurable.
 	CommandsDurableAt func(ctx context.Context, partition int32, offset int64) error
 	// LogWritten, set with LogDurable, is told every record (topic,
 	// partition, offset) the engine fetched or produced, before it waits

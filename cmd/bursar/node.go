@@ -34,7 +34,8 @@ type runningNode struct {
 	// startLog
 	reg *prometheus.Registry
 	// durable covers every topic (offset commits wait for it),
-	// durableCommands bursar.commands only (answers and caused records),
+	// durableCommands bursar.commands only (202 answers and balance reads),
+	// durableAt one command record (the engine, before it answers),
 	// written reports partitions to the group sync; all nil unless the
 	// embedded broker runs --broker-sync=group.
 	durable, durableCommands func(context.Context) error
@@ -265,7 +266,7 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
-			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurable: n.durableCommands, CommandsDurableAt: n.durableAt,
+			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurableAt: n.durableAt,
 			LogWritten: n.written, Stages: n.stages,
 		}, n.log.With("component", "engine"), n.store, n.engineClient, &sink, engine.NewMetrics(n.reg), n.system)
 		if err != nil {
