@@ -157,7 +157,7 @@ func TestCausedRecordsWaitForTheirCause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Close)
+	t.Cleanup(func() { broker.Close() })
 	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
 	if err := r.eng.Stop(context.Background()); err != nil {
 		t.Fatal(err)

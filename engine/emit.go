@@ -164,7 +164,7 @@ func (em *emitter) produce(b *buffer, recs []*kgo.Record) {
 			if err != nil {
 				b.setEmitErr(err)
 			} else {
-				e.logWritten(r.Topic, r.Partition, r.Offset)
+				e.logWritten(r)
 				if r.Topic == kafkalog.TopicCommands {
 					e.cfg.Stages.Since(StageLegProduced, r.Timestamp.UnixMicro(), time.Now())
 				}

@@ -97,7 +97,7 @@ type Config struct {
 	// partition, offset) the engine fetched or produced, before it waits
 	// on LogDurable for it: the embedded broker syncs only the partitions
 	// reported (kafkalog.Broker.Written).
-	LogWritten func(topic string, partition int32, offset int64)
+	LogWritten func(r *kgo.Record)
 	// EventsProducer, if set, produces bursar.events: a client keeps one
 	// produce request in flight per broker, and the events (two per
 	// command) would otherwise hold up the credit legs a transfer's answer
@@ -554,9 +554,9 @@ func (e *Engine) fetchLoop() {
 
 // logWritten reports a partition written or fetched to the log's group
 // sync (Config.LogWritten).
-func (e *Engine) logWritten(topic string, partition int32, offset int64) {
+func (e *Engine) logWritten(r *kgo.Record) {
 	if e.cfg.LogWritten != nil {
-		e.cfg.LogWritten(topic, partition, offset)
+		e.cfg.LogWritten(r)
 	}
 }
 

@@ -36,10 +36,10 @@ func BenchmarkEngineApplyFlush(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(broker.Close)
+	b.Cleanup(func() { broker.Close() })
 	r := newRigOn(b, broker.Addrs(), parts, func(c *engine.Config) {
-		if broker.Sync() == kafkalog.SyncGroup {
-			c.LogDurable = broker.Durable
+		if s := broker.Sync(); s == kafkalog.SyncGroup || s == kafkalog.SyncJournal {
+			c.LogDurable, c.LogWritten, c.CommandsDurableAt = broker.Durable, broker.Written, broker.DurableAt
 		}
 	})
 	ctx := context.Background()

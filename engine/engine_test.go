@@ -88,7 +88,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Close)
+	t.Cleanup(func() { broker.Close() })
 	return newRigOn(t, broker.ListenAddrs(), parts, nil)
 }
 
@@ -478,7 +478,7 @@ func TestEventsOnFewerPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Close)
+	t.Cleanup(func() { broker.Close() })
 	r := newRigOn(t, broker.ListenAddrs(), 2, nil)
 	checkEvents(t, r, 3, 1)
 }

@@ -150,7 +150,11 @@ func (p *partition) process(recs []*kgo.Record) {
 	}
 	// The applied commands must be on disk before anything they cause is
 	// produced, and before their offsets commit.
-	p.e.logWritten(kafkalog.TopicCommands, p.id, f.last)
+	for _, r := range recs {
+		if r.Offset <= f.last {
+			p.e.logWritten(r)
+		}
+	}
 	p.observeFetched(f.cmds, start)
 	idx := groupByAccount(f.cmds)
 	if !p.spawnMissing(f.cmds, idx) {

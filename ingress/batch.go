@@ -118,7 +118,7 @@ func (s *Server) submitBatch(ctx *fasthttp.RequestCtx, items []batchItem, valid 
 		rec := s.newRecord(&items[i].cmd, first+uint64(k), now)
 		s.producer.Produce(pctx, rec, func(r *kgo.Record, err error) {
 			if err == nil && s.cfg.Written != nil {
-				s.cfg.Written(r.Topic, r.Partition, r.Offset)
+				s.cfg.Written(r)
 			}
 			acks <- produced{k, err}
 		})

@@ -76,7 +76,7 @@ func newDurableRig(t *testing.T, wait, late time.Duration) *durableRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(broker.Close)
+	t.Cleanup(func() { broker.Close() })
 	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: broker.ListenAddrs()}.Options()...)
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ type Config struct {
 	// Written, set with Durable, is told the partition of every command
 	// the broker acknowledged, before anything waits on Durable for it:
 	// the embedded broker syncs only the partitions reported.
-	Written func(topic string, partition int32, offset int64)
+	Written func(r *kgo.Record)
 	// AnswersDurable says the engine that delivers the answers delivers
 	// them only once what they reflect is durable (it runs in this process
 	// over the embedded broker's group sync), so answers are not waited on
@@ -443,7 +443,7 @@ func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Re
 	s.producer.Produce(pctx, rec, func(r *kgo.Record, err error) {
 		if err == nil {
 			if s.cfg.Written != nil {
-				s.cfg.Written(r.Topic, r.Partition, r.Offset)
+				s.cfg.Written(r)
 			}
 			s.cfg.Stages.Since(engine.StageProduced, c.TimestampUs, time.Now())
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ type Broker struct {
 	c    *kfake.Cluster
 	sync Sync
 	gs   *groupSync // with SyncGroup
+	j    *journal   // with SyncJournal
 }
 
 // Sync is how the embedded broker makes produced records durable.
@@ -57,9 +59,19 @@ const (
 	// producing the records a command caused and before committing
 	// offsets, and its API before answering.
 	SyncGroup
+	// SyncJournal acknowledges after the write, like SyncGroup, and makes
+	// records durable through a write-ahead journal: the node reports
+	// every record it produced or fetched (Broker.Written), and a group
+	// commit appends them to one journal file with one fdatasync per
+	// round, whatever the number of partitions written; the broker's own
+	// files are synced at checkpoints, in the background. After an
+	// unclean stop the broker is repaired from the journal before it
+	// serves (see journal_recover.go). The guarantees, and who gets them,
+	// are SyncGroup's.
+	SyncJournal
 )
 
-// ParseSync reads a Sync from its flag form: none, batch or group.
+// ParseSync reads a Sync from its flag form: none, batch, group or journal.
 func ParseSync(s string) (Sync, error) {
 	switch s {
 	case "none":
@@ -68,8 +80,10 @@ func ParseSync(s string) (Sync, error) {
 		return SyncBatch, nil
 	case "group":
 		return SyncGroup, nil
+	case "journal":
+		return SyncJournal, nil
 	}
-	return 0, fmt.Errorf("kafkalog: broker sync %q: want none, batch or group", s)
+	return 0, fmt.Errorf("kafkalog: broker sync %q: want none, batch, group or journal", s)
 }
 
 func (s Sync) String() string {
@@ -80,6 +94,8 @@ func (s Sync) String() string {
 		return "batch"
 	case SyncGroup:
 		return "group"
+	case SyncJournal:
+		return "journal"
 	}
 	return "Sync(" + strconv.Itoa(int(s)) + ")"
 }
@@ -92,8 +108,14 @@ type BrokerConfig struct {
 	Listen string
 	// Sync is how produced records become durable. Default SyncNone.
 	Sync Sync
-	// OnSync, with SyncGroup, is told every sync's duration and error.
+	// OnSync, with SyncGroup or SyncJournal, is told every sync round's
+	// duration and error.
 	OnSync func(time.Duration, error)
+	// OnCheckpoint, with SyncJournal, is told every checkpoint's duration
+	// and error.
+	OnCheckpoint func(time.Duration, error)
+	// Log receives recovery reports. Default slog.Default().
+	Log *slog.Logger
 }
 
 // StartBroker starts a single-node kfake broker persisting to the data
@@ -142,11 +164,41 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 			return nil, err
 		}
 	}
+	var (
+		jNames []string
+		jSeqs  []int64
+		st     recoveryStats
+	)
+	if mode == SyncJournal {
+		jdir := filepath.Join(cfg.DataDir, "journal")
+		if err := os.MkdirAll(jdir, 0o755); err != nil {
+			return nil, fmt.Errorf("kafkalog: journal dir: %w", err)
+		}
+		if jNames, jSeqs, err = journalFiles(jdir); err != nil {
+			return nil, fmt.Errorf("kafkalog: journal dir: %w", err)
+		}
+		if len(jNames) > 0 {
+			// An unclean stop: the broker's files may have holes.
+			if err := repairSegments(dir, &st); err != nil {
+				return nil, fmt.Errorf("kafkalog: journal recovery: repairing the broker's segments: %w", err)
+			}
+		}
+	}
 	if b.c, err = kfake.NewCluster(opts...); err != nil {
 		if b.gs != nil {
 			b.gs.close()
 		}
 		return nil, fmt.Errorf("kafkalog: start broker: %w", err)
+	}
+	if mode == SyncJournal {
+		log := cfg.Log
+		if log == nil {
+			log = slog.Default()
+		}
+		if b.j, err = startJournal(cfg.DataDir, dir, b.c.ListenAddrs(), jNames, jSeqs, &st, log, cfg.OnSync, cfg.OnCheckpoint); err != nil {
+			b.c.Close()
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -162,6 +214,9 @@ func (b *Broker) Sync() Sync { return b.sync }
 // does it wait (with SyncBatch acknowledged records are already durable,
 // with SyncNone they never are).
 func (b *Broker) Durable(ctx context.Context) error {
+	if b.j != nil {
+		return b.j.wait(ctx)
+	}
 	if b.gs == nil {
 		return nil
 	}
@@ -173,20 +228,27 @@ func (b *Broker) Durable(ctx context.Context) error {
 // events and dead letters written since the last round that synced
 // everything, so a lone command's answer costs one file's sync.
 func (b *Broker) DurableCommands(ctx context.Context) error {
+	if b.j != nil {
+		return b.j.wait(ctx) // one file: the same round
+	}
 	if b.gs == nil {
 		return nil
 	}
 	return b.gs.wait(ctx, false)
 }
 
-// Written reports that the record at offset of the topic's partition was
-// acknowledged or fetched: the next durability round syncs that
-// partition's file (a command starts one at once). Call it before anything
-// that will wait on Durable for that record. It does nothing unless the
-// broker runs SyncGroup.
-func (b *Broker) Written(topic string, partition int32, offset int64) {
-	if b.gs != nil {
-		b.gs.written(topic, partition, offset)
+// Written reports a record the broker acknowledged, or that was fetched
+// from it (Topic, Partition, Offset set; with SyncJournal also its key,
+// value, headers and timestamp): the next durability round covers it (a
+// command starts one at once). Call it before anything that will wait on
+// Durable or DurableAt for that record. It does nothing unless the broker
+// runs SyncGroup or SyncJournal.
+func (b *Broker) Written(r *kgo.Record) {
+	switch {
+	case b.j != nil:
+		b.j.written(r)
+	case b.gs != nil:
+		b.gs.written(r.Topic, r.Partition, r.Offset)
 	}
 }
 
@@ -194,6 +256,9 @@ func (b *Broker) Written(topic string, partition int32, offset int64) {
 // partition, and everything before it there, is on disk: at once when a
 // round already synced it. Only with SyncGroup does it wait.
 func (b *Broker) DurableAt(ctx context.Context, partition int32, offset int64) error {
+	if b.j != nil {
+		return b.j.waitAt(ctx, partition, offset)
+	}
 	if b.gs == nil {
 		return nil
 	}
@@ -203,12 +268,17 @@ func (b *Broker) DurableAt(ctx context.Context, partition int32, offset int64) e
 // Addrs returns the broker's listen addresses, for KAFKA_BROKERS.
 func (b *Broker) Addrs() []string { return b.c.ListenAddrs() }
 
-// Close stops the broker and syncs its files.
-func (b *Broker) Close() {
+// Close stops the broker and syncs its files; with SyncJournal it
+// checkpoints and removes the journal, and returns what failed.
+func (b *Broker) Close() error {
 	b.c.Close()
 	if b.gs != nil {
 		b.gs.close()
 	}
+	if b.j != nil {
+		return b.j.close()
+	}
+	return nil
 }
 
 // DefaultMaxBufferedRecords is ClientConfig.MaxBufferedRecords' default.

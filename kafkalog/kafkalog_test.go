@@ -105,7 +105,7 @@ func TestGroupSyncBroker(t *testing.T) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafkalog.TopicCommands, Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	b.Written(kafkalog.TopicCommands, 1, 0)
+	b.Written(&kgo.Record{Topic: kafkalog.TopicCommands, Partition: 1, Offset: 0})
 	if err := b.Durable(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -36,11 +36,11 @@ type runningNode struct {
 	// durable covers every topic (offset commits wait for it),
 	// durableCommands bursar.commands only (202 answers and balance reads),
 	// durableAt one command record (the engine, before it answers),
-	// written reports partitions to the group sync; all nil unless the
-	// embedded broker runs --broker-sync=group.
+	// written reports records to the group sync or the journal; all nil
+	// unless the embedded broker runs --broker-sync=group or journal.
 	durable, durableCommands func(context.Context) error
 	durableAt                func(ctx context.Context, partition int32, offset int64) error
-	written                  func(topic string, partition int32, offset int64)
+	written                  func(r *kgo.Record)
 	// The engine's client (consumes, produces legs), the API's and the
 	// events': a client keeps one produce request in flight per broker
 	// (idempotent writes), so each stream gets its own rather than wait
@@ -151,27 +151,47 @@ func (n *runningNode) startLog(ctx context.Context) error {
 func (n *runningNode) startBroker() ([]string, error) {
 	f := n.f
 	syncSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's group sync rounds (--broker-sync=group): an fdatasync of each segment file written since the last round, or one syncfs when more than two were.",
+		Name: "bursar_broker_sync_seconds", Help: "Duration of the embedded broker's durability rounds: with --broker-sync=journal one write and fdatasync of the journal file; with group an fdatasync of each segment file written since the last round, or one syncfs when more than two were.",
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 	})
 	syncErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bursar_broker_sync_errors_total", Help: "Failed group syncs of the embedded broker (each fails the node: written pages may be lost).",
 	})
+	checkpointSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "bursar_broker_checkpoint_seconds", Help: "Duration of the embedded broker's journal checkpoints (--broker-sync=journal): a sync of the broker's files once a journal file is full, after which that file is removed.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	})
+	checkpointErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bursar_broker_checkpoint_errors_total", Help: "Failed journal checkpoints of the embedded broker (each fails the node).",
+	})
 	mode, _ := kafkalog.ParseSync(f.brokerSync) // checked with the flags
-	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode,
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode, Log: n.log,
 		OnSync: func(d time.Duration, err error) {
 			syncSeconds.Observe(d.Seconds())
 			if err != nil {
 				syncErrors.Inc()
 			}
+		},
+		OnCheckpoint: func(d time.Duration, err error) {
+			checkpointSeconds.Observe(d.Seconds())
+			if err != nil {
+				checkpointErrors.Inc()
+			}
 		}})
 	if err != nil {
 		return nil, err
 	}
-	n.deferClose(b.Close)
-	if b.Sync() == kafkalog.SyncGroup {
+	n.deferClose(func() {
+		if err := b.Close(); err != nil {
+			n.log.Error("embedded broker: closing", "err", err)
+		}
+	})
+	if s := b.Sync(); s == kafkalog.SyncGroup || s == kafkalog.SyncJournal {
 		n.durable, n.durableCommands, n.durableAt, n.written = b.Durable, b.DurableCommands, b.DurableAt, b.Written
 		n.reg.MustRegister(syncSeconds, syncErrors)
+		if s == kafkalog.SyncJournal {
+			n.reg.MustRegister(checkpointSeconds, checkpointErrors)
+		}
 	}
 	n.log.Info("embedded development broker started", "addrs", b.Addrs(), "data_dir", f.dataDir, "sync", b.Sync())
 	return b.Addrs(), nil

@@ -120,11 +120,11 @@ func runServe(args []string, _ io.Writer) error {
 		return &exitError{code: 2, err: errors.New("--join needs --kafka-brokers: the nodes of a cluster share one log ('bursar broker' or Kafka), not one embedded broker each")}
 	}
 	if mode, err := kafkalog.ParseSync(f.brokerSync); err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--broker-sync: %q is not none, batch or group", f.brokerSync)}
-	} else if mode == kafkalog.SyncGroup && f.kafkaBrokers == "" && !(slices.Contains(roles, "ingress") && slices.Contains(roles, "engine")) {
+		return &exitError{code: 2, err: fmt.Errorf("--broker-sync: %q is not journal, group, batch or none", f.brokerSync)}
+	} else if (mode == kafkalog.SyncGroup || mode == kafkalog.SyncJournal) && f.kafkaBrokers == "" && !(slices.Contains(roles, "ingress") && slices.Contains(roles, "engine")) {
 		// Only this process waits for the group sync: an engine or an
 		// ingress elsewhere would commit or answer before it.
-		return &exitError{code: 2, err: errors.New("--broker-sync=group: the node running the embedded broker must run both roles (ingress,engine); share a broker between nodes with 'bursar broker' or Kafka")}
+		return &exitError{code: 2, err: fmt.Errorf("--broker-sync=%s: the node running the embedded broker must run both roles (ingress,engine); share a broker between nodes with 'bursar broker' or Kafka", f.brokerSync)}
 	}
 	if f.commandsRetention < 0 {
 		return &exitError{code: 2, err: errors.New("--commands-retention must not be negative")}
