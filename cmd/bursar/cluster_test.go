@@ -245,8 +245,9 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 }
 
 // TestGroupSyncNodeStopsWhenAnotherJoins: a node whose embedded broker runs
-// --broker-sync=group stops with a clear error when another node joins and
-// uses that broker: only the broker's own process waits for the group sync,
+// --broker-sync=journal (the default; group alike) stops with a clear error
+// when another node joins and uses that broker: only the broker's own
+// process waits for the journal,
 // so the other node would commit and answer before its records are on disk.
 func TestGroupSyncNodeStopsWhenAnotherJoins(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
@@ -269,8 +270,8 @@ func TestGroupSyncNodeStopsWhenAnotherJoins(t *testing.T) {
 		if err == nil {
 			t.Fatalf("the group-sync node exited 0 after another joined:\n%s", n1.log.String())
 		}
-		if !strings.Contains(n1.log.String(), "--broker-sync=group") {
-			t.Fatalf("exit %v without naming --broker-sync=group:\n%s", err, n1.log.String())
+		if !strings.Contains(n1.log.String(), "--broker-sync=journal") {
+			t.Fatalf("exit %v without naming --broker-sync=journal:\n%s", err, n1.log.String())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the group-sync node kept running with another node in the cluster:\n%s", n1.log.String())

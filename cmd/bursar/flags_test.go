@@ -28,7 +28,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--commands-retention", "-1s"}, "--commands-retention"},
 		{[]string{"--broker-sync", "true"}, "--broker-sync"},
 		{[]string{"--join", "127.0.0.1:7946"}, "--kafka-brokers"},
-		{[]string{"--roles", "ingress"}, "--broker-sync=group"},
+		{[]string{"--roles", "ingress"}, "--broker-sync=journal"},
 		{[]string{"--roles", "engine", "--broker-sync", "group"}, "--broker-sync=group"},
 		{[]string{"--events-retention", "-1s"}, "--events-retention"},
 		{[]string{"--events-retention-bytes", "-1"}, "--events-retention-bytes"},

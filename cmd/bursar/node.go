@@ -375,7 +375,7 @@ func (n *runningNode) waitForStop(ctx context.Context) error {
 	if n.durable != nil {
 		wctx, wstop := context.WithCancel(ctx)
 		defer wstop()
-		joined = watchAlone(wctx, n.members, n.f.nodeID)
+		joined = watchAlone(wctx, n.members, n.f.nodeID, n.f.brokerSync)
 	}
 	select {
 	case <-ctx.Done():

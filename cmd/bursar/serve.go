@@ -67,7 +67,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug|info|warn|error")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles on this address (empty: off)")
-	fs.StringVar(&f.brokerSync, "broker-sync", "group", "how the embedded broker makes commands durable: group (a group commit: one round of fdatasync(2) of the segment files written since the last round covers every request waiting meanwhile; this node's answers, balance reads, the records commands cause and offset commits wait for it, so other nodes must not use this broker), batch (fsync every partition of every produce request before acknowledging it: slow with many partitions), none (page cache only: survives kill -9, not a power loss)")
+	fs.StringVar(&f.brokerSync, "broker-sync", "journal", "how the embedded broker makes commands durable: journal (a group commit to a write-ahead journal: one write and one fdatasync(2) of one journal file covers every request waiting meanwhile, whatever the partitions written; the broker's own files are synced at checkpoints in the background, and an unclean stop is repaired from the journal at start; this node's answers, balance reads, the records commands cause and offset commits wait for it, so other nodes must not use this broker), group (the same wait, but each round fdatasyncs the segment files written since the last round, or syncs the file system past two), batch (fsync every partition of every produce request before acknowledging it: slow with many partitions), none (page cache only: survives kill -9, not a power loss)")
 	fs.BoolVar(&f.events, "events", true, "produce transaction and balance events to bursar.events")
 	fs.IntVar(&f.flushRows, "flush-rows", 5000, "start a write-behind flush once this many rows wait")
 	fs.DurationVar(&f.flushInterval, "flush-interval", 10*time.Millisecond, "longest a row waits for its flush")
@@ -165,10 +165,10 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 }
 
 // watchAlone reports an error once another node is a member: this node's
-// embedded broker runs --broker-sync=group, which only this process waits
-// for. Partitions move only after the cluster settles (seconds), and this
+// embedded broker runs --broker-sync=journal or group, which only this
+// process waits for. Partitions move only after the cluster settles (seconds), and this
 // looks several times a second.
-func watchAlone(ctx context.Context, members *cluster.Membership, self string) <-chan error {
+func watchAlone(ctx context.Context, members *cluster.Membership, self, brokerSync string) <-chan error {
 	out := make(chan error, 1)
 	go func() {
 		t := time.NewTicker(200 * time.Millisecond)
@@ -181,7 +181,7 @@ func watchAlone(ctx context.Context, members *cluster.Membership, self string) <
 			}
 			for _, m := range members.Members() {
 				if m.ID != self {
-					out <- fmt.Errorf("node %s joined, but this node's embedded broker runs --broker-sync=group, which only this node waits for; share a broker between nodes with 'bursar broker' or Kafka", m.ID)
+					out <- fmt.Errorf("node %s joined, but this node's embedded broker runs --broker-sync=%s, which only this node waits for; share a broker between nodes with 'bursar broker' or Kafka", m.ID, brokerSync)
 					return
 				}
 			}
