@@ -49,6 +49,14 @@ import (
 // journal moves on to a new one, and a background sync of the broker's
 // files (whose writes happened before they were acknowledged, so before
 // their records were journaled) lets the old file go.
+//
+// Journal files are preallocated: written full of zeros and synced in the
+// background before use, so that a round overwrites allocated blocks and
+// its fdatasync has no metadata to commit (the file's size does not
+// change). Measured here with 2 KB rounds beside unsynced appends to 64
+// other files: p50 140 µs against 240 µs appending. The first file of a
+// start is appended to until the first preallocated one is ready. A torn
+// or zeroed entry ends what a file holds.
 type journal struct {
 	dir             string // <data>/journal
 	kafkaDir        string // the broker's data directory, synced at checkpoints
@@ -71,9 +79,16 @@ type journal struct {
 	failed  error                       // sticky: a failed write or sync may have lost entries
 
 	// run's own.
-	f    *os.File
-	seq  int64 // f's sequence number
-	size int64 // bytes in f
+	f        *os.File
+	name     string // f's path (a preallocated file's *os.File keeps its first name)
+	seq      int64  // f's sequence number
+	size     int64 // bytes of entries in f
+	capacity int64 // f's preallocated size; 0: appended to
+
+	prealloc bool
+	prepared chan *os.File // a preallocated file, ready (prepareNext)
+	prepWake chan struct{}
+	prepDone chan struct{}
 
 	ckMu      sync.Mutex
 	ckPending []string // full files whose records await a checkpoint
@@ -94,8 +109,13 @@ type journalPart struct {
 }
 
 // journalCheckpointBytes is the journal file size at which the journal
-// moves to a new file and checkpoints the broker's files.
-const journalCheckpointBytes = 64 << 20
+// moves to a new file and checkpoints the broker's files; files are
+// preallocated to it.
+const journalCheckpointBytes = 32 << 20
+
+// journalPrepSuffix ends the name of a file preallocated for a next
+// journal file (next-<n>.prep) until it is renamed into use.
+const journalPrepSuffix = ".prep"
 
 // journalPendingMax bounds the full files awaiting a checkpoint; a round
 // that would leave more waits for the checkpoint in progress (the disk
@@ -109,42 +129,141 @@ const (
 	journalFileSuffix = ".log"
 )
 
+// journalConfig configures newJournal.
+type journalConfig struct {
+	checkpointBytes      int64 // default journalCheckpointBytes
+	noPrealloc           bool  // append to every file (tests)
+	onSync, onCheckpoint func(time.Duration, error)
+	syncFile, syncFS     func(*os.File) error // default dataSync, syncFS (tests count them)
+}
+
 // newJournal starts a journal in dir, after recovery: parts gives each
 // known partition's next offset (the broker's end offsets, all on disk).
-func newJournal(dir, kafkaDir string, parts map[topicPartition]int64, seq int64, onSync, onCheckpoint func(time.Duration, error)) (*journal, error) {
+func newJournal(dir, kafkaDir string, parts map[topicPartition]int64, seq int64, cfg journalConfig) (*journal, error) {
+	if cfg.checkpointBytes <= 0 {
+		cfg.checkpointBytes = journalCheckpointBytes
+	}
+	if cfg.syncFile == nil {
+		cfg.syncFile = dataSync
+	}
+	if cfg.syncFS == nil {
+		cfg.syncFS = syncFS
+	}
 	j := &journal{
-		dir: dir, kafkaDir: kafkaDir, checkpointBytes: journalCheckpointBytes,
-		syncFile: dataSync, syncFS: syncFS, onSync: onSync, onCheckpoint: onCheckpoint,
+		dir: dir, kafkaDir: kafkaDir, checkpointBytes: cfg.checkpointBytes,
+		syncFile: cfg.syncFile, syncFS: cfg.syncFS, onSync: cfg.onSync, onCheckpoint: cfg.onCheckpoint,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{}),
 		parts:  make(map[topicPartition]*journalPart, len(parts)),
 		dirty:  make(map[topicPartition]struct{}),
 		next:   &syncRound{done: make(chan struct{})},
 		ckWake: make(chan struct{}, 1), ckDone: make(chan struct{}),
+		prepared: make(chan *os.File, 1), prepWake: make(chan struct{}, 1), prepDone: make(chan struct{}),
 	}
 	for tp, next := range parts {
 		j.parts[tp] = &journalPart{next: next, durable: next}
 	}
-	if err := j.open(seq); err != nil {
+	// Preallocated files an earlier run left unused.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kafkalog: journal: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), journalPrepSuffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("kafkalog: journal: %w", err)
+			}
+		}
+	}
+	if err := j.open(seq, nil); err != nil {
 		return nil, err
 	}
+	j.prealloc = !cfg.noPrealloc
 	go j.run()
 	go j.checkpointer()
+	go j.prepareNext()
+	if j.prealloc {
+		j.prepWake <- struct{}{}
+	}
 	return j, nil
 }
 
-// open starts journal file seq.
-func (j *journal) open(seq int64) error {
+// open starts journal file seq: the preallocated file prep, renamed, or
+// with prep nil a new file to append to.
+func (j *journal) open(seq int64, prep *os.File) error {
 	name := filepath.Join(j.dir, journalFileName(seq))
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("kafkalog: journal: %w", err)
+	f, capacity := prep, int64(0)
+	if prep != nil {
+		if err := os.Rename(prep.Name(), name); err != nil {
+			prep.Close()
+			return fmt.Errorf("kafkalog: journal: %w", err)
+		}
+		capacity = j.checkpointBytes
+	} else {
+		var err error
+		if f, err = os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
+			return fmt.Errorf("kafkalog: journal: %w", err)
+		}
 	}
 	if err := syncDir(j.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
-	j.f, j.seq, j.size = f, seq, 0
+	j.f, j.name, j.seq, j.size, j.capacity = f, name, seq, 0, capacity
 	return nil
+}
+
+// prepareNext preallocates the next journal file whenever asked: zeros
+// written and synced, size and blocks included, then handed over on
+// prepared.
+func (j *journal) prepareNext() {
+	defer close(j.prepDone)
+	zeros := make([]byte, 1<<20)
+	for n := 0; ; n++ {
+		select {
+		case <-j.prepWake:
+		case <-j.ended:
+			return
+		}
+		f, err := j.preallocate(filepath.Join(j.dir, "next-"+strconv.Itoa(n)+journalPrepSuffix), zeros)
+		if err != nil {
+			// Not fatal: the journal appends to new files meanwhile.
+			continue
+		}
+		select {
+		case j.prepared <- f:
+		case <-j.ended:
+			f.Close()
+			os.Remove(f.Name())
+			return
+		}
+	}
+}
+
+func (j *journal) preallocate(name string, zeros []byte) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for n := int64(0); n < j.checkpointBytes; n += int64(len(zeros)) {
+		if _, err := f.Write(zeros[:min(int64(len(zeros)), j.checkpointBytes-n)]); err != nil {
+			f.Close()
+			os.Remove(name)
+			return nil, err
+		}
+		select {
+		case <-j.ended:
+			f.Close()
+			os.Remove(name)
+			return nil, ErrBrokerClosed
+		default:
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(name)
+		return nil, err
+	}
+	return f, nil
 }
 
 func journalFileName(seq int64) string {
@@ -378,8 +497,19 @@ func (j *journal) round() {
 	}
 	r.err = err
 	close(r.done)
-	if err == nil && j.size >= j.checkpointBytes {
-		if err := j.rotate(); err != nil {
+	if err != nil {
+		return
+	}
+	var prep *os.File
+	if j.capacity == 0 || j.size >= j.checkpointBytes {
+		select {
+		case prep = <-j.prepared:
+		default:
+		}
+	}
+	if j.size >= j.checkpointBytes || (j.capacity == 0 && prep != nil) {
+		// Full, or appended to while the preallocated file was prepared.
+		if err := j.rotate(prep); err != nil {
 			j.mu.Lock()
 			if j.failed == nil {
 				j.failed = err
@@ -391,7 +521,7 @@ func (j *journal) round() {
 
 // append writes buf to the journal file and syncs it.
 func (j *journal) append(buf []byte) error {
-	if _, err := j.f.Write(buf); err != nil {
+	if _, err := j.f.WriteAt(buf, j.size); err != nil {
 		return fmt.Errorf("kafkalog: journal write: %w", err)
 	}
 	j.size += int64(len(buf))
@@ -401,10 +531,10 @@ func (j *journal) append(buf []byte) error {
 	return nil
 }
 
-// rotate moves on to a new journal file and hands the full one to the
-// checkpointer. With journalPendingMax files already waiting, it waits for
-// the checkpoint in progress first.
-func (j *journal) rotate() error {
+// rotate moves on to the next journal file (prep, or a new one to append
+// to) and hands the full one to the checkpointer. With journalPendingMax
+// files already waiting, it waits for the checkpoint in progress first.
+func (j *journal) rotate(prep *os.File) error {
 	for {
 		j.ckMu.Lock()
 		n, err := len(j.ckPending), j.ckErr
@@ -421,15 +551,21 @@ func (j *journal) rotate() error {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	full := j.f
-	if err := j.open(j.seq + 1); err != nil {
+	full, fullName := j.f, j.name
+	if err := j.open(j.seq+1, prep); err != nil {
 		return err
+	}
+	if j.prealloc {
+		select {
+		case j.prepWake <- struct{}{}:
+		default:
+		}
 	}
 	if err := full.Close(); err != nil {
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
 	j.ckMu.Lock()
-	j.ckPending = append(j.ckPending, full.Name())
+	j.ckPending = append(j.ckPending, fullName)
 	j.ckMu.Unlock()
 	select {
 	case j.ckWake <- struct{}{}:
@@ -535,6 +671,13 @@ func (j *journal) close() error {
 	close(j.stop)
 	<-j.ended
 	<-j.ckDone
+	<-j.prepDone
+	select {
+	case f := <-j.prepared:
+		f.Close()
+		os.Remove(f.Name())
+	default:
+	}
 	j.mu.Lock()
 	failed := j.failed
 	j.mu.Unlock()
@@ -544,7 +687,7 @@ func (j *journal) close() error {
 	}
 	j.f.Close()
 	j.ckMu.Lock()
-	names := append(slices.Clone(j.ckPending), j.f.Name())
+	names := append(slices.Clone(j.ckPending), j.name)
 	j.ckMu.Unlock()
 	return j.checkpoint(names)
 }
@@ -594,9 +737,12 @@ func appendBytes32(buf, b []byte) []byte {
 	return append(buf, b...)
 }
 
-// errJournalEntry marks a torn or corrupt entry: the end of what a file
-// holds.
-var errJournalEntry = errors.New("kafkalog: journal: torn or corrupt entry")
+// errJournalEntry marks a torn or corrupt entry, and errJournalEnd the
+// zeros of a preallocated file: either ends what a file holds.
+var (
+	errJournalEntry = errors.New("kafkalog: journal: torn or corrupt entry")
+	errJournalEnd   = errors.New("kafkalog: journal: end of entries")
+)
 
 // readJournalEntry decodes the entry at the start of b and returns it with
 // its length, or errJournalEntry.
@@ -605,7 +751,10 @@ func readJournalEntry(b []byte) (*kgo.Record, int, error) {
 		return nil, 0, errJournalEntry
 	}
 	n := int(binary.BigEndian.Uint32(b))
-	if n <= 0 || n > journalEntryMax || len(b) < journalHeaderSize+n {
+	if n == 0 {
+		return nil, 0, errJournalEnd // a preallocated file's zeros
+	}
+	if n > journalEntryMax || len(b) < journalHeaderSize+n {
 		return nil, 0, errJournalEntry
 	}
 	body := b[journalHeaderSize : journalHeaderSize+n]

@@ -152,7 +152,9 @@ func readJournal(names []string, st *recoveryStats) (map[topicPartition][]*kgo.R
 		for len(raw) > 0 {
 			r, n, err := readJournalEntry(raw)
 			if err != nil {
-				st.tornFiles++
+				if !errors.Is(err, errJournalEnd) {
+					st.tornFiles++
+				}
 				break
 			}
 			raw = raw[n:]
@@ -285,5 +287,5 @@ func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs
 	if len(seqs) > 0 {
 		seq = seqs[len(seqs)-1] + 1
 	}
-	return newJournal(dir, kafkaDir, ends, seq, onSync, onCheckpoint)
+	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint})
 }

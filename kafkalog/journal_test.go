@@ -24,7 +24,7 @@ type testJournal struct {
 	failSync       atomic.Bool
 }
 
-func newTestJournal(t *testing.T, parts map[topicPartition]int64) *testJournal {
+func newTestJournal(t *testing.T, parts map[topicPartition]int64, cfg journalConfig) *testJournal {
 	t.Helper()
 	dir := t.TempDir()
 	kafkaDir := filepath.Join(dir, "kafka")
@@ -35,20 +35,20 @@ func newTestJournal(t *testing.T, parts map[topicPartition]int64) *testJournal {
 		}
 	}
 	tj := &testJournal{}
-	j, err := newJournal(jdir, kafkaDir, parts, 1, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.syncFile = func(f *os.File) error {
+	cfg.syncFile = func(f *os.File) error {
 		if tj.failSync.Load() {
 			return errors.New("injected sync failure")
 		}
 		tj.syncs.Add(1)
 		return dataSync(f)
 	}
-	j.syncFS = func(f *os.File) error {
+	cfg.syncFS = func(f *os.File) error {
 		tj.fsSyncs.Add(1)
 		return syncFS(f)
+	}
+	j, err := newJournal(jdir, kafkaDir, parts, 1, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	tj.journal = j
 	return tj
@@ -71,7 +71,7 @@ func shortCtx(t *testing.T) context.Context {
 // TestJournalWaitAtCoversWritten: a reported record is durable once a
 // round has written and synced it, and the file holds it as reported.
 func TestJournalWaitAtCoversWritten(t *testing.T) {
-	j := newTestJournal(t, nil)
+	j := newTestJournal(t, nil, journalConfig{noPrealloc: true})
 	defer j.close()
 	r := cmdRecord(3, 0, "first")
 	j.written(r)
@@ -82,7 +82,7 @@ func TestJournalWaitAtCoversWritten(t *testing.T) {
 		t.Fatal("durable without a sync")
 	}
 	var st recoveryStats
-	recs, err := readJournal([]string{j.f.Name()}, &st)
+	recs, err := readJournal([]string{j.name}, &st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func sameRecord(a, b *kgo.Record) bool {
 // durable until the records before it are reported too, and a record no
 // one reported is an error, not a wait for ever.
 func TestJournalWaitAtNeedsThePrefix(t *testing.T) {
-	j := newTestJournal(t, map[topicPartition]int64{{TopicCommands, 0}: 10})
+	j := newTestJournal(t, map[topicPartition]int64{{TopicCommands, 0}: 10}, journalConfig{noPrealloc: true})
 	defer j.close()
 	if err := j.waitAt(shortCtx(t), 0, 9); err != nil {
 		t.Fatalf("an offset below the start must be durable: %v", err)
@@ -136,7 +136,7 @@ func TestJournalWaitAtNeedsThePrefix(t *testing.T) {
 // TestJournalWritesARecordOnce: the same record reported by its producer
 // and by a fetch is journaled once.
 func TestJournalWritesARecordOnce(t *testing.T) {
-	j := newTestJournal(t, nil)
+	j := newTestJournal(t, nil, journalConfig{noPrealloc: true})
 	defer j.close()
 	j.written(cmdRecord(1, 1, "b")) // the fetch saw it before the acknowledgement came
 	j.written(cmdRecord(1, 0, "a"))
@@ -146,7 +146,7 @@ func TestJournalWritesARecordOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st recoveryStats
-	if _, err := readJournal([]string{j.f.Name()}, &st); err != nil {
+	if _, err := readJournal([]string{j.name}, &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.entries != 2 {
@@ -157,7 +157,7 @@ func TestJournalWritesARecordOnce(t *testing.T) {
 // TestJournalFailureIsSticky: once a sync fails every wait fails: the
 // file may have lost what was written.
 func TestJournalFailureIsSticky(t *testing.T) {
-	j := newTestJournal(t, nil)
+	j := newTestJournal(t, nil, journalConfig{noPrealloc: true})
 	j.failSync.Store(true)
 	j.written(cmdRecord(0, 0, "a"))
 	if err := j.waitAt(context.Background(), 0, 0); err == nil {
@@ -176,8 +176,7 @@ func TestJournalFailureIsSticky(t *testing.T) {
 // TestJournalCheckpoints: a full file is handed to the checkpointer,
 // which syncs the broker's files and removes it; close removes the rest.
 func TestJournalCheckpoints(t *testing.T) {
-	j := newTestJournal(t, nil)
-	j.checkpointBytes = 512
+	j := newTestJournal(t, nil, journalConfig{checkpointBytes: 512})
 	for i := range 200 {
 		j.written(cmdRecord(0, int64(i), "a value of some length to fill the file"))
 		if err := j.waitAt(context.Background(), 0, int64(i)); err != nil {
@@ -194,7 +193,7 @@ func TestJournalCheckpoints(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d journal files and %d checkpoints after 200 rounds of a 512-byte limit", len(names), j.fsSyncs.Load())
+			t.Fatalf("%d journal files (%v) and %d checkpoints after 200 rounds of a 512-byte limit", len(names), names, j.fsSyncs.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -314,6 +313,7 @@ func (j *journal) abandon() {
 	close(j.stop)
 	<-j.ended
 	<-j.ckDone
+	<-j.prepDone
 	j.f.Close()
 }
 
@@ -418,5 +418,55 @@ func TestJournalRestoresWhatAMachineCrashLost(t *testing.T) {
 	}
 	if names, _, _ := journalFiles(filepath.Join(dir, "journal")); len(names) != 1 {
 		t.Fatalf("journal files after recovery: %v, want one new file", names)
+	}
+}
+
+// TestJournalPreallocates: once the preallocated file is ready, rounds
+// overwrite its zeros without changing its size, and its entries read
+// back up to the zeros, which end the file cleanly.
+func TestJournalPreallocates(t *testing.T) {
+	const size = 1 << 20
+	j := newTestJournal(t, nil, journalConfig{checkpointBytes: size})
+	j.written(cmdRecord(0, 0, "into the first, appended file"))
+	if err := j.waitAt(context.Background(), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(j.dir, journalFileName(2))
+	deadline := time.Now().Add(10 * time.Second)
+	for off := int64(1); ; off++ {
+		// Each round may be the one that moves to the prepared file.
+		j.written(cmdRecord(0, off, "x"))
+		if err := j.waitAt(context.Background(), 0, off); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no preallocated file in use after 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for off := int64(1000); off < 1010; off++ {
+		j.written(cmdRecord(1, off-1000, "into the preallocated file"))
+	}
+	if err := j.waitAt(context.Background(), 1, 9); err != nil {
+		t.Fatal(err)
+	}
+	j.abandon()
+	st, err := os.Stat(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != size {
+		t.Fatalf("preallocated file is %d bytes, want %d", st.Size(), size)
+	}
+	var rs recoveryStats
+	recs, err := readJournal([]string{second}, &rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := recs[topicPartition{TopicCommands, 1}]; len(got) != 10 || rs.tornFiles != 0 {
+		t.Fatalf("read back %d entries of partition 1 (want 10), %d torn files", len(got), rs.tornFiles)
 	}
 }
