@@ -82,8 +82,8 @@ type journal struct {
 	f        *os.File
 	name     string // f's path (a preallocated file's *os.File keeps its first name)
 	seq      int64  // f's sequence number
-	size     int64 // bytes of entries in f
-	capacity int64 // f's preallocated size; 0: appended to
+	size     int64  // bytes of entries in f
+	capacity int64  // f's preallocated size; 0: appended to
 
 	prealloc bool
 	prepared chan *os.File // a preallocated file, ready (prepareNext)
