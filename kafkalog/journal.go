@@ -97,7 +97,8 @@ type journal struct {
 	ckErr     error // sticky, under ckMu
 }
 
-// journalPart is one partition's journal state. Offsets below next are
+// journalPart is one bursar.commands partition's journal state (only
+// commands are waited on one record at a time). Offsets below next are
 // journaled (or were in the broker's synced files when the journal
 // started); above holds the journaled offsets past a gap (records reported
 // out of order: two producers' acknowledgements, or a fetch that saw a
@@ -322,6 +323,15 @@ func (j *journal) part(tp topicPartition) *journalPart {
 // unless it already is. A command starts a round at once if none runs, so
 // that its sync overlaps the work between its append and whoever waits.
 func (j *journal) written(r *kgo.Record) {
+	if r.Topic != TopicCommands {
+		// Events and dead letters come only from this node's producers,
+		// each acknowledged once, and nothing waits on one record of
+		// them: no per-offset bookkeeping (recovery drops duplicates).
+		j.mu.Lock()
+		j.buf = appendJournalEntry(j.buf, r)
+		j.mu.Unlock()
+		return
+	}
 	tp := topicPartition{r.Topic, r.Partition}
 	j.mu.Lock()
 	p := j.part(tp)
@@ -351,11 +361,9 @@ func (j *journal) written(r *kgo.Record) {
 	}
 	j.dirty[tp] = struct{}{}
 	j.mu.Unlock()
-	if r.Topic == TopicCommands {
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
+	select {
+	case j.kick <- struct{}{}:
+	default:
 	}
 }
 
