@@ -34,6 +34,7 @@ type Broker struct {
 	sync Sync
 	gs   *groupSync // with SyncGroup
 	j    *journal   // with SyncJournal
+	lock *os.File   // the data directory's lock, held while the broker runs
 }
 
 // Sync is how the embedded broker makes produced records durable.
@@ -158,7 +159,17 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if mode == SyncBatch {
 		opts = append(opts, kfake.SyncWrites())
 	}
-	b := &Broker{sync: mode}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{sync: mode, lock: lock}
+	started := false
+	defer func() {
+		if !started && lock != nil {
+			lock.Close()
+		}
+	}()
 	if mode == SyncGroup {
 		if b.gs, err = newGroupSync(dir, segmentBytes, dataSync, syncFS, cfg.OnSync); err != nil {
 			return nil, err
@@ -200,6 +211,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 			return nil, err
 		}
 	}
+	started = true
 	return b, nil
 }
 
@@ -275,10 +287,14 @@ func (b *Broker) Close() error {
 	if b.gs != nil {
 		b.gs.close()
 	}
+	var err error
 	if b.j != nil {
-		return b.j.close()
+		err = b.j.close()
 	}
-	return nil
+	if b.lock != nil {
+		b.lock.Close()
+	}
+	return err
 }
 
 // DefaultMaxBufferedRecords is ClientConfig.MaxBufferedRecords' default.

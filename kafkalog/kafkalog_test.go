@@ -2,6 +2,7 @@ package kafkalog_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,4 +132,28 @@ func TestParseSync(t *testing.T) {
 			t.Errorf("%v.String() = %q", got, got.String())
 		}
 	}
+}
+
+// TestDataDirHasOneBroker: a second broker on a data directory in use is
+// refused, by name; once the first has stopped, the directory is free.
+func TestDataDirHasOneBroker(t *testing.T) {
+	dir := t.TempDir()
+	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: dir, Sync: kafkalog.SyncJournal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: dir, Sync: kafkalog.SyncJournal}); !errors.Is(err, kafkalog.ErrDataDirInUse) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second broker on the same data dir: %v, want ErrDataDirInUse", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: dir, Sync: kafkalog.SyncJournal})
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	again.Close()
 }

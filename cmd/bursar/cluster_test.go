@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -275,5 +277,32 @@ func TestGroupSyncNodeStopsWhenAnotherJoins(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the group-sync node kept running with another node in the cluster:\n%s", n1.log.String())
+	}
+}
+
+// TestSecondNodeOnADataDirIsRefused: a second `bursar serve` on a data
+// directory a running node holds exits with an error naming --data-dir,
+// and the first node keeps serving (its log is not touched).
+func TestSecondNodeOnADataDirIsRefused(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	dir := t.TempDir()
+	first := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", dir, "--partitions", "4")
+	second := exec.Command(binPath, "serve", "--http-addr", freePort(t), "--gossip-addr", freePort(t), "--remote-addr", freePort(t),
+		"--node-id", "second", "--database-url", dbURL, "--data-dir", dir, "--partitions", "4", "--log-level", "warn")
+	out, err := second.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("second node on the same data dir: %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--data-dir") || !strings.Contains(string(out), "in use") {
+		t.Fatalf("the refusal does not name --data-dir and the lock:\n%s", out)
+	}
+	resp, err := http.Get("http://" + first.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first node after the refusal: /readyz %d", resp.StatusCode)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -178,6 +179,9 @@ func (n *runningNode) startBroker() ([]string, error) {
 				checkpointErrors.Inc()
 			}
 		}})
+	if errors.Is(err, kafkalog.ErrDataDirInUse) {
+		return nil, &exitError{code: 1, err: fmt.Errorf("--data-dir %s: %w; give each node its own data directory", f.dataDir, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
