@@ -524,14 +524,30 @@ func (e *Engine) stop(ctx context.Context) error {
 
 // fetchLoop polls owned partitions and hands each partition's records to
 // its worker. A slow worker blocks the loop, so records wait in Kafka.
+// fetchBackoffMin and fetchBackoffMax bound the wait after a fetch that
+// returned errors.
+const (
+	fetchBackoffMin = 10 * time.Millisecond
+	fetchBackoffMax = time.Second
+)
+
 func (e *Engine) fetchLoop() {
 	defer e.wg.Done()
+	backoff := fetchBackoffMin
 	for e.ctx.Err() == nil {
 		fs := e.client.PollRecords(e.ctx, e.cfg.FetchMaxRecords)
 		if e.ctx.Err() != nil {
 			return
 		}
+		if fs.IsClientClosed() {
+			// Nothing more will come (a start-up that failed after the
+			// engine started closes the client first): looping would spin.
+			e.log.Warn("fetch loop ends: the Kafka client is closed")
+			return
+		}
+		failed := false
 		fs.EachError(func(topic string, p int32, err error) {
+			failed = true
 			e.m.fetchErrors.Inc()
 			e.log.Warn("fetch error", "partition", p, "err", err)
 		})
@@ -549,6 +565,18 @@ func (e *Engine) fetchLoop() {
 			case <-e.ctx.Done():
 			}
 		})
+		if failed {
+			// Errors come back at once while the broker is unreachable;
+			// back off instead of logging thousands a second.
+			select {
+			case <-time.After(backoff):
+			case <-e.ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, fetchBackoffMax)
+		} else {
+			backoff = fetchBackoffMin
+		}
 	}
 }
 
