@@ -312,6 +312,11 @@ func TestFencedPartitionStopsWriting(t *testing.T) {
 	p := int32(2)
 	a := accountIn(p, r.slots)
 	r.apply(openCmd(a))
+	// The open's flush must land first: fenced before it, the engine would
+	// drop the partition before the credit below is applied, and the
+	// credit would never be answered (the race that made this test fail
+	// 2 times in 30 under load).
+	r.waitCommitted(t)
 	// Another node takes the partition: the epoch moves on.
 	if _, _, err := r.store.Acquire(ctx, p, "usurper"); err != nil {
 		t.Fatal(err)
