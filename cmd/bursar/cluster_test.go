@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -304,5 +305,36 @@ func TestSecondNodeOnADataDirIsRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("first node after the refusal: /readyz %d", resp.StatusCode)
+	}
+}
+
+// TestTakenPortIsACleanError: each address flag pointing at a port
+// another process holds stops serve with exit status 1 and an error naming
+// the flag, never a panic.
+func TestTakenPortIsACleanError(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	taken := held.Addr().String()
+	for _, flag := range []string{"--http-addr", "--remote-addr", "--gossip-addr", "--broker-listen"} {
+		t.Run(flag, func(t *testing.T) {
+			addrs := map[string]string{"--http-addr": freePort(t), "--remote-addr": freePort(t), "--gossip-addr": freePort(t), "--broker-listen": freePort(t)}
+			addrs[flag] = taken
+			args := []string{"serve", "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4", "--log-level", "warn"}
+			for f, a := range addrs {
+				args = append(args, f, a)
+			}
+			out, err := exec.Command(binPath, args...).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("serve with %s taken: %v, want exit status 1\n%s", flag, err, out)
+			}
+			if !strings.Contains(string(out), flag+" "+taken) || strings.Contains(string(out), "panic") {
+				t.Fatalf("serve with %s taken does not name it cleanly:\n%s", flag, out)
+			}
+		})
 	}
 }

@@ -219,6 +219,44 @@ func (n *runningNode) openStore(ctx context.Context) error {
 	return nil
 }
 
+// checkPorts reports an address another process holds as an error naming
+// its flag, before anything starts: protoactor's remote panics on a
+// failed listen, and the others would fail midway through the start.
+func (n *runningNode) checkPorts(context.Context) error {
+	f := n.f
+	type bind struct{ flag, network, addr string }
+	binds := []bind{{"--http-addr", "tcp", f.httpAddr}, {"--remote-addr", "tcp", f.remoteAddr},
+		{"--gossip-addr", "tcp", f.gossipAddr}, {"--gossip-addr", "udp", f.gossipAddr}}
+	if f.kafkaBrokers == "" {
+		binds = append(binds, bind{"--broker-listen", "tcp", f.brokerListen})
+	}
+	if f.pprofAddr != "" {
+		binds = append(binds, bind{"--pprof-addr", "tcp", f.pprofAddr})
+	}
+	for _, b := range binds {
+		if err := canListen(b.network, b.addr); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("%s %s: %w", b.flag, b.addr, err)}
+		}
+	}
+	return nil
+}
+
+// canListen binds addr and lets it go at once.
+func canListen(network, addr string) error {
+	if network == "udp" {
+		c, err := net.ListenPacket(network, addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
 // startCluster starts the actor system with remote (answers and reads
 // between nodes), then gossip. A single node is a cluster of one.
 func (n *runningNode) startCluster(context.Context) error {
@@ -358,7 +396,7 @@ func (n *runningNode) startAPI(context.Context) error {
 	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats), n.settled)
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", f.httpAddr, err)
+		return &exitError{code: 1, err: fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)}
 	}
 	srv := api.NewHTTPServer()
 	n.httpSrv = srv

@@ -156,7 +156,7 @@ func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *s
 	n := &runningNode{f: f, log: log.With("node", f.nodeID), runIngress: runIngress, runEngine: runEngine}
 	defer n.close()
 	n.startPprof()
-	for _, step := range []func(context.Context) error{n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
+	for _, step := range []func(context.Context) error{n.checkPorts, n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
 		if err := step(ctx); err != nil {
 			return err
 		}
