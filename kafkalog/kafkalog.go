@@ -445,3 +445,23 @@ func EndOffsets(ctx context.Context, cl *kgo.Client) (map[int32]int64, error) {
 	lo.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }
+
+// LogIdentity returns the identity of the log cl talks to: the broker
+// cluster's ID and bursar.commands' topic ID (what a database records,
+// so that it is never applied from another log).
+func LogIdentity(ctx context.Context, cl *kgo.Client) (clusterID, topicID string, err error) {
+	adm := kadm.NewClient(cl)
+	meta, err := adm.Metadata(ctx, TopicCommands)
+	if err != nil {
+		return "", "", fmt.Errorf("kafkalog: log identity: %w", err)
+	}
+	td, ok := meta.Topics[TopicCommands]
+	if !ok || td.Err != nil {
+		return "", "", fmt.Errorf("kafkalog: log identity: topic %s: %v", TopicCommands, td.Err)
+	}
+	var zero kadm.TopicID
+	if td.ID == zero {
+		return "", "", fmt.Errorf("kafkalog: log identity: the broker gives %s no topic ID (Kafka 2.8 or later gives one)", TopicCommands)
+	}
+	return meta.Cluster, td.ID.String(), nil
+}

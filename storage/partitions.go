@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -56,4 +57,29 @@ func (s *Store) Partitions(ctx context.Context) ([]PartitionRow, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// ErrOtherLog is CheckLogIdentity's error for a log that is not the one
+// the database was built from.
+var ErrOtherLog = errors.New("storage: the log is not the one this database was built from")
+
+// CheckLogIdentity records the log's identity (the broker cluster's ID and
+// the command topic's ID) on first use and afterwards checks that the log
+// is still that one. It returns whether this call recorded it.
+func (s *Store) CheckLogIdentity(ctx context.Context, clusterID, topicID string) (recorded bool, err error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO log_identity (cluster_id, topic_id) VALUES ($1, $2) ON CONFLICT (only_row) DO NOTHING`, clusterID, topicID)
+	if err != nil {
+		return false, fmt.Errorf("storage: log identity: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var c, t string
+	if err := s.pool.QueryRow(ctx, `SELECT cluster_id, topic_id FROM log_identity`).Scan(&c, &t); err != nil {
+		return false, fmt.Errorf("storage: log identity: %w", err)
+	}
+	if c != clusterID || t != topicID {
+		return false, fmt.Errorf("%w: the database records cluster %s, topic %s; this log is cluster %s, topic %s", ErrOtherLog, c, t, clusterID, topicID)
+	}
+	return false, nil
 }

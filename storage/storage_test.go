@@ -336,3 +336,25 @@ func TestLookupKeysFindsTombstones(t *testing.T) {
 		t.Fatalf("tombstone older than the window found: %+v %v", recs, err)
 	}
 }
+
+// TestCheckLogIdentity: the first log a database sees is recorded; the
+// same log passes; another cluster or another topic is ErrOtherLog.
+func TestCheckLogIdentity(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		cluster, topic string
+		recorded       bool
+		other          bool
+	}{
+		{"c1", "t1", true, false},
+		{"c1", "t1", false, false},
+		{"c2", "t1", false, true},
+		{"c1", "t2", false, true},
+	} {
+		recorded, err := s.CheckLogIdentity(ctx, tc.cluster, tc.topic)
+		if recorded != tc.recorded || errors.Is(err, storage.ErrOtherLog) != tc.other || (err != nil && !tc.other) {
+			t.Fatalf("CheckLogIdentity(%s, %s) = %v, %v; want recorded %v, other log %v", tc.cluster, tc.topic, recorded, err, tc.recorded, tc.other)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -336,5 +337,48 @@ func TestTakenPortIsACleanError(t *testing.T) {
 				t.Fatalf("serve with %s taken does not name it cleanly:\n%s", flag, out)
 			}
 		})
+	}
+}
+
+// TestDatabaseRefusesAnotherLog: a database records the log it was built
+// from; a node that brings another log (here a second embedded broker's
+// data directory) is refused before it acquires anything, with a message
+// naming DATABASE_URL and --data-dir, and the database is untouched.
+func TestDatabaseRefusesAnotherLog(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	first := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4")
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first.done; err != nil {
+		t.Fatalf("first node's stop: %v", err)
+	}
+	epochs := func() int64 {
+		t.Helper()
+		db, err := pgx.Connect(context.Background(), dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close(context.Background())
+		var sum int64
+		if err := db.QueryRow(context.Background(), `SELECT coalesce(sum(epoch), 0) FROM partitions`).Scan(&sum); err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	before := epochs()
+	out, err := exec.Command(binPath, "serve", "--http-addr", freePort(t), "--gossip-addr", freePort(t), "--remote-addr", freePort(t),
+		"--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4", "--log-level", "warn").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("a node with another log: %v, want exit status 1\n%s", err, out)
+	}
+	for _, want := range []string{"DATABASE_URL", "--data-dir", "not the one this database was built from"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("the refusal does not say %q:\n%s", want, out)
+		}
+	}
+	if after := epochs(); after != before {
+		t.Fatalf("the refused node acquired partitions: epochs summed %d before, %d after", before, after)
 	}
 }

@@ -216,6 +216,31 @@ func (n *runningNode) openStore(ctx context.Context) error {
 	if len(applied) > 0 {
 		n.log.Info("migrations applied", "names", applied)
 	}
+	return n.checkLogIdentity(ctx)
+}
+
+// checkLogIdentity refuses a log that is not the one the database was
+// built from (rule 9): another embedded broker's data directory, another
+// Kafka cluster, a recreated topic. Its offsets would mean other records.
+func (n *runningNode) checkLogIdentity(ctx context.Context) error {
+	clusterID, topicID, err := kafkalog.LogIdentity(ctx, n.engineClient)
+	if err != nil {
+		return err
+	}
+	recorded, err := n.store.CheckLogIdentity(ctx, clusterID, topicID)
+	if errors.Is(err, storage.ErrOtherLog) {
+		where := "--kafka-brokers " + n.f.kafkaBrokers
+		if n.f.kafkaBrokers == "" {
+			where = "--data-dir " + n.f.dataDir + " (the embedded broker's log)"
+		}
+		return &exitError{code: 1, err: fmt.Errorf("%w. DATABASE_URL (--database-url) and %s belong to different logs: point them at the pair that was built together, or give this log a new database", err, where)}
+	}
+	if err != nil {
+		return err
+	}
+	if recorded {
+		n.log.Info("log identity recorded in the database", "cluster_id", clusterID, "topic_id", topicID)
+	}
 	return nil
 }
 
