@@ -63,9 +63,11 @@ type MembershipConfig struct {
 
 // Membership is this node's view of the cluster.
 type Membership struct {
-	ml      *memberlist.Memberlist
-	log     *slog.Logger
-	changed chan struct{}
+	ml       *memberlist.Memberlist
+	log      *slog.Logger
+	changed  chan struct{}
+	id       string                    // this node's ID (meta.ID, never changes)
+	conflict atomic.Pointer[[2]string] // addresses of a name conflict memberlist reported
 
 	mu   sync.Mutex
 	meta Meta
@@ -92,7 +94,7 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = ":7946"
 	}
-	m := &Membership{log: logger, changed: make(chan struct{}, 1), meta: cfg.Meta}
+	m := &Membership{log: logger, changed: make(chan struct{}, 1), meta: cfg.Meta, id: cfg.Meta.ID}
 	if _, err := m.encodeMeta(cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -127,6 +129,7 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 	}
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
+	mc.Conflict = (*conflicts)(m)
 	mc.Logger = log.New(io.Discard, "", 0) // memberlist's chatter; our events are logged below
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -139,7 +142,35 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 			go m.rejoin(cfg.Join)
 		}
 	}
+	// The join's state exchange has run: a live member with this ID at
+	// another address was reported to NotifyConflict meanwhile.
+	if addrs := m.conflict.Load(); addrs != nil {
+		other := addrs[0]
+		if other == ml.LocalNode().Address() {
+			other = addrs[1]
+		}
+		ml.Shutdown() //nolint:errcheck // refusing anyway
+		return nil, fmt.Errorf("%w: node %q is alive at %s; give each node its own --node-id", ErrNodeIDInUse, cfg.Meta.ID, other)
+	}
 	return m, nil
+}
+
+// ErrNodeIDInUse is Join's error when another live member has this node's
+// ID: two processes with one ID would take each other's partitions and
+// answers.
+var ErrNodeIDInUse = errors.New("cluster: the node ID is in use")
+
+// conflicts is memberlist's ConflictDelegate: another node claims this
+// node's name from another address.
+type conflicts Membership
+
+func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
+	m := (*Membership)(c)
+	if existing.Name != m.id {
+		return
+	}
+	m.conflict.CompareAndSwap(nil, &[2]string{existing.Address(), other.Address()})
+	m.log.Error("another process claims this node's ID", "node_id", existing.Name, "addresses", []string{existing.Address(), other.Address()})
 }
 
 func (m *Membership) rejoin(seeds []string) {
