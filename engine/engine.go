@@ -405,6 +405,22 @@ func (e *Engine) Ready() bool {
 	return true
 }
 
+// Saturated reports whether some owned partition's write-behind is full
+// (MaxUnflushedRows): it has stopped consuming until a flush lands.
+func (e *Engine) Saturated() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, p := range e.parts {
+		if p.buf.size() >= e.cfg.MaxUnflushedRows {
+			return true
+		}
+	}
+	return false
+}
+
+// Stopped reports whether the engine has stopped (Stop, or a fatal error).
+func (e *Engine) Stopped() bool { return e.ctx.Err() != nil }
+
 // Owned lists owned partitions.
 func (e *Engine) Owned() []int32 {
 	e.mu.RLock()

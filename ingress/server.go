@@ -107,7 +107,7 @@ type Server struct {
 	boot     string
 
 	admin fasthttp.RequestHandler
-	ready func() bool
+	ready ReadyCheck
 
 	requests *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -151,9 +151,16 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	return s, nil
 }
 
+// ReadyCheck is the node's part of /readyz, beyond PostgreSQL and Kafka:
+// the name and reason of the check that fails, or "" when all pass. pgDown
+// says PostgreSQL did not answer: a node whose write-behind still has room
+// serves writes without it for a while (degraded, not failing), so the
+// check says when it cannot.
+type ReadyCheck func(pgDown bool) (check, reason string)
+
 // SetAdmin routes /internal/ to h (the cluster's operator endpoints) and
-// makes /readyz also require ready() (partition ownership settled).
-func (s *Server) SetAdmin(h fasthttp.RequestHandler, ready func() bool) {
+// makes /readyz also require ready.
+func (s *Server) SetAdmin(h fasthttp.RequestHandler, ready ReadyCheck) {
 	s.admin, s.ready = h, ready
 }
 
@@ -307,9 +314,16 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	checks := map[string]string{"postgres": "ok", "kafka": "ok", "partitions": "ok"}
-	ok := true
-	if err := s.store.Ping(c); err != nil {
-		checks["postgres"], ok = err.Error(), false
+	ok, degraded := true, false
+	pgErr := s.store.Ping(c)
+	if pgErr != nil {
+		if s.ready != nil {
+			// Writes go on while the write-behind has room; the node's
+			// check below fails it when that room is gone.
+			checks["postgres"], degraded = "degraded: "+pgErr.Error(), true
+		} else {
+			checks["postgres"], ok = pgErr.Error(), false
+		}
 	}
 	if err := s.producer.Ping(c); err != nil {
 		checks["kafka"], ok = err.Error(), false
@@ -317,14 +331,16 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	if s.engine != nil && !s.engine.Ready() {
 		checks["partitions"], ok = "recovering", false
 	}
-	if s.ready != nil && !s.ready() {
-		checks["partitions"], ok = "acquiring", false
+	if s.ready != nil {
+		if check, reason := s.ready(pgErr != nil); check != "" {
+			checks[check], ok = reason, false
+		}
 	}
 	status := 200
 	if !ok {
 		status = 503
 	}
-	writeJSON(ctx, status, map[string]any{"ready": ok, "checks": checks})
+	writeJSON(ctx, status, map[string]any{"ready": ok, "degraded": degraded && ok, "checks": checks})
 	return nil
 }
 

@@ -382,3 +382,43 @@ func TestDatabaseRefusesAnotherLog(t *testing.T) {
 		t.Fatalf("the refused node acquired partitions: epochs summed %d before, %d after", before, after)
 	}
 }
+
+// TestReadyzTellsTheTruth: /readyz fails, naming the check, when the node
+// cannot serve a write end to end: a single node drained has no owner for
+// any partition (before, it answered 200 while writes stayed pending).
+func TestReadyzTellsTheTruth(t *testing.T) {
+	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "4")
+	readyz := func() (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get("http://" + n.addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	if code, body := readyz(); code != 200 || body["ready"] != true || body["degraded"] != false {
+		t.Fatalf("a serving node: %d %v", code, body)
+	}
+	resp, err := http.Post("http://"+n.addr+"/internal/drain", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := readyz()
+		checks, _ := body["checks"].(map[string]any)
+		if code == 503 && body["ready"] == false && strings.Contains(fmt.Sprint(checks["partitions"]), "no owner") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drained single node: /readyz %d %v, want 503 naming no owner", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

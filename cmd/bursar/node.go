@@ -395,6 +395,30 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 	return nil
 }
 
+// readyCheck is the node's part of /readyz (ingress.ReadyCheck): it fails
+// whenever this node cannot serve a write end to end.
+func (n *runningNode) readyCheck(pgDown bool) (check, reason string) {
+	if len(cluster.EngineNodes(n.members.Members())) == 0 {
+		return "partitions", "no owner: no engine node takes partitions (every one is draining, or none runs)"
+	}
+	if n.eng != nil && n.eng.Stopped() {
+		return "engine", "stopped"
+	}
+	if !n.settled() {
+		return "partitions", "acquiring"
+	}
+	if !n.router.Ready() {
+		return "partitions", "recovering"
+	}
+	if pgDown && (n.eng == nil || n.eng.Saturated()) {
+		if n.eng == nil {
+			return "postgres", "unreachable"
+		}
+		return "postgres", "unreachable, and the write-behind is full (--max-unflushed-rows): writes wait"
+	}
+	return "", ""
+}
+
 // startAPI serves the REST API with the ingress role.
 func (n *runningNode) startAPI(context.Context) error {
 	f := n.f
@@ -413,12 +437,12 @@ func (n *runningNode) startAPI(context.Context) error {
 	if err != nil {
 		return err
 	}
-	ready := func() bool { return n.settled() && n.router.Ready() }
+	ready := func() bool { check, _ := n.readyCheck(false); return check == "" }
 	var stats func() any
 	if n.eng != nil {
 		stats = func() any { return n.eng.Stats() }
 	}
-	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats), n.settled)
+	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats), n.readyCheck)
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)}
