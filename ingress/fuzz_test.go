@@ -399,8 +399,6 @@ func FuzzDecodeBatch(f *testing.F) {
 			checkRoundTrip(t, it.cmd)
 			// An accepted item is what its single endpoint makes of the
 			// canonical body of the command with its key as the header.
-			// (Not of the item's own members: encoding/json matches names
-			// without regard to case, so "TYPE" is the type too.)
 			checkCanonicalSingle(t, it.cmd)
 			if again, err := decodeItem(env.Items[i]); err != nil || again != it.cmd {
 				t.Fatalf("second decode of item %d differs: %+v, %v; first %+v", i, again, err, it.cmd)
