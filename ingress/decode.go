@@ -113,10 +113,17 @@ func parseID(s, field string) (uuid.UUID, *apiError) {
 	if s == "" {
 		return uuid.Nil, bad(ledger.CodeMissingField, field+" is required")
 	}
-	// Only the canonical 36-character form: uuid.Parse also accepts URNs
-	// and braces, which would let two spellings name one account.
+	// Only the canonical form (RFC 9562's 8-4-4-4-12 hex digits, lower
+	// case): uuid.Parse also takes URNs, braces, no hyphens and upper case,
+	// which would let two spellings name one account, so that a log or a
+	// proxy matching IDs as text would see two.
 	if len(s) != 36 {
-		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID like 3f2b…-…")
+		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID in canonical form: 36 characters, lower-case hex and hyphens, like 3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'F' {
+			return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID in canonical form: lower-case hex, like 3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f")
+		}
 	}
 	id, err := uuid.Parse(s)
 	if err != nil || id == uuid.Nil {
