@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
@@ -132,7 +133,9 @@ func parseID(s, field string) (uuid.UUID, *apiError) {
 	return id, nil
 }
 
-// checkText enforces a length limit and refuses control characters.
+// checkText enforces a length limit and refuses characters that would
+// let a text read otherwise than it is stored: control characters, the
+// bidirectional controls and the invisible ones (textCharOK).
 func checkText(s, field string, max int, required bool) *apiError {
 	if s == "" && required {
 		return bad(ledger.CodeMissingField, field+" is required")
@@ -140,14 +143,54 @@ func checkText(s, field string, max int, required bool) *apiError {
 	if len(s) > max {
 		return bad(ledger.CodeInvalidField, field+" is longer than "+strconv.Itoa(max)+" bytes")
 	}
-	for _, r := range s {
-		// C0, DEL and C1 (U+0080–U+009F, e.g. the CSI terminal escape);
-		// U+FFFD is what the JSON decoder makes of invalid UTF-8.
-		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == '\uFFFD' {
-			return bad(ledger.CodeInvalidField, field+" contains control characters or invalid UTF-8")
+	for i := 0; i < len(s); {
+		// ASCII, the common case, without decoding runes.
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return bad(ledger.CodeInvalidField, field+" contains the control character "+runeName(rune(c)))
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !textCharOK(r) {
+			if r == utf8.RuneError {
+				return bad(ledger.CodeInvalidField, field+" contains invalid UTF-8")
+			}
+			return bad(ledger.CodeInvalidField, field+" contains the control or invisible character "+runeName(r))
+		}
+		i += n
 	}
 	return nil
+}
+
+// textCharOK reports whether a non-ASCII rune may appear in free text.
+// Refused: C1 controls (U+0080–U+009F, e.g. the CSI terminal escape);
+// the bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+// U+2066–U+2069), with which a text can display in another order than it
+// is stored; the zero-width and other invisible format characters
+// (U+200B–U+200D, U+2060–U+206F, U+FEFF), with which two texts that look
+// alike differ; the line and paragraph separators (U+2028, U+2029), line
+// breaks as \n is; and U+FFFD, which is what the JSON decoder makes of
+// invalid UTF-8.
+func textCharOK(r rune) bool {
+	switch {
+	case r >= 0x80 && r <= 0x9f,
+		r == 0x061c,
+		r >= 0x200b && r <= 0x200f,
+		r >= 0x2028 && r <= 0x202e,
+		r >= 0x2060 && r <= 0x206f,
+		r == 0xfeff,
+		r == utf8.RuneError:
+		return false
+	}
+	return true
+}
+
+// runeName names a rune for a message: U+202E.
+func runeName(r rune) string {
+	h := strings.ToUpper(strconv.FormatInt(int64(r), 16))
+	return "U+" + strings.Repeat("0", max(0, 4-len(h))) + h
 }
 
 // checkKey validates an idempotency key: 1–128 of [A-Za-z0-9._:-]. The

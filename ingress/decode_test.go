@@ -60,6 +60,59 @@ var badIDs = []struct{ name, id string }{
 	{"no dashes, upper case", strings.ToUpper(strings.ReplaceAll(testAccount, "-", ""))},
 }
 
+// badTexts are free texts (description, customer_id) that must be refused
+// with INVALID_FIELD: control characters, and the characters with which a
+// text displays otherwise than it is stored.
+var badTexts = func() []struct{ name, text string } {
+	out := []struct{ name, text string }{
+		{"NUL", "a\x00b"}, {"TAB", "a\tb"}, {"LF", "a\nb"}, {"CR", "a\rb"}, {"ESC", "\x1b[31mred"}, {"US", "a\x1fb"},
+		{"DEL", "a\x7fb"}, {"C1 PAD", "a\u0080b"}, {"C1 NEL", "a\u0085b"}, {"C1 CSI", "a\u009bb"}, {"C1 APC", "a\u009fb"},
+		{"invalid UTF-8", "a\xffb"}, {"truncated UTF-8", "a\xe2\x80"}, {"U+FFFD", "a\ufffdb"},
+	}
+	for _, r := range []rune{
+		0x202a, 0x202b, 0x202c, 0x202d, 0x202e, // embeddings and overrides
+		0x2066, 0x2067, 0x2068, 0x2069, // isolates
+		0x200e, 0x200f, 0x061c, // marks
+		0x200b, 0x200c, 0x200d, 0x2060, 0xfeff, // zero-width
+		0x2061, 0x2064, 0x206a, 0x206f, // invisible operators, deprecated format characters
+		0x2028, 0x2029, // line and paragraph separators
+	} {
+		out = append(out, struct{ name, text string }{fmt.Sprintf("%U", r), "pay " + string(r) + "rent"})
+	}
+	return out
+}()
+
+// textForms are a text's two spellings as a JSON string, with the code
+// each must be refused with: its characters as they are (raw UTF-8, or
+// raw bytes; a raw C0 control is a JSON syntax error) and with \u
+// escapes, as a client may send either.
+func textForms(s string) []struct {
+	name, json string
+	want       ledger.Code
+} {
+	raw, escaped := textJSON(s)
+	rawWant := ledger.CodeInvalidField
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }) {
+		rawWant = ledger.CodeMalformedRequest
+	}
+	return []struct {
+		name, json string
+		want       ledger.Code
+	}{{"raw", raw, rawWant}, {"escaped", escaped, ledger.CodeInvalidField}}
+}
+
+func textJSON(s string) (raw, escaped string) {
+	var e strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f {
+			fmt.Fprintf(&e, `\u%04x`, r)
+		} else {
+			e.WriteRune(r)
+		}
+	}
+	return `"` + s + `"`, `"` + e.String() + `"`
+}
+
 func TestDecodeMoneyRefusals(t *testing.T) {
 	long := func(n int) string { return strings.Repeat("a", n) }
 	cases := []struct {
@@ -208,6 +261,15 @@ func TestDecodeMoneyRefusals(t *testing.T) {
 			want ledger.Code
 		}{"account_id " + bid.name, fmt.Sprintf(`{"account_id":%q,"amount":"1","currency":"USD"}`, bid.id), ledger.CodeInvalidField})
 	}
+	for _, bt := range badTexts {
+		for _, form := range textForms(bt.text) {
+			cases = append(cases, struct {
+				name string
+				body string
+				want ledger.Code
+			}{"description " + bt.name + " " + form.name, moneyWith(`"description":` + form.json), form.want})
+		}
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, kind := range []ledger.Kind{ledger.KindCredit, ledger.KindDebit} {
@@ -291,6 +353,9 @@ func TestDecodeMoneyFields(t *testing.T) {
 	}{
 		{name: "debit kind kept", kind: ledger.KindDebit, body: moneyJSON(`"1"`, "USD")},
 		{name: "description kept", kind: ledger.KindCredit, body: moneyWith(`"description":"Café ☕ rent"`), description: "Café ☕ rent"},
+		{name: "description right to left", kind: ledger.KindCredit, body: moneyWith(`"description":"שכר דירה إيجار"`), description: "שכר דירה إيجار"},
+		{name: "description emoji and accents", kind: ledger.KindCredit, body: moneyWith(`"description":"naïve 🏠 Ω ﬁ"`), description: "naïve 🏠 Ω ﬁ"},
+		{name: "description escaped non-ASCII", kind: ledger.KindCredit, body: moneyWith(`"description":"caf\u00e9"`), description: "café"},
 		{name: "description 512 bytes", kind: ledger.KindCredit, body: moneyWith(`"description":` + q(long(512))), description: long(512)},
 		{name: "description null", kind: ledger.KindCredit, body: moneyWith(`"description":null`)},
 		{name: "reference_id becomes the key", kind: ledger.KindCredit, body: moneyWith(`"reference_id":"ref-1"`), reference: "ref-1", idemKey: "ref-1"},
@@ -393,6 +458,15 @@ func TestDecodeOpenRefusals(t *testing.T) {
 			body string
 			want ledger.Code
 		}{"account_id " + bid.name, openJSON(`"account_id":` + q(bid.id)), ledger.CodeInvalidField})
+	}
+	for _, bt := range badTexts {
+		for _, form := range textForms(bt.text) {
+			cases = append(cases, struct {
+				name string
+				body string
+				want ledger.Code
+			}{"customer_id " + bt.name + " " + form.name, `{"customer_id":` + form.json + `,"account_type":"checking","currency":"USD"}`, form.want})
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

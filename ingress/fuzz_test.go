@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/bursar/bursar/ledger"
@@ -249,8 +250,10 @@ func assertText(t *testing.T, field, s string, max int) {
 		t.Fatalf("%s %q is not valid UTF-8", field, s)
 	}
 	for _, r := range s {
-		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == utf8.RuneError {
-			t.Fatalf("%s %q contains control character %U", field, s, r)
+		// A reference by Unicode properties, apart from checkText's ranges.
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) || unicode.Is(unicode.Join_Control, r) ||
+			r == 0x200b || r >= 0x2060 && r <= 0x206f || r == 0xfeff || r == 0x2028 || r == 0x2029 || r == utf8.RuneError {
+			t.Fatalf("%s %q contains control or invisible character %U", field, s, r)
 		}
 	}
 }
