@@ -216,6 +216,23 @@ type openRequest struct {
 	AccountID      *string         `json:"account_id"`
 }
 
+// accountTypes are the types an account may be opened with (the README
+// lists them). Only the ingress checks: the core applies the type of any
+// open record, as a log written before this list must replay as it did.
+var accountTypes = [...]string{"checking", "savings", "business", "merchant"}
+
+func checkAccountType(s string) *apiError {
+	if s == "" {
+		return bad(ledger.CodeMissingField, "account_type is required")
+	}
+	for _, t := range accountTypes {
+		if s == t {
+			return nil
+		}
+	}
+	return bad(ledger.CodeInvalidField, "account_type "+quoteShort([]byte(s))+" is not one of "+strings.Join(accountTypes[:], ", "))
+}
+
 // openNamespace derives account IDs from idempotency keys, so a retried
 // open without account_id names the same account.
 var openNamespace = uuid.MustParse("6f1c1f7e-2d1a-4a8e-9d1b-6b7572736172")
@@ -231,7 +248,7 @@ func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
 	if err := checkText(req.CustomerID, "customer_id", ledger.CustomerIDLenMax, true); err != nil {
 		return c, err
 	}
-	if err := checkText(req.AccountType, "account_type", ledger.AccountTypeLenMax, true); err != nil {
+	if err := checkAccountType(req.AccountType); err != nil {
 		return c, err
 	}
 	cur, exp, aerr := parseCurrency(req.Currency)

@@ -422,6 +422,15 @@ func TestDecodeOpenRefusals(t *testing.T) {
 		{"customer_id control char", `{"customer_id":"c\u0001","account_type":"checking","currency":"USD"}`, ledger.CodeInvalidField},
 		{"account_type 33 bytes", `{"customer_id":"c","account_type":` + q(long(33)) + `,"currency":"USD"}`, ledger.CodeInvalidField},
 		{"account_type newline", `{"customer_id":"c","account_type":"check\ning","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type bogus", `{"customer_id":"c","account_type":"bogus","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type upper case", `{"customer_id":"c","account_type":"CHECKING","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type title case", `{"customer_id":"c","account_type":"Savings","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type padded", `{"customer_id":"c","account_type":" checking","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type with a zero-width space", `{"customer_id":"c","account_type":"checking\u200b","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type prefix", `{"customer_id":"c","account_type":"check","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type 33 bytes of a type", `{"customer_id":"c","account_type":` + q(strings.Repeat("checking", 4)+"s") + `,"currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type number", `{"customer_id":"c","account_type":1,"currency":"USD"}`, ledger.CodeMalformedRequest},
+		{"empty account_type", `{"customer_id":"c","account_type":"","currency":"USD"}`, ledger.CodeMissingField},
 
 		{"lower-case currency", `{"customer_id":"c","account_type":"checking","currency":"usd"}`, ledger.CodeUnsupportedCurrency},
 		{"unknown currency", `{"customer_id":"c","account_type":"checking","currency":"XXX"}`, ledger.CodeUnsupportedCurrency},
@@ -514,15 +523,27 @@ func TestDecodeOpenValid(t *testing.T) {
 		})
 	}
 
-	t.Run("texts at their limits", func(t *testing.T) {
-		cust, typ := strings.Repeat("é", ledger.CustomerIDLenMax/2), strings.Repeat("t", ledger.AccountTypeLenMax)
-		body := fmt.Sprintf(`{"customer_id":%q,"account_type":%q,"currency":"EUR"}`, cust, typ)
+	t.Run("customer_id at its limit", func(t *testing.T) {
+		cust := strings.Repeat("é", ledger.CustomerIDLenMax/2)
+		body := fmt.Sprintf(`{"customer_id":%q,"account_type":"savings","currency":"EUR"}`, cust)
 		c, err := decodeOpen([]byte(body), "")
 		if err != nil {
 			t.Fatalf("refused: %v", err)
 		}
-		if c.CustomerID != cust || c.AccountType != typ || c.Currency != "EUR" {
+		if c.CustomerID != cust || c.AccountType != "savings" || c.Currency != "EUR" {
 			t.Fatalf("got %+v", c)
+		}
+	})
+
+	t.Run("every documented account type", func(t *testing.T) {
+		for _, typ := range accountTypes {
+			c, err := decodeOpen([]byte(`{"customer_id":"c","account_type":`+q(typ)+`,"currency":"USD"}`), "k-1")
+			if err != nil || c.AccountType != typ {
+				t.Fatalf("%s: %+v, %v", typ, c, err)
+			}
+			if len(typ) > ledger.AccountTypeLenMax {
+				t.Fatalf("%s is longer than the record holds (%d)", typ, ledger.AccountTypeLenMax)
+			}
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,6 +223,9 @@ func checkOpen(t *testing.T, c ledger.Command, key string) {
 	}
 	assertText(t, "customer_id", c.CustomerID, ledger.CustomerIDLenMax)
 	assertText(t, "account_type", c.AccountType, ledger.AccountTypeLenMax)
+	if !slices.Contains(accountTypes[:], c.AccountType) {
+		t.Fatalf("account_type %q is not a documented type", c.AccountType)
+	}
 	if c.OverdraftLimit < 0 || c.OverdraftLimit > ledger.AmountMax {
 		t.Fatalf("overdraft limit %d outside [0, %d]", c.OverdraftLimit, ledger.AmountMax)
 	}
