@@ -11,15 +11,13 @@ import (
 
 // TestMembersOf pins each request shape's members: the README's names.
 func TestMembersOf(t *testing.T) {
-	money := []string{"account_id", "amount", "currency", "description", "reference_id"}
-	transfer := []string{"source_account_id", "destination_account_id", "amount", "currency", "description", "reference_id"}
-	item := []string{"type", "idempotency_key"}
+	money, transfer, item := moneyNames, transferNames, []string{"type", "idempotency_key"}
 	for _, tc := range []struct {
 		name string
 		m    *members
 		want []string
 	}{
-		{"open", openMembers, []string{"customer_id", "account_type", "currency", "overdraft_limit", "account_id"}},
+		{"open", openMembers, openNames},
 		{"money", moneyMembers, money},
 		{"transfer", transferMembers, transfer},
 		{"batch", batchMembers, []string{"items"}},
