@@ -63,3 +63,14 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMembersCheck is members.check's share of a decode: the walk
+// over a transfer body's member names.
+func BenchmarkMembersCheck(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := transferMembers.check(benchTransferBody); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
