@@ -115,9 +115,9 @@ func parseID(s, field string) (uuid.UUID, *apiError) {
 		return uuid.Nil, bad(ledger.CodeMissingField, field+" is required")
 	}
 	// Only the canonical form (RFC 9562's 8-4-4-4-12 hex digits, lower
-	// case): uuid.Parse also takes URNs, braces, no hyphens and upper case,
-	// which would let two spellings name one account, so that a log or a
-	// proxy matching IDs as text would see two.
+	// case): uuid.Parse also takes URNs, braces, no hyphens and upper case.
+	// Two spellings of one account would be two accounts to a log or a
+	// proxy that matches IDs as text.
 	if len(s) != 36 {
 		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID in canonical form: 36 characters, lower-case hex and hyphens, like 3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f")
 	}
@@ -155,7 +155,7 @@ func checkText(s, field string, max int, required bool) *apiError {
 		r, n := utf8.DecodeRuneInString(s[i:])
 		if !textCharOK(r) {
 			if r == utf8.RuneError {
-				return bad(ledger.CodeInvalidField, field+" contains invalid UTF-8")
+				return bad(ledger.CodeInvalidField, field+" contains invalid UTF-8 or U+FFFD")
 			}
 			return bad(ledger.CodeInvalidField, field+" contains the control or invisible character "+runeName(r))
 		}
