@@ -367,7 +367,9 @@ func skipString(b []byte, i int) int {
 	panic("ingress: unterminated string in a response body")
 }
 
-// skipValue returns the index just past the JSON value starting at b[i].
+// skipValue returns the index just past the JSON value starting at b[i],
+// in valid JSON: compact, as this package writes it, or with white space
+// between tokens, as a request body may have it (members.check).
 func skipValue(b []byte, i int) int {
 	depth := 0
 	for j := i; j < len(b); {
@@ -381,11 +383,14 @@ func skipValue(b []byte, i int) int {
 		case '{', '[':
 			depth++
 		case '}', ']':
+			if depth == 0 {
+				return j // the enclosing value's end, after a literal
+			}
 			depth--
 			if depth == 0 {
 				return j + 1
 			}
-		case ',':
+		case ',', ' ', '\t', '\n', '\r':
 			if depth == 0 {
 				return j
 			}

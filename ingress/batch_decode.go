@@ -49,7 +49,7 @@ type decodedItem struct {
 // its own refusal, in item order.
 func decodeBatch(body []byte, itemsMax int) ([]decodedItem, *apiError) {
 	var req batchRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, batchMembers); err != nil {
 		return nil, err
 	}
 	// decodeStrict leaves Items nil for both a missing and a null member;
@@ -85,20 +85,20 @@ func decodeItem(raw []byte) (ledger.Command, *apiError) {
 	switch kind {
 	case ledger.KindTransferDebit:
 		var it transferItem
-		if err := decodeStrict(raw, &it); err != nil {
+		if err := decodeStrict(raw, &it, transferItemMembers); err != nil {
 			return ledger.Command{}, err
 		}
 		fields, command = &it.batchItemFields, it.transferRequest.command
 	default:
 		var it moneyItem
-		if err := decodeStrict(raw, &it); err != nil {
+		if err := decodeStrict(raw, &it, moneyItemMembers); err != nil {
 			return ledger.Command{}, err
 		}
 		fields = &it.batchItemFields
 		command = func(key string) (ledger.Command, *apiError) { return it.moneyRequest.command(kind, key) }
 	}
-	// Both passes decode "type" with encoding/json's rules (last duplicate
-	// wins, names match without regard to case), so they agree.
+	// itemKind has refused a second "type" and a case variant ("TYPE"),
+	// so both passes read the one "type" there is.
 	if k, _ := parseItemType(fields.Type); k != kind {
 		panic("ingress: batch item type decoded as " + strconv.Quote(fields.Type) + " after " + kind.String())
 	}
@@ -111,18 +111,22 @@ func decodeItem(raw []byte) (ledger.Command, *apiError) {
 	return command(key)
 }
 
-// itemKind reads an item's "type" (a first, lenient pass: which shape to
-// decode the item into strictly).
+// itemKind reads an item's "type": which shape to decode the item into
+// strictly. The envelope's decode has checked the item's syntax. A second
+// "type", or one spelled in another case, is refused here, before the
+// shape is chosen by it.
 func itemKind(raw []byte) (ledger.Kind, *apiError) {
-	var head struct {
-		Type json.RawMessage `json:"type"`
+	var t []byte
+	for it := (memberIter{b: raw}); it.next(); {
+		switch {
+		case string(it.name) == "type" && t != nil:
+			return 0, bad(ledger.CodeMalformedRequest, `member "type" appears more than once`)
+		case string(it.name) == "type":
+			t = it.value
+		case bytes.EqualFold(it.name, []byte("type")):
+			return 0, bad(ledger.CodeMalformedRequest, "member "+quoteShort(it.name)+` is not spelled as documented ("type"); member names are case-sensitive`)
+		}
 	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		// The envelope's decode checked the syntax; an object cannot fail
-		// to decode into a RawMessage member.
-		return 0, bad(ledger.CodeMalformedRequest, "item is not valid JSON: "+err.Error())
-	}
-	t := bytes.TrimSpace(head.Type)
 	if len(t) == 0 || bytes.Equal(t, []byte("null")) {
 		return 0, bad(ledger.CodeMissingField, "type is required: credit, debit or transfer")
 	}

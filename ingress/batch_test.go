@@ -119,6 +119,8 @@ func TestDecodeBatchItems(t *testing.T) {
 		{"long description", itemJSON("credit", moneyWith(`"description":"`+strings.Repeat("d", ledger.DescriptionLenMax+1)+`"`)), ledger.CodeInvalidField},
 		{"long reference", itemJSON("credit", moneyWith(`"reference_id":"`+strings.Repeat("r", 129)+`"`)), ledger.CodeInvalidField},
 		{"control character", itemJSON("credit", moneyWith(`"description":"a\u001bb"`)), ledger.CodeInvalidField},
+		{"bidi override", itemJSON("credit", moneyWith(`"description":"a\u202eb"`)), ledger.CodeInvalidField},
+		{"zero-width space, raw UTF-8", itemJSON("debit", moneyWith("\"description\":\"a\u200bb\"")), ledger.CodeInvalidField},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

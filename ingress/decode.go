@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
@@ -23,8 +24,9 @@ func (e *apiError) Error() string { return e.code.String() + ": " + e.msg }
 func bad(code ledger.Code, msg string) *apiError { return &apiError{code: code, msg: msg} }
 
 // decodeStrict decodes exactly one JSON object into v, refusing unknown
-// fields, wrong types and trailing data.
-func decodeStrict(body []byte, v any) *apiError {
+// fields, wrong types and trailing data, and then (members.check) names
+// not spelled exactly as m documents them and names given twice.
+func decodeStrict(body []byte, v any, m *members) *apiError {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return bad(ledger.CodeMalformedRequest, "request body is empty; expected a JSON object")
@@ -55,7 +57,7 @@ func decodeStrict(body []byte, v any) *apiError {
 	if _, err := dec.Token(); err != io.EOF {
 		return bad(ledger.CodeMalformedRequest, "body has data after the JSON object")
 	}
-	return nil
+	return m.check(body)
 }
 
 // amountText returns the decimal text of a JSON amount given as a string
@@ -67,6 +69,13 @@ func amountText(raw json.RawMessage, field string) ([]byte, *apiError) {
 	}
 	switch raw[0] {
 	case '"':
+		// The decoder has checked the string: without an escape its text
+		// is the bytes between the quotes, and taking them allocates
+		// nothing. (Bytes that are not ASCII digits fail ParseAmount
+		// either way.)
+		if text := raw[1 : len(raw)-1]; bytes.IndexByte(text, '\\') < 0 {
+			return text, nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, bad(ledger.CodeInvalidAmount, field+" is not a valid string")
@@ -105,10 +114,17 @@ func parseID(s, field string) (uuid.UUID, *apiError) {
 	if s == "" {
 		return uuid.Nil, bad(ledger.CodeMissingField, field+" is required")
 	}
-	// Only the canonical 36-character form: uuid.Parse also accepts URNs
-	// and braces, which would let two spellings name one account.
+	// Only the canonical form (RFC 9562's 8-4-4-4-12 hex digits, lower
+	// case): uuid.Parse also takes URNs, braces, no hyphens and upper case.
+	// Two spellings of one account would be two accounts to a log or a
+	// proxy that matches IDs as text.
 	if len(s) != 36 {
-		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID like 3f2b…-…")
+		return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID in canonical form: 36 characters, lower-case hex and hyphens, like 3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'F' {
+			return uuid.Nil, bad(ledger.CodeInvalidField, field+" must be a UUID in canonical form: lower-case hex, like 3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f")
+		}
 	}
 	id, err := uuid.Parse(s)
 	if err != nil || id == uuid.Nil {
@@ -117,7 +133,9 @@ func parseID(s, field string) (uuid.UUID, *apiError) {
 	return id, nil
 }
 
-// checkText enforces a length limit and refuses control characters.
+// checkText enforces a length limit and refuses characters that would
+// let a text read otherwise than it is stored: control characters, the
+// bidirectional controls and the invisible ones (textCharOK).
 func checkText(s, field string, max int, required bool) *apiError {
 	if s == "" && required {
 		return bad(ledger.CodeMissingField, field+" is required")
@@ -125,14 +143,54 @@ func checkText(s, field string, max int, required bool) *apiError {
 	if len(s) > max {
 		return bad(ledger.CodeInvalidField, field+" is longer than "+strconv.Itoa(max)+" bytes")
 	}
-	for _, r := range s {
-		// C0, DEL and C1 (U+0080–U+009F, e.g. the CSI terminal escape);
-		// U+FFFD is what the JSON decoder makes of invalid UTF-8.
-		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == '\uFFFD' {
-			return bad(ledger.CodeInvalidField, field+" contains control characters or invalid UTF-8")
+	for i := 0; i < len(s); {
+		// ASCII, the common case, without decoding runes.
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return bad(ledger.CodeInvalidField, field+" contains the control character "+runeName(rune(c)))
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !textCharOK(r) {
+			if r == utf8.RuneError {
+				return bad(ledger.CodeInvalidField, field+" contains invalid UTF-8 or U+FFFD")
+			}
+			return bad(ledger.CodeInvalidField, field+" contains the control or invisible character "+runeName(r))
+		}
+		i += n
 	}
 	return nil
+}
+
+// textCharOK reports whether a non-ASCII rune may appear in free text.
+// Refused: C1 controls (U+0080–U+009F, e.g. the CSI terminal escape);
+// the bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+// U+2066–U+2069), with which a text can display in another order than it
+// is stored; the zero-width and other invisible format characters
+// (U+200B–U+200D, U+2060–U+206F, U+FEFF), with which two texts that look
+// alike differ; the line and paragraph separators (U+2028, U+2029), line
+// breaks as \n is; and U+FFFD, which is what the JSON decoder makes of
+// invalid UTF-8.
+func textCharOK(r rune) bool {
+	switch {
+	case r >= 0x80 && r <= 0x9f,
+		r == 0x061c,
+		r >= 0x200b && r <= 0x200f,
+		r >= 0x2028 && r <= 0x202e,
+		r >= 0x2060 && r <= 0x206f,
+		r == 0xfeff,
+		r == utf8.RuneError:
+		return false
+	}
+	return true
+}
+
+// runeName names a rune for a message: U+202E.
+func runeName(r rune) string {
+	h := strings.ToUpper(strconv.FormatInt(int64(r), 16))
+	return "U+" + strings.Repeat("0", max(0, 4-len(h))) + h
 }
 
 // checkKey validates an idempotency key: 1–128 of [A-Za-z0-9._:-]. The
@@ -158,6 +216,23 @@ type openRequest struct {
 	AccountID      *string         `json:"account_id"`
 }
 
+// accountTypes are the types an account may be opened with (the README
+// lists them). Only the ingress checks: the core applies the type of any
+// open record, as a log written before this list must replay as it did.
+var accountTypes = [...]string{"checking", "savings", "business", "merchant"}
+
+func checkAccountType(s string) *apiError {
+	if s == "" {
+		return bad(ledger.CodeMissingField, "account_type is required")
+	}
+	for _, t := range accountTypes {
+		if s == t {
+			return nil
+		}
+	}
+	return bad(ledger.CodeInvalidField, "account_type "+quoteShort([]byte(s))+" is not one of "+strings.Join(accountTypes[:], ", "))
+}
+
 // openNamespace derives account IDs from idempotency keys, so a retried
 // open without account_id names the same account.
 var openNamespace = uuid.MustParse("6f1c1f7e-2d1a-4a8e-9d1b-6b7572736172")
@@ -167,13 +242,13 @@ var openNamespace = uuid.MustParse("6f1c1f7e-2d1a-4a8e-9d1b-6b7572736172")
 func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req openRequest
 	var c ledger.Command
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, openMembers); err != nil {
 		return c, err
 	}
 	if err := checkText(req.CustomerID, "customer_id", ledger.CustomerIDLenMax, true); err != nil {
 		return c, err
 	}
-	if err := checkText(req.AccountType, "account_type", ledger.AccountTypeLenMax, true); err != nil {
+	if err := checkAccountType(req.AccountType); err != nil {
 		return c, err
 	}
 	cur, exp, aerr := parseCurrency(req.Currency)
@@ -271,7 +346,7 @@ type moneyRequest struct {
 // decodeMoney turns a credit or debit body into a command.
 func decodeMoney(kind ledger.Kind, body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req moneyRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, moneyMembers); err != nil {
 		return ledger.Command{}, err
 	}
 	return req.command(kind, idemKey)

@@ -51,6 +51,66 @@ var badIDs = []struct{ name, id string }{
 	{"nil UUID", "00000000-0000-0000-0000-000000000000"},
 	{"spaces around", " " + testAccount[1:35] + " "},
 	{"spaces 36", strings.Repeat(" ", 36)},
+	// One spelling per ID: upper case is refused, not folded.
+	{"upper case", strings.ToUpper(testAccount)},
+	{"one upper-case digit", "3F2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f"},
+	{"upper case in the last group", "3f2b8c1e-9a4d-4c6e-8f10-2A3B4C5D6E7F"},
+	{"braces, upper case", "{" + strings.ToUpper(testAccount) + "}"},
+	{"urn, upper case", "URN:UUID:" + strings.ToUpper(testAccount)},
+	{"no dashes, upper case", strings.ToUpper(strings.ReplaceAll(testAccount, "-", ""))},
+}
+
+// badTexts are free texts (description, customer_id) that must be refused
+// with INVALID_FIELD: control characters, and the characters with which a
+// text displays otherwise than it is stored.
+var badTexts = func() []struct{ name, text string } {
+	out := []struct{ name, text string }{
+		{"NUL", "a\x00b"}, {"TAB", "a\tb"}, {"LF", "a\nb"}, {"CR", "a\rb"}, {"ESC", "\x1b[31mred"}, {"US", "a\x1fb"},
+		{"DEL", "a\x7fb"}, {"C1 PAD", "a\u0080b"}, {"C1 NEL", "a\u0085b"}, {"C1 CSI", "a\u009bb"}, {"C1 APC", "a\u009fb"},
+		{"invalid UTF-8", "a\xffb"}, {"truncated UTF-8", "a\xe2\x80"}, {"U+FFFD", "a\ufffdb"},
+	}
+	for _, r := range []rune{
+		0x202a, 0x202b, 0x202c, 0x202d, 0x202e, // embeddings and overrides
+		0x2066, 0x2067, 0x2068, 0x2069, // isolates
+		0x200e, 0x200f, 0x061c, // marks
+		0x200b, 0x200c, 0x200d, 0x2060, 0xfeff, // zero-width
+		0x2061, 0x2064, 0x206a, 0x206f, // invisible operators, deprecated format characters
+		0x2028, 0x2029, // line and paragraph separators
+	} {
+		out = append(out, struct{ name, text string }{fmt.Sprintf("%U", r), "pay " + string(r) + "rent"})
+	}
+	return out
+}()
+
+// textForms are a text's two spellings as a JSON string, with the code
+// each must be refused with: its characters as they are (raw UTF-8, or
+// raw bytes; a raw C0 control is a JSON syntax error) and with \u
+// escapes, as a client may send either.
+func textForms(s string) []struct {
+	name, json string
+	want       ledger.Code
+} {
+	raw, escaped := textJSON(s)
+	rawWant := ledger.CodeInvalidField
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 }) {
+		rawWant = ledger.CodeMalformedRequest
+	}
+	return []struct {
+		name, json string
+		want       ledger.Code
+	}{{"raw", raw, rawWant}, {"escaped", escaped, ledger.CodeInvalidField}}
+}
+
+func textJSON(s string) (raw, escaped string) {
+	var e strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f {
+			fmt.Fprintf(&e, `\u%04x`, r)
+		} else {
+			e.WriteRune(r)
+		}
+	}
+	return `"` + s + `"`, `"` + e.String() + `"`
 }
 
 func TestDecodeMoneyRefusals(t *testing.T) {
@@ -120,6 +180,19 @@ func TestDecodeMoneyRefusals(t *testing.T) {
 		{"over-precise USD number", moneyJSON(`1.001`, "USD"), ledger.CodeInvalidAmount},
 		{"over-precise JPY", moneyJSON(`"1.5"`, "JPY"), ledger.CodeInvalidAmount},
 		{"over-precise KWD", moneyJSON(`"1.0001"`, "KWD"), ledger.CodeInvalidAmount},
+		// Canonical form: no leading zero, no zero past the exponent.
+		{"trailing zero past the exponent", moneyJSON(`"0.010"`, "USD"), ledger.CodeInvalidAmount},
+		{"trailing zeros past the exponent", moneyJSON(`"1.230"`, "USD"), ledger.CodeInvalidAmount},
+		{"trailing zeros past the exponent, number", moneyJSON(`1.2300`, "USD"), ledger.CodeInvalidAmount},
+		{"JPY trailing zero", moneyJSON(`"5.0"`, "JPY"), ledger.CodeInvalidAmount},
+		{"JPY trailing zero, number", moneyJSON(`5.0`, "JPY"), ledger.CodeInvalidAmount},
+		{"KWD trailing zero past the exponent", moneyJSON(`"1.2340"`, "KWD"), ledger.CodeInvalidAmount},
+		{"leading zeros", moneyJSON(`"00001.00"`, "USD"), ledger.CodeInvalidAmount},
+		{"leading zeros before a dot", moneyJSON(`"007.50"`, "USD"), ledger.CodeInvalidAmount},
+		{"leading zeros, integer", moneyJSON(`"007"`, "USD"), ledger.CodeInvalidAmount},
+		{"leading zero before zero point", moneyJSON(`"00.5"`, "USD"), ledger.CodeInvalidAmount},
+		// JSON itself has no leading zeros in numbers: a syntax error.
+		{"leading zeros, number literal", moneyJSON(`007`, "USD"), ledger.CodeMalformedRequest},
 		{"exponent string", moneyJSON(`"1e3"`, "USD"), ledger.CodeInvalidAmount},
 		{"exponent number", moneyJSON(`1e3`, "USD"), ledger.CodeInvalidAmount},
 		{"exponent number upper", moneyJSON(`1E3`, "USD"), ledger.CodeInvalidAmount},
@@ -188,6 +261,15 @@ func TestDecodeMoneyRefusals(t *testing.T) {
 			want ledger.Code
 		}{"account_id " + bid.name, fmt.Sprintf(`{"account_id":%q,"amount":"1","currency":"USD"}`, bid.id), ledger.CodeInvalidField})
 	}
+	for _, bt := range badTexts {
+		for _, form := range textForms(bt.text) {
+			cases = append(cases, struct {
+				name string
+				body string
+				want ledger.Code
+			}{"description " + bt.name + " " + form.name, moneyWith(`"description":` + form.json), form.want})
+		}
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, kind := range []ledger.Kind{ledger.KindCredit, ledger.KindDebit} {
@@ -228,14 +310,14 @@ func TestDecodeMoneyValid(t *testing.T) {
 		{"USD one decimal", moneyJSON(`"0.5"`, "USD"), "USD", 50},
 		{"USD smallest", moneyJSON(`"0.01"`, "USD"), "USD", 1},
 		{"USD smallest number", moneyJSON(`0.01`, "USD"), "USD", 1},
-		{"USD trailing zeros", moneyJSON(`"1.230"`, "USD"), "USD", 123},
-		{"USD trailing zeros number", moneyJSON(`1.2300`, "USD"), "USD", 123},
-		{"USD leading zeros in a string", moneyJSON(`"007.50"`, "USD"), "USD", 750},
+		{"USD fewer decimals than the exponent", moneyJSON(`"1.0"`, "USD"), "USD", 100},
+		{"USD as many decimals as the exponent", moneyJSON(`"1.00"`, "USD"), "USD", 100},
+		{"USD zero decimal number", moneyJSON(`1.0`, "USD"), "USD", 100},
+		{"USD ten", moneyJSON(`"10"`, "USD"), "USD", 1000},
 		{"USD AmountMax", moneyJSON(`"9999999999999.99"`, "USD"), "USD", ledger.AmountMax},
 		{"USD AmountMax number", moneyJSON(`9999999999999.99`, "USD"), "USD", ledger.AmountMax},
 		{"JPY", moneyJSON(`"5"`, "JPY"), "JPY", 5},
 		{"JPY number", moneyJSON(`5`, "JPY"), "JPY", 5},
-		{"JPY trailing zero", moneyJSON(`"5.0"`, "JPY"), "JPY", 5},
 		{"JPY AmountMax", moneyJSON(`999999999999999`, "JPY"), "JPY", ledger.AmountMax},
 		{"KWD", moneyJSON(`"1.234"`, "KWD"), "KWD", 1234},
 		{"KWD number", moneyJSON(`1.234`, "KWD"), "KWD", 1234},
@@ -260,7 +342,6 @@ func TestDecodeMoneyValid(t *testing.T) {
 
 func TestDecodeMoneyFields(t *testing.T) {
 	long := func(n int) string { return strings.Repeat("x", n) }
-	upper := strings.ToUpper(testAccount)
 	cases := []struct {
 		name        string
 		kind        ledger.Kind
@@ -272,6 +353,9 @@ func TestDecodeMoneyFields(t *testing.T) {
 	}{
 		{name: "debit kind kept", kind: ledger.KindDebit, body: moneyJSON(`"1"`, "USD")},
 		{name: "description kept", kind: ledger.KindCredit, body: moneyWith(`"description":"Café ☕ rent"`), description: "Café ☕ rent"},
+		{name: "description right to left", kind: ledger.KindCredit, body: moneyWith(`"description":"שכר דירה إيجار"`), description: "שכר דירה إيجار"},
+		{name: "description emoji and accents", kind: ledger.KindCredit, body: moneyWith(`"description":"naïve 🏠 Ω ﬁ"`), description: "naïve 🏠 Ω ﬁ"},
+		{name: "description escaped non-ASCII", kind: ledger.KindCredit, body: moneyWith(`"description":"caf\u00e9"`), description: "café"},
 		{name: "description 512 bytes", kind: ledger.KindCredit, body: moneyWith(`"description":` + q(long(512))), description: long(512)},
 		{name: "description null", kind: ledger.KindCredit, body: moneyWith(`"description":null`)},
 		{name: "reference_id becomes the key", kind: ledger.KindCredit, body: moneyWith(`"reference_id":"ref-1"`), reference: "ref-1", idemKey: "ref-1"},
@@ -300,16 +384,6 @@ func TestDecodeMoneyFields(t *testing.T) {
 			}
 		})
 	}
-
-	t.Run("upper-case UUID names the same account", func(t *testing.T) {
-		c, err := decodeMoney(ledger.KindCredit, []byte(fmt.Sprintf(`{"account_id":%q,"amount":"1","currency":"USD"}`, upper)), "")
-		if err != nil {
-			t.Fatalf("refused: %v", err)
-		}
-		if c.AccountID != testAccountID {
-			t.Fatalf("account %s, want %s", c.AccountID, testAccountID)
-		}
-	})
 }
 
 func TestDecodeOpenRefusals(t *testing.T) {
@@ -348,6 +422,15 @@ func TestDecodeOpenRefusals(t *testing.T) {
 		{"customer_id control char", `{"customer_id":"c\u0001","account_type":"checking","currency":"USD"}`, ledger.CodeInvalidField},
 		{"account_type 33 bytes", `{"customer_id":"c","account_type":` + q(long(33)) + `,"currency":"USD"}`, ledger.CodeInvalidField},
 		{"account_type newline", `{"customer_id":"c","account_type":"check\ning","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type bogus", `{"customer_id":"c","account_type":"bogus","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type upper case", `{"customer_id":"c","account_type":"CHECKING","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type title case", `{"customer_id":"c","account_type":"Savings","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type padded", `{"customer_id":"c","account_type":" checking","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type with a zero-width space", `{"customer_id":"c","account_type":"checking\u200b","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type prefix", `{"customer_id":"c","account_type":"check","currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type 33 bytes of a type", `{"customer_id":"c","account_type":` + q(strings.Repeat("checking", 4)+"s") + `,"currency":"USD"}`, ledger.CodeInvalidField},
+		{"account_type number", `{"customer_id":"c","account_type":1,"currency":"USD"}`, ledger.CodeMalformedRequest},
+		{"empty account_type", `{"customer_id":"c","account_type":"","currency":"USD"}`, ledger.CodeMissingField},
 
 		{"lower-case currency", `{"customer_id":"c","account_type":"checking","currency":"usd"}`, ledger.CodeUnsupportedCurrency},
 		{"unknown currency", `{"customer_id":"c","account_type":"checking","currency":"XXX"}`, ledger.CodeUnsupportedCurrency},
@@ -372,6 +455,11 @@ func TestDecodeOpenRefusals(t *testing.T) {
 		{"overdraft zero with two decimal points", openJSON(`"overdraft_limit":"0.0.0"`), ledger.CodeInvalidAmount},
 		{"overdraft zero padded", openJSON(`"overdraft_limit":" 0"`), ledger.CodeInvalidAmount},
 		{"overdraft JPY over-precise", `{"customer_id":"c","account_type":"checking","currency":"JPY","overdraft_limit":"0.5"}`, ledger.CodeInvalidAmount},
+		{"overdraft zero past the exponent", openJSON(`"overdraft_limit":"0.000"`), ledger.CodeInvalidAmount},
+		{"overdraft trailing zero past the exponent", openJSON(`"overdraft_limit":"100.500"`), ledger.CodeInvalidAmount},
+		{"overdraft leading zeros", openJSON(`"overdraft_limit":"0050.00"`), ledger.CodeInvalidAmount},
+		{"overdraft zero with leading zeros", openJSON(`"overdraft_limit":"00"`), ledger.CodeInvalidAmount},
+		{"overdraft JPY zero with a decimal", `{"customer_id":"c","account_type":"checking","currency":"JPY","overdraft_limit":"0.0"}`, ledger.CodeInvalidAmount},
 	}
 	for _, bid := range badIDs {
 		cases = append(cases, struct {
@@ -379,6 +467,15 @@ func TestDecodeOpenRefusals(t *testing.T) {
 			body string
 			want ledger.Code
 		}{"account_id " + bid.name, openJSON(`"account_id":` + q(bid.id)), ledger.CodeInvalidField})
+	}
+	for _, bt := range badTexts {
+		for _, form := range textForms(bt.text) {
+			cases = append(cases, struct {
+				name string
+				body string
+				want ledger.Code
+			}{"customer_id " + bt.name + " " + form.name, `{"customer_id":` + form.json + `,"account_type":"checking","currency":"USD"}`, form.want})
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -402,7 +499,6 @@ func TestDecodeOpenValid(t *testing.T) {
 		{"overdraft zero string", openJSON(`"overdraft_limit":"0"`), "USD", 0},
 		{"overdraft zero number", openJSON(`"overdraft_limit":0`), "USD", 0},
 		{"overdraft zero with decimals", openJSON(`"overdraft_limit":"0.00"`), "USD", 0},
-		{"overdraft zero with extra decimals", openJSON(`"overdraft_limit":"0.000"`), "USD", 0},
 		{"overdraft zero number with decimals", openJSON(`"overdraft_limit":0.0`), "USD", 0},
 		{"overdraft string", openJSON(`"overdraft_limit":"100.50"`), "USD", 10050},
 		{"overdraft number", openJSON(`"overdraft_limit":100.5`), "USD", 10050},
@@ -427,15 +523,27 @@ func TestDecodeOpenValid(t *testing.T) {
 		})
 	}
 
-	t.Run("texts at their limits", func(t *testing.T) {
-		cust, typ := strings.Repeat("é", ledger.CustomerIDLenMax/2), strings.Repeat("t", ledger.AccountTypeLenMax)
-		body := fmt.Sprintf(`{"customer_id":%q,"account_type":%q,"currency":"EUR"}`, cust, typ)
+	t.Run("customer_id at its limit", func(t *testing.T) {
+		cust := strings.Repeat("é", ledger.CustomerIDLenMax/2)
+		body := fmt.Sprintf(`{"customer_id":%q,"account_type":"savings","currency":"EUR"}`, cust)
 		c, err := decodeOpen([]byte(body), "")
 		if err != nil {
 			t.Fatalf("refused: %v", err)
 		}
-		if c.CustomerID != cust || c.AccountType != typ || c.Currency != "EUR" {
+		if c.CustomerID != cust || c.AccountType != "savings" || c.Currency != "EUR" {
 			t.Fatalf("got %+v", c)
+		}
+	})
+
+	t.Run("every documented account type", func(t *testing.T) {
+		for _, typ := range accountTypes {
+			c, err := decodeOpen([]byte(`{"customer_id":"c","account_type":`+q(typ)+`,"currency":"USD"}`), "k-1")
+			if err != nil || c.AccountType != typ {
+				t.Fatalf("%s: %+v, %v", typ, c, err)
+			}
+			if len(typ) > ledger.AccountTypeLenMax {
+				t.Fatalf("%s is longer than the record holds (%d)", typ, ledger.AccountTypeLenMax)
+			}
 		}
 	})
 }
@@ -541,7 +649,10 @@ func TestDecodeTransfer(t *testing.T) {
 		{"negative amount", transferJSON(src, dst, `-5`), ledger.CodeInvalidAmount},
 		{"over-precise amount", transferJSON(src, dst, `"1.001"`), ledger.CodeInvalidAmount},
 		{"same account", transferJSON(src, src, `"1"`), ledger.CodeSameAccount},
-		{"same account spelled differently", transferJSON(src, q(strings.ToUpper(testAccount)), `"1"`), ledger.CodeSameAccount},
+		// One spelling per ID: the same account in upper case is refused as
+		// an ID before it could be compared.
+		{"same account in upper case", transferJSON(src, q(strings.ToUpper(testAccount)), `"1"`), ledger.CodeInvalidField},
+		{"upper-case source", transferJSON(q(strings.ToUpper(testAccount)), dst, `"1"`), ledger.CodeInvalidField},
 		// Field errors come before the same-account check.
 		{"same account and zero amount", transferJSON(src, src, `"0"`), ledger.CodeInvalidAmount},
 	}

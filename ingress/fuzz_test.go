@@ -1,12 +1,15 @@
 package ingress
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/bursar/bursar/ledger"
@@ -27,6 +30,14 @@ var (
 		moneyJSON(`1e3`, "USD"),
 		moneyJSON(`"99999999999999999999"`, "USD"),
 		moneyJSON(`"1"`, "usd"),
+		// Strict JSON: one reading of a body.
+		moneyWith(`"amount":"1000"`),
+		strings.Replace(moneyJSON(`"1"`, "USD"), `"amount"`, `"AMOUNT"`, 1),
+		moneyJSON(`"0.010"`, "USD"),
+		moneyJSON(`"00001.00"`, "USD"),
+		moneyJSON(`"1.0"`, "USD"),
+		strings.Replace(moneyJSON(`"1"`, "USD"), testAccount, strings.ToUpper(testAccount), 1),
+		moneyWith(`"description":"pay \u202erent \u200b"`),
 		`{}{}`,
 		`null`,
 		``,
@@ -40,6 +51,10 @@ var (
 		openJSON(`"overdraft_limit":-1`),
 		`{"customer_id":"c","account_type":"checking","currency":"JPY","overdraft_limit":"0.5"}`,
 		`{"customer_id":"","account_type":"checking","currency":"USD"}`,
+		openJSON(`"customer_id":"c-2"`),
+		`{"customer_id":"c","account_type":"bogus","currency":"USD"}`,
+		openJSON(`"overdraft_limit":"0050"`),
+		openJSON(`"account_id":"` + strings.ToUpper(testAccount) + `"`),
 		`[]`,
 		``,
 	}
@@ -61,6 +76,7 @@ func FuzzDecodeMoney(f *testing.F) {
 				}
 				checkMoney(t, c, kind, key)
 				checkRoundTrip(t, c)
+				checkMembersRef(t, body, moneyNames)
 				// Decoding is a pure function of its input.
 				if again, err := decodeMoney(kind, body, key); err != nil || again != c {
 					t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
@@ -96,6 +112,7 @@ func FuzzDecodeOpen(f *testing.F) {
 			}
 			checkOpen(t, c, key)
 			checkRoundTrip(t, c)
+			checkMembersRef(t, body, openNames)
 			// With a key (or an explicit account_id) the decode is a pure
 			// function of its input; without either the ID is random.
 			if key != "" {
@@ -124,6 +141,9 @@ func FuzzDecodeTransfer(f *testing.F) {
 		transferJSON(q(testAccount), q(otherAccount), `12.34`),
 		transferJSON(q(testAccount), q(testAccount), `"1"`),
 		transferJSON(q(testAccount), q(otherAccount), `"0"`),
+		strings.Replace(transferJSON(q(testAccount), q(otherAccount), `"1"`), `"source_account_id"`, `"Source_Account_Id"`, 1),
+		strings.TrimSuffix(transferJSON(q(testAccount), q(otherAccount), `"1"`), "}") + `,"source_account_id":` + q(otherAccount) + `}`,
+		transferJSON(q(strings.ToUpper(testAccount)), q(otherAccount), `"1.230"`),
 		moneyJSON(`"1"`, "USD"),
 		``,
 	} {
@@ -151,11 +171,47 @@ func FuzzDecodeTransfer(f *testing.F) {
 			}
 			checkMoney(t, asMoney, ledger.KindDebit, key)
 			checkRoundTrip(t, c)
+			checkMembersRef(t, body, transferNames)
 			if again, err := decodeTransfer(body, key); err != nil || again != c {
 				t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
 			}
 		}
 	})
+}
+
+// The documented members of each body (the README's), written out apart
+// from the json tags members.check reads.
+var (
+	moneyNames    = []string{"account_id", "amount", "currency", "description", "reference_id"}
+	transferNames = []string{"source_account_id", "destination_account_id", "amount", "currency", "description", "reference_id"}
+	openNames     = []string{"customer_id", "account_type", "currency", "overdraft_limit", "account_id"}
+)
+
+// checkMembersRef: the members of an accepted object, as json.Decoder's
+// tokens read them (a reader apart from members.check), are each a
+// documented name, spelled as documented, once.
+func checkMembersRef(t *testing.T, body []byte, names []string) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("accepted body %q does not start an object: %v, %v", body, tok, err)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok {
+			t.Fatalf("accepted body %q: member name %v, %v", body, tok, err)
+		}
+		if !slices.Contains(names, name) || seen[name] {
+			t.Fatalf("accepted body %q has member %q (documented %q; twice: %v)", body, name, names, seen[name])
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("accepted body %q: value of %q: %v", body, name, err)
+		}
+	}
 }
 
 // checkRefusal: a refusal is a client error with a stable code, a message,
@@ -221,6 +277,9 @@ func checkOpen(t *testing.T, c ledger.Command, key string) {
 	}
 	assertText(t, "customer_id", c.CustomerID, ledger.CustomerIDLenMax)
 	assertText(t, "account_type", c.AccountType, ledger.AccountTypeLenMax)
+	if !slices.Contains(accountTypes[:], c.AccountType) {
+		t.Fatalf("account_type %q is not a documented type", c.AccountType)
+	}
 	if c.OverdraftLimit < 0 || c.OverdraftLimit > ledger.AmountMax {
 		t.Fatalf("overdraft limit %d outside [0, %d]", c.OverdraftLimit, ledger.AmountMax)
 	}
@@ -249,8 +308,10 @@ func assertText(t *testing.T, field, s string, max int) {
 		t.Fatalf("%s %q is not valid UTF-8", field, s)
 	}
 	for _, r := range s {
-		if r < 0x20 || r >= 0x7f && r <= 0x9f || r == utf8.RuneError {
-			t.Fatalf("%s %q contains control character %U", field, s, r)
+		// A reference by Unicode properties, apart from checkText's ranges.
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) || unicode.Is(unicode.Join_Control, r) ||
+			r == 0x200b || r >= 0x2060 && r <= 0x206f || r == 0xfeff || r == 0x2028 || r == 0x2029 || r == utf8.RuneError {
+			t.Fatalf("%s %q contains control or invisible character %U", field, s, r)
 		}
 	}
 }
@@ -366,6 +427,8 @@ func FuzzDecodeBatch(f *testing.F) {
 		`{"items":[]}`,
 		`{"items":null}`,
 		`{"items":[],"x":1}`,
+		`{"items":[],"items":[]}`,
+		batchJSON(itemJSON("credit", moneyJSON(`"1"`, "USD"), `"type":"debit"`), `{"TYPE":"credit"}`),
 		`[]`,
 		``,
 	} {
@@ -388,6 +451,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err := json.Unmarshal(body, &env); err != nil || len(env.Items) != len(items) {
 			t.Fatalf("accepted envelope does not decode to %d items: %v", len(items), err)
 		}
+		checkMembersRef(t, body, []string{"items"})
 		for i, it := range items {
 			if it.err != nil {
 				if it.err.code == ledger.CodeSameAccount && it.cmd == (ledger.Command{}) {
@@ -397,10 +461,13 @@ func FuzzDecodeBatch(f *testing.F) {
 				continue
 			}
 			checkRoundTrip(t, it.cmd)
+			names := moneyNames
+			if it.cmd.Kind == ledger.KindTransferDebit {
+				names = transferNames
+			}
+			checkMembersRef(t, env.Items[i], append([]string{"type", "idempotency_key"}, names...))
 			// An accepted item is what its single endpoint makes of the
 			// canonical body of the command with its key as the header.
-			// (Not of the item's own members: encoding/json matches names
-			// without regard to case, so "TYPE" is the type too.)
 			checkCanonicalSingle(t, it.cmd)
 			if again, err := decodeItem(env.Items[i]); err != nil || again != it.cmd {
 				t.Fatalf("second decode of item %d differs: %+v, %v; first %+v", i, again, err, it.cmd)

@@ -229,6 +229,8 @@ func TestHTTPErrors(t *testing.T) {
 		{name: "balance nil id", req: testReq{method: "GET", path: "/api/v1/accounts/" + nilID + "/balance"}, want: ledger.CodeInvalidField},
 		{name: "balance braces id", req: testReq{method: "GET", path: "/api/v1/accounts/%7B" + id + "%7D/balance"}, want: ledger.CodeInvalidField},
 		{name: "balance urn id", req: testReq{method: "GET", path: "/api/v1/accounts/urn:uuid:" + id + "/balance"}, want: ledger.CodeInvalidField},
+		{name: "balance upper-case id", req: testReq{method: "GET", path: "/api/v1/accounts/" + strings.ToUpper(id) + "/balance"}, want: ledger.CodeInvalidField},
+		{name: "transaction upper-case id", req: testReq{method: "GET", path: "/api/v1/transactions/" + strings.ToUpper(id)}, want: ledger.CodeInvalidField},
 		// fasthttp collapses "//", so this is the account route with ID "balance".
 		{name: "balance empty id", req: testReq{method: "GET", path: "/api/v1/accounts//balance"}, want: ledger.CodeInvalidField},
 		{name: "account bad id", req: testReq{method: "GET", path: "/api/v1/accounts/" + id[:35]}, want: ledger.CodeInvalidField},

@@ -16,7 +16,7 @@ type transferRequest struct {
 // runs in the source account's partition (rule 1).
 func decodeTransfer(body []byte, idemKey string) (ledger.Command, *apiError) {
 	var req transferRequest
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, transferMembers); err != nil {
 		return ledger.Command{}, err
 	}
 	return req.command(idemKey)

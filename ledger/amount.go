@@ -56,18 +56,25 @@ type AmountError string
 func (e AmountError) Error() string { return string(e) }
 
 const (
-	ErrAmountEmpty     AmountError = "amount is empty"
-	ErrAmountSyntax    AmountError = "amount is not a decimal number"
-	ErrAmountPrecision AmountError = "amount has more decimals than the currency allows"
-	ErrAmountNotPos    AmountError = "amount must be greater than zero"
-	ErrAmountTooLarge  AmountError = "amount is too large"
+	ErrAmountEmpty       AmountError = "amount is empty"
+	ErrAmountSyntax      AmountError = "amount is not a decimal number"
+	ErrAmountPrecision   AmountError = "amount has more decimals than the currency allows"
+	ErrAmountNotPos      AmountError = "amount must be greater than zero"
+	ErrAmountTooLarge    AmountError = "amount is too large"
+	ErrAmountLeadingZero AmountError = "amount has a leading zero"
 )
 
-// ParseAmount parses a positive decimal text ("12.34", "12", "0.5", "1e2" is
-// refused) into minor units of a currency with the given exponent. It never
-// goes through float64: digits are accumulated as integers, so every accepted
-// text maps to exactly one integer. Trailing zeros beyond the exponent are
-// accepted ("1.230" for a 2-digit currency); any other extra digit is refused.
+// ParseAmount parses a positive decimal text in canonical form into minor
+// units of a currency with the given exponent: digits, with no leading zero
+// but the one before the dot ("0.5"), and at most exponent decimals ("12",
+// "12.3" and "12.34" for a 2-digit currency; "12.340" and "007.50" are
+// refused, as are "1e2", ".5" and "5."). Fewer decimals than the exponent
+// are canonical enough: "1.0" and "1" are both one unit. One text per
+// value, up to those short forms, means a log, a proxy and an audit trail
+// cannot read two amounts into one request.
+//
+// It never goes through float64: digits are accumulated as integers, so
+// every accepted text maps to exactly one integer.
 func ParseAmount(text []byte, exponent int) (int64, error) {
 	if len(text) == 0 {
 		return 0, ErrAmountEmpty
@@ -90,14 +97,15 @@ func ParseAmount(text []byte, exponent int) (int64, error) {
 			}
 			seenDot = true
 		case c >= '0' && c <= '9':
+			// A digit after a leading zero of the integer part.
+			if digits == 1 && !seenDot && text[0] == '0' {
+				return 0, ErrAmountLeadingZero
+			}
 			digits++
 			d := int64(c - '0')
 			if seenDot {
 				if frac == exponent {
-					if d != 0 {
-						return 0, ErrAmountPrecision
-					}
-					continue
+					return 0, ErrAmountPrecision
 				}
 				frac++
 			}
@@ -117,8 +125,6 @@ func ParseAmount(text []byte, exponent int) (int64, error) {
 	if digits == 0 {
 		return 0, ErrAmountSyntax
 	}
-	// Leading zeros are allowed in the text ("007.5") as JSON numbers are
-	// validated separately by the decoder; here only the value matters.
 	for ; frac < exponent; frac++ {
 		if units > AmountMax/10 {
 			return 0, ErrAmountTooLarge

@@ -22,14 +22,26 @@ func TestParseAmount(t *testing.T) {
 		{"0.5", 2, 50, nil},
 		{"0.05", 2, 5, nil},
 		{"0.01", 2, 1, nil},
-		{"1.230", 2, 123, nil},   // trailing zeros past the exponent are fine
-		{"1.20000", 2, 120, nil}, // however many
+		{"1.2", 2, 120, nil},  // fewer decimals than the exponent are fine
+		{"1.0", 2, 100, nil},  // so is a zero among them
+		{"1.00", 2, 100, nil}, // and as many as the exponent
+		{"10", 2, 1000, nil},
+		{"1.230", 2, 0, ErrAmountPrecision},   // a trailing zero past the exponent is not canonical
+		{"1.20000", 2, 0, ErrAmountPrecision}, // however many
+		{"0.010", 2, 0, ErrAmountPrecision},
+		{"0.000", 2, 0, ErrAmountPrecision},
 		{"1.235", 2, 0, ErrAmountPrecision},
 		{"1.2301", 2, 0, ErrAmountPrecision}, // a non-zero digit after zeros
 		{"0.001", 2, 0, ErrAmountPrecision},
 		{"0", 2, 0, ErrAmountNotPos},
 		{"0.00", 2, 0, ErrAmountNotPos},
-		{"000", 2, 0, ErrAmountNotPos},
+		{"000", 2, 0, ErrAmountLeadingZero},
+		{"00", 2, 0, ErrAmountLeadingZero},
+		{"0.0", 2, 0, ErrAmountNotPos},
+		{"00001.00", 2, 0, ErrAmountLeadingZero},
+		{"01", 2, 0, ErrAmountLeadingZero},
+		{"00.5", 2, 0, ErrAmountLeadingZero},
+		{"0x", 2, 0, ErrAmountSyntax},
 		{"-1", 2, 0, ErrAmountNotPos},
 		{"-0.5", 2, 0, ErrAmountNotPos},
 		{"--1", 2, 0, ErrAmountNotPos},
@@ -52,11 +64,11 @@ func TestParseAmount(t *testing.T) {
 		{"Inf", 2, 0, ErrAmountSyntax},
 		{"١", 2, 0, ErrAmountSyntax}, // Arabic-Indic digit one: not ASCII
 		{"12\x00", 2, 0, ErrAmountSyntax},
-		{"007.50", 2, 750, nil},
-		{"0000000000000000000000000000000000000000000000000000000000000001", 2, 100, nil}, // 64 bytes
+		{"007.50", 2, 0, ErrAmountLeadingZero},
+		{"0000000000000000000000000000000000000000000000000000000000000001", 2, 0, ErrAmountLeadingZero}, // 64 bytes
 		{"00000000000000000000000000000000000000000000000000000000000000001", 2, 0, ErrAmountTooLarge},
 		{"9999999999999.99", 2, AmountMax, nil},
-		{"9999999999999.990", 2, AmountMax, nil},
+		{"9999999999999.990", 2, 0, ErrAmountPrecision},
 		{"9999999999999.999", 2, 0, ErrAmountPrecision},
 		{"10000000000000", 2, 0, ErrAmountTooLarge},    // overflows while scaling
 		{"10000000000000.00", 2, 0, ErrAmountTooLarge}, // overflows while reading digits
@@ -65,8 +77,9 @@ func TestParseAmount(t *testing.T) {
 
 		// Exponent 0 (JPY, KRW, …).
 		{"12", 0, 12, nil},
-		{"1.0", 0, 1, nil},
-		{"1.00", 0, 1, nil},
+		{"1.0", 0, 0, ErrAmountPrecision}, // no decimals at all
+		{"1.00", 0, 0, ErrAmountPrecision},
+		{"007", 0, 0, ErrAmountLeadingZero},
 		{"0.5", 0, 0, ErrAmountPrecision},
 		{"12.34", 0, 0, ErrAmountPrecision},
 		{"0", 0, 0, ErrAmountNotPos},
@@ -78,7 +91,9 @@ func TestParseAmount(t *testing.T) {
 
 		// Exponent 3 (BHD, KWD, …).
 		{"1.235", 3, 1235, nil},
-		{"1.2350", 3, 1235, nil},
+		{"1.2350", 3, 0, ErrAmountPrecision},
+		{"1.23", 3, 1230, nil},
+		{"0.010", 3, 10, nil},
 		{"0.001", 3, 1, nil},
 		{"0.0001", 3, 0, ErrAmountPrecision},
 		{"12", 3, 12000, nil},
@@ -96,7 +111,7 @@ func TestParseAmount(t *testing.T) {
 }
 
 func TestAmountErrorsMapToMessages(t *testing.T) {
-	for _, e := range []AmountError{ErrAmountEmpty, ErrAmountSyntax, ErrAmountPrecision, ErrAmountNotPos, ErrAmountTooLarge} {
+	for _, e := range []AmountError{ErrAmountEmpty, ErrAmountSyntax, ErrAmountPrecision, ErrAmountNotPos, ErrAmountTooLarge, ErrAmountLeadingZero} {
 		if e.Error() == "" || e.Error() != string(e) {
 			t.Errorf("AmountError %q: Error() = %q", string(e), e.Error())
 		}
@@ -218,15 +233,19 @@ func TestCurrencyExponent(t *testing.T) {
 	}
 }
 
-// decimalRE is what ParseAmount accepts syntactically: digits with at most
-// one interior dot.
-var decimalRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+// decimalRE is what ParseAmount accepts syntactically: digits without a
+// leading zero (but the one of "0.5") with at most one interior dot.
+var decimalRE = regexp.MustCompile(`^(0|[1-9][0-9]*)(\.[0-9]+)?$`)
 
 // referenceParse is a deliberately different implementation of ParseAmount's
-// contract, through math/big: the text is a plain decimal of at most 64
-// bytes whose value times 10^exp is an integer in [1, AmountMax].
+// contract, through math/big: the text is a plain canonical decimal of at
+// most 64 bytes, with at most exp decimals, whose value times 10^exp is an
+// integer in [1, AmountMax].
 func referenceParse(text string, exp int) (int64, bool) {
 	if len(text) > 64 || !decimalRE.MatchString(text) {
+		return 0, false
+	}
+	if dot := strings.IndexByte(text, '.'); dot >= 0 && len(text)-dot-1 > exp {
 		return 0, false
 	}
 	r, ok := new(big.Rat).SetString(text)
@@ -264,7 +283,7 @@ func TestParseAmountMatchesReference(t *testing.T) {
 
 func FuzzParseAmount(f *testing.F) {
 	for _, s := range []string{"12.34", "0.05", "1.230", "1.235", "0", "-1", "1e2", ".5", "5.", "", "1..2", " 1",
-		"9999999999999.99", "10000000000000", "007.50", "999999999999999"} {
+		"9999999999999.99", "10000000000000", "007.50", "999999999999999", "0.010", "00001.00", "1.0", "1.00", "00", "0.5"} {
 		for exp := range uint8(4) {
 			f.Add(s, exp)
 		}

@@ -41,10 +41,10 @@ type CodeInfo struct {
 // codes is the one table every wire error comes from.
 var codes = [codeCount]CodeInfo{
 	OK:                       {"OK", 200, "success"},
-	CodeMalformedRequest:     {"MALFORMED_REQUEST", 400, "the body is not valid JSON of the expected shape (syntax, unknown field, wrong type)"},
+	CodeMalformedRequest:     {"MALFORMED_REQUEST", 400, "the body is not valid JSON of the expected shape (syntax, unknown field, a member spelled in another case or given twice, wrong type)"},
 	CodeMissingField:         {"MISSING_FIELD", 400, "a required field is absent or empty"},
-	CodeInvalidField:         {"INVALID_FIELD", 400, "a field has an invalid value (for example an ID that is not a UUID)"},
-	CodeInvalidAmount:        {"INVALID_AMOUNT", 400, "the amount is zero, negative, not a decimal, has more decimals than the currency allows, or is too large"},
+	CodeInvalidField:         {"INVALID_FIELD", 400, "a field has an invalid value (for example an ID that is not a canonical lower-case UUID, or text with a control or invisible character)"},
+	CodeInvalidAmount:        {"INVALID_AMOUNT", 400, "the amount is zero, negative, not a canonical decimal (a leading zero, more decimals than the currency allows), or too large"},
 	CodeUnsupportedCurrency:  {"UNSUPPORTED_CURRENCY", 400, "the currency is not an ISO 4217 code this service supports"},
 	CodeAccountNotFound:      {"ACCOUNT_NOT_FOUND", 404, "no account has this ID"},
 	CodeTransactionNotFound:  {"TRANSACTION_NOT_FOUND", 404, "no transaction has this ID (history may lag writes by the flush interval)"},

@@ -32,6 +32,9 @@ func seedFiles() map[string]string {
 	}{
 		{"12.34", 2}, {"1.230", 2}, {"0.05", 2}, {"9999999999999.99", 2}, {"10000000000000", 2},
 		{"999999999999.999", 3}, {"007.50", 0}, {"1e2", 2}, {"1..2", 3}, {"-1", 0},
+		// Canonical form: a leading zero, or a zero past the exponent, is refused;
+		// fewer decimals than the exponent are not.
+		{"0.010", 2}, {"00001.00", 2}, {"007", 0}, {"1.0", 0}, {"1.0", 2}, {"1.00", 2}, {"0.5", 2},
 	} {
 		files[filepath.Join("testdata", "fuzz", "FuzzParseAmount", fmt.Sprintf("seed-%02d", i))] =
 			fmt.Sprintf("go test fuzz v1\nstring(%q)\nuint8(%d)\n", s.text, s.exp)

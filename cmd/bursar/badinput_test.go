@@ -107,6 +107,17 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad history limit", "GET", "/api/v1/accounts/" + id + "/transactions?limit=0", nil, nil, 400, "INVALID_FIELD"},
 		{"open: unknown currency", "POST", "/api/v1/accounts", map[string]any{"customer_id": "c", "account_type": "checking", "currency": "usd"}, nil, 400, "UNSUPPORTED_CURRENCY"},
 		{"open: missing customer", "POST", "/api/v1/accounts", map[string]any{"account_type": "checking", "currency": "USD"}, nil, 400, "MISSING_FIELD"},
+		// Strict JSON (issue 11): one reading of a body, the one applied.
+		{"duplicate member", "POST", credit, `{"account_id":"` + id + `","amount":"1","currency":"USD","amount":"1000"}`, nil, 400, "MALFORMED_REQUEST"},
+		{"case-variant member", "POST", credit, `{"account_id":"` + id + `","AMOUNT":"1","currency":"USD"}`, nil, 400, "MALFORMED_REQUEST"},
+		{"transfer: source twice", "POST", "/api/v1/transactions/transfer", `{"source_account_id":"` + other + `","destination_account_id":"` + other + `","source_account_id":"` + id + `","amount":"1","currency":"USD"}`, nil, 400, "MALFORMED_REQUEST"},
+		{"zero past the exponent", "POST", credit, map[string]any{"account_id": id, "amount": "0.010", "currency": "USD"}, nil, 400, "INVALID_AMOUNT"},
+		{"leading zeros", "POST", credit, map[string]any{"account_id": id, "amount": "00001.00", "currency": "USD"}, nil, 400, "INVALID_AMOUNT"},
+		{"upper-case uuid", "POST", credit, map[string]any{"account_id": strings.ToUpper(id), "amount": "1", "currency": "USD"}, nil, 400, "INVALID_FIELD"},
+		{"bidi override in a description", "POST", credit, map[string]any{"account_id": id, "amount": "1", "currency": "USD", "description": "pay \u202erent"}, nil, 400, "INVALID_FIELD"},
+		{"zero-width space in a description", "POST", credit, map[string]any{"account_id": id, "amount": "1", "currency": "USD", "description": "a\u200bb"}, nil, 400, "INVALID_FIELD"},
+		{"open: unknown account type", "POST", "/api/v1/accounts", map[string]any{"customer_id": "c", "account_type": "bogus", "currency": "USD"}, nil, 400, "INVALID_FIELD"},
+		{"batch: duplicate items", "POST", "/api/v1/transactions/batch", `{"items":[],"items":[{"type":"credit","account_id":"` + id + `","amount":"1","currency":"USD"}]}`, nil, 400, "MALFORMED_REQUEST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
