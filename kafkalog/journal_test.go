@@ -362,6 +362,7 @@ func TestJournalRestoresWhatAMachineCrashLost(t *testing.T) {
 	cl.Close()
 	b.c.Close()
 	b.j.abandon()
+	b.lock.Close() // the process is gone: so is its lock
 
 	// What a machine crash may leave: partition 0 lost its last pages (a
 	// torn batch), partition 1 a page in the middle.
