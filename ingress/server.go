@@ -392,10 +392,12 @@ func (s *Server) money(ctx *fasthttp.RequestCtx, kind ledger.Kind) *apiError {
 	if aerr != nil || res == nil {
 		return aerr
 	}
+	// A replayed refusal is a replay too (the README promises the header
+	// for refusals, and transfers had it).
+	markReplay(ctx, res)
 	if res.Status == ledger.StatusFailed {
 		return resultError(res)
 	}
-	markReplay(ctx, res)
 	writeJSON(ctx, 201, txJSON(res))
 	return nil
 }
@@ -638,6 +640,20 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	if err != nil {
 		s.log.Warn("history read failed", "err", err)
 		return bad(ledger.CodeUnavailable, "cannot read history now; retry shortly")
+	}
+	if len(recs) == 0 && before == 0 && s.engine != nil {
+		// No rows: an unknown account is 404, as its balance is; an account
+		// opened but not yet flushed has an empty history. The owner knows.
+		acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+		switch {
+		case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
+			return bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")
+		case err != nil:
+			s.log.Warn("account read failed", "account_id", id, "err", err)
+			return bad(ledger.CodeUnavailable, "cannot read history now; retry shortly")
+		case !acc.Exists:
+			return bad(ledger.CodeAccountNotFound, "no account "+id.String())
+		}
 	}
 	out := map[string]any{"account_id": id.String()}
 	if len(recs) > limit {
