@@ -98,6 +98,9 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) *apiError {
 // answers, then for the log's durability. A non-nil error refuses the
 // whole batch (nothing was appended).
 func (s *Server) submitBatch(ctx *fasthttp.RequestCtx, items []batchItem, valid []int) *apiError {
+	if aerr := s.refuseWrites(); aerr != nil {
+		return aerr
+	}
 	first, replies, ok := s.replies.RegisterBatch(len(valid))
 	if !ok {
 		s.rejected.WithLabelValues("inflight").Inc()

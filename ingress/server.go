@@ -57,6 +57,10 @@ type Config struct {
 	// over the embedded broker's group sync), so answers are not waited on
 	// again; 202 Accepted and balance reads still wait on Durable.
 	AnswersDurable bool
+	// WritesRefused, if set, says writes must be refused for now (the
+	// data directory's disk is full): 503 STORAGE_FULL before anything is
+	// appended; reads go on.
+	WritesRefused func() bool
 	// Stages, if set, observes the ingress's stages of each write
 	// (bursar_stage_seconds: decoded, produced, durable, answered).
 	Stages *engine.Stages
@@ -442,7 +446,20 @@ func resultError(r *ledger.Result) *apiError {
 // submit mints the command's ID and timestamp, appends it to its
 // partition and waits for the answer. A nil result with a nil error means
 // the answer was already written (202 after the wait timeout).
+// refuseWrites is the STORAGE_FULL answer while Config.WritesRefused says
+// so, counted; nil otherwise.
+func (s *Server) refuseWrites() *apiError {
+	if s.cfg.WritesRefused == nil || !s.cfg.WritesRefused() {
+		return nil
+	}
+	s.rejected.WithLabelValues("storage_full").Inc()
+	return bad(ledger.CodeStorageFull, "the node's disk is full: writes are refused until space returns; retry with the same idempotency key")
+}
+
 func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Result, *apiError) {
+	if aerr := s.refuseWrites(); aerr != nil {
+		return nil, aerr
+	}
 	seq, ch, ok := s.replies.Register()
 	if !ok {
 		s.rejected.WithLabelValues("inflight").Inc()
@@ -719,6 +736,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {
 	if rid == "" { // fasthttp's error handler runs before serve
 		rid = s.requestID(ctx)
 		ctx.Response.Header.Set("X-Request-ID", rid)
+	}
+	if info.HTTPStatus == fasthttp.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
 	}
 	w := getJSONWriter()
 	appendError(w, info.Name, e.msg, rid)

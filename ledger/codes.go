@@ -28,6 +28,7 @@ const (
 	CodeRateLimited
 	CodeUnavailable
 	CodeInternal
+	CodeStorageFull
 	codeCount
 )
 
@@ -62,6 +63,7 @@ var codes = [codeCount]CodeInfo{
 	CodeRateLimited:          {"RATE_LIMITED", 429, "too many requests; retry later"},
 	CodeUnavailable:          {"UNAVAILABLE", 503, "the service cannot take this request now; retry with the same idempotency key"},
 	CodeInternal:             {"INTERNAL", 500, "an unexpected error; retry with the same idempotency key"},
+	CodeStorageFull:          {"STORAGE_FULL", 503, "the node's disk is full: writes are refused until space returns (reads still work); retry with the same idempotency key"},
 }
 
 // Info returns the table row of c. An unknown code maps to INTERNAL.

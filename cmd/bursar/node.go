@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -47,6 +48,7 @@ type runningNode struct {
 	// (idempotent writes), so each stream gets its own rather than wait
 	// behind the others.
 	engineClient, apiClient, eventsClient *kgo.Client
+	disk                                  *diskGuard // the data directory's free space
 	parts, eventParts                     int32
 	stages                                *engine.Stages
 
@@ -127,6 +129,13 @@ func (n *runningNode) startLog(ctx context.Context) error {
 	if n.eventsClient, err = client("-events"); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", f.dataDir, err)
+	}
+	n.disk = newDiskGuard(f.dataDir, uint64(f.diskReserve), uint64(f.diskLow), n.log.With("component", "disk"), n.reg)
+	dctx, dstop := context.WithCancel(context.Background())
+	go n.disk.run(dctx)
+	n.deferClose(dstop)
 	eventParts := f.eventPartitions
 	if eventParts == 0 {
 		eventParts = f.partitions
@@ -404,6 +413,9 @@ func (n *runningNode) readyCheck(pgDown bool) (check, reason string) {
 	if n.eng != nil && n.eng.Stopped() {
 		return "engine", "stopped"
 	}
+	if n.disk != nil && n.disk.Full() {
+		return "disk", fmt.Sprintf("full: %d bytes free, below --disk-reserve-bytes %d; writes refused", n.disk.last.Load(), n.f.diskReserve)
+	}
 	if !n.settled() {
 		return "partitions", "acquiring"
 	}
@@ -432,6 +444,7 @@ func (n *runningNode) startAPI(context.Context) error {
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,
 		MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
+		WritesRefused: n.disk.Full,
 	}, n.log.With("component", "ingress"), n.apiClient, n.replies, n.router, n.store, n.reg,
 		fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
 	if err != nil {

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bursar/bursar/storage/pgtest"
+	"golang.org/x/sys/unix"
 )
 
 // ownPostgres starts a PostgreSQL cluster of the test's own (the shared one
@@ -97,5 +102,93 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	n.stop()
 	if code, out := auditProcess(t, dbURL); code != 0 {
 		t.Fatalf("audit after the outage: exit %d\n%s", code, out)
+	}
+}
+
+// smallDisk mounts a tmpfs of size bytes for the test and unmounts it
+// afterwards; it skips where mounting is not allowed.
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+strconv.FormatInt(size, 10), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small file system here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Logf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// TestFullDiskStopsWritesNotTheNode: when the data directory's disk runs
+// below the reserve the node refuses writes with 503 STORAGE_FULL and
+// Retry-After, serves reads, fails /readyz naming the disk, and once space
+// returns takes writes again by itself; the audit is clean.
+func TestFullDiskStopsWritesNotTheNode(t *testing.T) {
+	dir := smallDisk(t, 256<<20)
+	dbURL := pgtest.NewDatabase(t)
+	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", dir, "--partitions", "4", "--disk-reserve-bytes", strconv.Itoa(64<<20))
+	c := newClient(n.addr)
+	ctx := context.Background()
+	acct := c.openAccount(t, "disk-open")
+	deposit := func(key string) *apiResponse {
+		t.Helper()
+		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
+			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": key},
+			map[string]string{"Idempotency-Key": key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := deposit("d1"); r.status != 201 {
+		t.Fatalf("deposit with room: %d %s", r.status, r.raw)
+	}
+	// Fill the disk to below the reserve.
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	fill := filepath.Join(dir, "filler")
+	if err := os.WriteFile(fill, make([]byte, int64(st.Bavail)*st.Bsize-(32<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10 s: %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	readyz := func() *apiResponse {
+		t.Helper()
+		r, err := c.do(ctx, "GET", "/readyz", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	waitFor("/readyz failing on a full disk", func() bool { return readyz().status == 503 })
+	if r := readyz(); !strings.HasPrefix(fmt.Sprint(r.body["checks"].(map[string]any)["disk"]), "full") {
+		t.Fatalf("/readyz on a full disk does not name the disk: %s", r.raw)
+	}
+	refused := deposit("d2")
+	if refused.status != 503 || refused.errCode() != "STORAGE_FULL" {
+		t.Fatalf("write on a full disk: %d %s, want 503 STORAGE_FULL", refused.status, refused.raw)
+	}
+	if r, err := c.do(ctx, "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil); err != nil || r.status != 200 || r.str("current_balance") != "1.00" {
+		t.Fatalf("read on a full disk: %v %+v", err, r)
+	}
+	if err := os.Remove(fill); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("writes taken again once space returned", func() bool { return deposit("d2").status == 201 })
+	n.stop()
+	if code, out := auditProcess(t, dbURL); code != 0 {
+		t.Fatalf("audit after the full disk: exit %d\n%s", code, out)
 	}
 }

@@ -31,7 +31,7 @@ type serveFlags struct {
 	maxBatchBody, batchItemsMax                            int
 	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
 	kafkaLinger, commandsRetention, eventsRetention        time.Duration
-	eventsRetentionBytes                                   int64
+	eventsRetentionBytes, diskReserve, diskLow             int64
 	events                                                 bool
 	brokerSync                                             string
 	advertiseHost                                          string
@@ -79,6 +79,8 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.maxInflight, "max-inflight", 100_000, "writes waiting for an answer before 503 (bursar_ingress_rejected_total{reason=\"inflight\"})")
 	fs.IntVar(&f.maxBody, "max-body-bytes", 16<<10, "largest request body (bursar_ingress_rejected_total{reason=\"body_size\"})")
 	fs.IntVar(&f.maxBatchBody, "max-batch-body-bytes", 1<<20, "largest body of POST /api/v1/transactions/batch (bursar_ingress_rejected_total{reason=\"body_size\"})")
+	fs.Int64Var(&f.diskReserve, "disk-reserve-bytes", 128<<20, "free bytes the data directory's file system keeps: below them writes are refused with 503 STORAGE_FULL (reads go on, /readyz fails with check disk) until space returns (bursar_disk_free_bytes, bursar_ingress_rejected_total{reason=\"storage_full\"}); 0 = never refuse")
+	fs.Int64Var(&f.diskLow, "disk-low-bytes", 1<<30, "free bytes of the data directory's file system below which the node warns in its log")
 	fs.IntVar(&f.batchItemsMax, "batch-items-max", 1000, "most items in one POST /api/v1/transactions/batch (400 INVALID_FIELD beyond); at most --max-inflight, since a batch is admitted only whole")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
@@ -125,6 +127,9 @@ func runServe(args []string, _ io.Writer) error {
 		// Only this process waits for the group sync: an engine or an
 		// ingress elsewhere would commit or answer before it.
 		return &exitError{code: 2, err: fmt.Errorf("--broker-sync=%s: the node running the embedded broker must run both roles (ingress,engine); share a broker between nodes with 'bursar broker' or Kafka", f.brokerSync)}
+	}
+	if f.diskReserve < 0 || f.diskLow < 0 {
+		return &exitError{code: 2, err: errors.New("--disk-reserve-bytes and --disk-low-bytes must not be negative")}
 	}
 	if f.commandsRetention < 0 {
 		return &exitError{code: 2, err: errors.New("--commands-retention must not be negative")}
