@@ -8,6 +8,7 @@ package actors
 
 import (
 	"context"
+	"github.com/bursar/bursar/retry"
 	"math"
 	"sync"
 	"time"
@@ -246,31 +247,26 @@ func (a *account) lookup(account uuid.UUID, keys []string, sinceUs int64) (map[s
 	// This may take a round trip, or much longer while storage is down:
 	// let the pool replace this worker meanwhile.
 	defer dispatcher().blocking()()
-	backoff := 10 * time.Millisecond
-	for {
-		timeout := a.cfg.LookupTimeout
-		if timeout <= 0 {
-			timeout = 5 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(a.cfg.Ctx, timeout)
-		found, err := a.cfg.Lookup.LookupKeys(ctx, account, keys, sinceUs)
-		cancel()
-		if err == nil {
-			return found, nil
-		}
-		if a.cfg.Ctx.Err() != nil {
-			return nil, err
-		}
+	timeout := a.cfg.LookupTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	var found map[string]ledger.KeyRecord
+	err := retry.Do(a.cfg.Ctx, retry.Policy{OnRetry: func(err error, _ time.Duration) {
 		if a.cfg.OnLookupError != nil {
 			a.cfg.OnLookupError(err)
 		}
-		select {
-		case <-a.cfg.Ctx.Done():
-			return nil, err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+	}}, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		var err error
+		found, err = a.cfg.Lookup.LookupKeys(ctx, account, keys, sinceUs)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return found, nil
 }
 
 // Answers reports whether the outcome r of c is sent to the client waiting

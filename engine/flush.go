@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bursar/bursar/retry"
 	"slices"
 	"time"
 
@@ -127,16 +128,23 @@ func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
 // work (and stopped); the work that remains is returned, committed when
 // the error is nil.
 func (e *Engine) commit(ctx context.Context, work []taken, final bool) ([]taken, error) {
-	backoff := 20 * time.Millisecond
-	for {
-		batch := buildBatch(work)
-		err := e.store.Flush(ctx, batch)
-		if err == nil {
-			e.m.flushedRows.Add(float64(batch.Len()))
-			return work, nil
-		}
-		var fe *storage.FencedError
-		if errors.As(err, &fe) {
+	err := retry.Do(ctx, retry.Policy{Min: 20 * time.Millisecond, Fatal: fatalStorageError, OnRetry: func(err error, _ time.Duration) {
+		e.m.storageErrors.Inc()
+		e.log.Warn("flush failed; retrying", "err", err, "final", final)
+	}}, func(ctx context.Context) error {
+		for {
+			batch := buildBatch(work)
+			err := e.store.Flush(ctx, batch)
+			if err == nil {
+				e.m.flushedRows.Add(float64(batch.Len()))
+				return nil
+			}
+			var fe *storage.FencedError
+			if !errors.As(err, &fe) {
+				return err
+			}
+			// Fenced partitions leave the work; the rest is tried again at
+			// once.
 			work = slices.DeleteFunc(work, func(t taken) bool {
 				if slices.Contains(fe.Partitions, t.p.id) {
 					e.fence(t.p)
@@ -145,24 +153,28 @@ func (e *Engine) commit(ctx context.Context, work []taken, final bool) ([]taken,
 				return false
 			})
 			if len(work) == 0 {
-				return nil, nil
+				return nil
 			}
-			continue
 		}
+	})
+	switch {
+	case err == nil:
+		return work, nil
+	case ctx.Err() != nil:
+		return work, fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err)
+	default:
 		e.m.storageErrors.Inc()
-		if !storage.Retriable(err) {
-			e.fail(err)
-			return work, err
-		}
-		e.log.Warn("flush failed; retrying", "err", err, "final", final)
-		select {
-		case <-ctx.Done():
-			return work, fmt.Errorf("engine: flush: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+		e.fail(err)
+		return work, err
 	}
 }
+
+// fatalStorageError is the one place the engine decides that a PostgreSQL
+// error will not go away by retrying (storage.Retriable: a fenced flush,
+// a broken invariant, an integrity violation): the engine stops rather
+// than loop on it. Everything else (PostgreSQL down, timeouts) is waited
+// out, the commands staying in Kafka.
+func fatalStorageError(err error) bool { return !storage.Retriable(err) }
 
 // afterCommit moves each committed partition's offset and delivers the answers
 // held back for the commit (ack=flushed).

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"github.com/bursar/bursar/retry"
 	"slices"
 	"strconv"
 	"sync"
@@ -399,26 +401,28 @@ func groupByAccount(cmds []*ledger.Command) [][]int32 {
 // engine stops: the partition must not skip commands.
 func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Account, bool) {
 	e := p.e
-	backoff := 10 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
-		// Keys as far back as the index counts them as needed: the window
-		// plus the clock skew a later command's timestamp may step back by.
-		accs, err := e.store.LoadAccounts(ctx, ids, nowUs-ledger.IdempotencyWindowUs-ledger.ClockSkewUs, e.cfg.KeysPerAccount)
-		cancel()
-		if err == nil {
-			e.m.loaded.Add(float64(len(ids)))
-			return accs, true
-		}
+	var accs map[uuid.UUID]*ledger.Account
+	err := retry.Do(e.ctx, retry.Policy{Fatal: fatalStorageError, OnRetry: func(err error, _ time.Duration) {
 		e.m.storageErrors.Inc()
 		e.log.Warn("loading accounts failed; retrying", "partition", p.id, "err", err)
-		select {
-		case <-e.ctx.Done():
-			return nil, false
-		case <-time.After(backoff):
+	}}, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		// Keys as far back as the index counts them as needed: the window
+		// plus the clock skew a later command's timestamp may step back by.
+		var err error
+		accs, err = e.store.LoadAccounts(ctx, ids, nowUs-ledger.IdempotencyWindowUs-ledger.ClockSkewUs, e.cfg.KeysPerAccount)
+		return err
+	})
+	if err != nil {
+		if e.ctx.Err() == nil {
+			e.m.storageErrors.Inc()
+			e.fail(fmt.Errorf("engine: loading accounts of partition %d: %w", p.id, err))
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		return nil, false
 	}
+	e.m.loaded.Add(float64(len(ids)))
+	return accs, true
 }
 
 // legRecord is the record of a credit leg or refund an effect caused, to
