@@ -159,9 +159,23 @@ FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS v(partition, epoch, next_o
 WHERE p.partition = v.partition AND p.epoch = v.epoch AND p.next_offset <= v.next_offset
 RETURNING p.partition`
 
+// committedMarks finds, under a row lock, whether every partition of
+// marks already stands at its mark with the same epoch: the batch has
+// committed before. That is how a flush retried after its COMMIT's answer
+// was lost (the connection died: PostgreSQL stopped, a network cut) learns
+// that the first attempt did commit; copying its rows again would break
+// the primary keys, and the engine would stop.
+const committedMarks = `
+SELECT count(*) FROM partitions p
+JOIN unnest($1::int[], $2::bigint[], $3::bigint[]) AS v(partition, epoch, next_offset)
+  ON p.partition = v.partition AND p.epoch = v.epoch AND p.next_offset = v.next_offset`
+
 // Flush writes b in one transaction: partition marks first (so a fenced
 // flush fails before copying anything), then the rows by CopyFrom, then the
-// account upsert. Either all of it commits or none of it does.
+// account upsert. Either all of it commits or none of it does. A batch
+// that has already committed (every mark in place: a retry after a lost
+// COMMIT answer) commits nothing again and returns nil; a batch always
+// moves its partitions' offsets, so a new batch never looks committed.
 func (s *Store) Flush(ctx context.Context, b *Batch) error {
 	if len(b.Marks) == 0 && b.Len() == 0 {
 		return nil
@@ -178,6 +192,13 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 		offs := make([]int64, len(b.Marks))
 		for i, m := range b.Marks {
 			parts[i], epochs[i], offs[i] = m.Partition, m.Epoch, m.NextOffset
+		}
+		var already int
+		if err := tx.QueryRow(ctx, committedMarks, parts, epochs, offs).Scan(&already); err != nil {
+			return fmt.Errorf("storage: flush marks: %w", err)
+		}
+		if already == len(parts) {
+			return nil // committed by an earlier attempt; the deferred rollback ends this one
 		}
 		rows, err := tx.Query(ctx, markPartitions, parts, epochs, offs)
 		if err != nil {

@@ -233,8 +233,17 @@ func TestFlushRefusesDuplicateLegAndRegression(t *testing.T) {
 	if err := s.Flush(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	// Writing the same rows again (a leg applied twice) must fail as a
-	// constraint violation that is never retried, and change nothing.
+	// The same batch again (a retry after its COMMIT's answer was lost)
+	// finds its marks in place: it has committed, nothing is written twice.
+	if err := s.Flush(ctx, first); err != nil {
+		t.Fatalf("the same batch again: %v, want nil (already committed)", err)
+	}
+	if acc, err := s.Account(ctx, a); err != nil || acc.Balance != 10 {
+		t.Fatalf("account after the repeated batch = %+v %v", acc, err)
+	}
+	// Writing the same rows again under a new mark (a leg applied twice)
+	// must fail as a constraint violation that is never retried, and
+	// change nothing.
 	first.Marks[0].NextOffset = 3
 	err := s.Flush(ctx, first)
 	if err == nil || storage.Retriable(err) {
