@@ -443,9 +443,6 @@ func resultError(r *ledger.Result) *apiError {
 	return &apiError{code: r.Code, msg: msg}
 }
 
-// submit mints the command's ID and timestamp, appends it to its
-// partition and waits for the answer. A nil result with a nil error means
-// the answer was already written (202 after the wait timeout).
 // refuseWrites is the STORAGE_FULL answer while Config.WritesRefused says
 // so, counted; nil otherwise.
 func (s *Server) refuseWrites() *apiError {
@@ -456,6 +453,9 @@ func (s *Server) refuseWrites() *apiError {
 	return bad(ledger.CodeStorageFull, "the node's disk is full: writes are refused until space returns; retry with the same idempotency key")
 }
 
+// submit mints the command's ID and timestamp, appends it to its
+// partition and waits for the answer. A nil result with a nil error means
+// the answer was already written (202 after the wait timeout).
 func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Result, *apiError) {
 	if aerr := s.refuseWrites(); aerr != nil {
 		return nil, aerr

@@ -3,6 +3,7 @@ package ingress
 import (
 	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
+	"github.com/google/uuid"
 	"github.com/valyala/fasthttp"
 )
 
@@ -71,7 +72,12 @@ func writeTransferOutcome(ctx *fasthttp.RequestCtx, c *ledger.Command, res *ledg
 	if res.Status == ledger.StatusFailed {
 		aerr := resultError(res)
 		if res.Kind == ledger.KindTransferCredit {
-			aerr.msg = "the destination refused the transfer; the amount was refunded to the source: " + aerr.msg
+			// The debit is recorded and refunded: the client can look the
+			// transfer up, so its ID is part of the answer.
+			aerr.msg = "the destination refused the transfer; the amount was refunded to the source: " + res.Code.Info().Description + " (transaction " + c.TxID.String() + ")"
+			if res.TxID != uuid.Nil {
+				aerr.msg = "the destination refused the transfer; the amount was refunded to the source: " + res.Code.Info().Description + " (transaction " + res.TxID.String() + ")"
+			}
 		}
 		return aerr
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/bursar/bursar/storage/pgtest"
@@ -34,6 +36,30 @@ func TestRecordAgreesWithItself(t *testing.T) {
 	msg := func(r *apiResponse) any { e, _ := r.body["error"].(map[string]any); return e["message"] }
 	if again.status != 422 || again.errCode() != "INSUFFICIENT_FUNDS" || !again.replayed || msg(again) != msg(first) {
 		t.Fatalf("replayed refusal: %d replayed=%v %s, want the first's answer (%s) with Idempotent-Replayed", again.status, again.replayed, again.raw, first.raw)
+	}
+	// A transfer its destination refuses is refunded; the answer names the
+	// transfer, and a retry gives the same answer, marked as a replay.
+	if r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": acct, "amount": "5.00", "currency": "USD", "reference_id": "fund"},
+		map[string]string{"Idempotency-Key": "fund"}); err != nil || r.status != 201 {
+		t.Fatalf("funding: %v %+v", err, r)
+	}
+	transfer := func() *apiResponse {
+		t.Helper()
+		r, err := c.do(ctx, "POST", "/api/v1/transactions/transfer",
+			map[string]any{"source_account_id": acct, "destination_account_id": "00000000-0000-4000-8000-000000000001", "amount": "1.00", "currency": "USD", "reference_id": "to-nobody"},
+			map[string]string{"Idempotency-Key": "to-nobody"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	refused, replayed := transfer(), transfer()
+	if refused.status != 404 || refused.errCode() != "ACCOUNT_NOT_FOUND" || !strings.Contains(fmt.Sprint(msg(refused)), "(transaction ") {
+		t.Fatalf("transfer refused by its destination: %d %s, want 404 ACCOUNT_NOT_FOUND naming the transaction", refused.status, refused.raw)
+	}
+	if replayed.status != refused.status || !replayed.replayed || msg(replayed) != msg(refused) {
+		t.Fatalf("retried refused transfer: %d replayed=%v %s, want the first answer (%s) marked as a replay", replayed.status, replayed.replayed, replayed.raw, refused.raw)
 	}
 	for _, tc := range []struct {
 		name, id string
