@@ -28,6 +28,9 @@ const (
 	CodeRateLimited
 	CodeUnavailable
 	CodeInternal
+	CodeHeadersTooLarge
+	CodeRequestTimeout
+	CodeTooManyConnections
 	codeCount
 )
 
@@ -62,6 +65,9 @@ var codes = [codeCount]CodeInfo{
 	CodeRateLimited:          {"RATE_LIMITED", 429, "too many requests; retry later"},
 	CodeUnavailable:          {"UNAVAILABLE", 503, "the service cannot take this request now; retry with the same idempotency key"},
 	CodeInternal:             {"INTERNAL", 500, "an unexpected error; retry with the same idempotency key"},
+	CodeHeadersTooLarge:      {"HEADERS_TOO_LARGE", 431, "the request line and header fields are larger than the limit"},
+	CodeRequestTimeout:       {"REQUEST_TIMEOUT", 408, "the request's header or body was not received in time; the connection is closed"},
+	CodeTooManyConnections:   {"TOO_MANY_CONNECTIONS", 429, "this address holds the most connections one address may; reuse connections or close some"},
 }
 
 // Info returns the table row of c. An unknown code maps to INTERNAL.
