@@ -43,7 +43,7 @@ func serveTestAPI(t *testing.T, srv *Server) *testAPI {
 	hs := srv.NewHTTPServer()
 	hs.Logger = discardLogger{} // refused bodies are logged by fasthttp; keep test output clean
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- srv.Serve(hs, ln) }()
 	api := &testAPI{ln: ln, client: &fasthttp.HostClient{
 		Addr: "bursar.test",
 		Dial: func(string) (net.Conn, error) { return ln.Dial() },
