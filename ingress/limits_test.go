@@ -45,7 +45,6 @@ func newLimitsAPI(t *testing.T, cfg Config) *limitsAPI {
 		t.Fatal(err)
 	}
 	hs := srv.NewHTTPServer()
-	hs.Logger = discardLogger{}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(hs, ln) }()
 	t.Cleanup(func() {
@@ -447,6 +446,19 @@ func TestHTTPMaxConns(t *testing.T) {
 	held[total-1].Close()
 	<-released
 	api.holdConns(1)
+}
+
+// TestHTTPLogger: fasthttp's messages (about requests already answered and
+// counted) are logged at debug level only.
+func TestHTTPLogger(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var buf strings.Builder
+		l := httpLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))}
+		l.Printf("error when serving connection %q: %v", "a<->b", errBareLF)
+		if got := buf.String(); (got != "") != (level == slog.LevelDebug) || got != "" && !strings.Contains(got, "level=DEBUG") {
+			t.Fatalf("at level %v: %q", level, got)
+		}
+	}
 }
 
 // TestHTTPConnsDefaults: the defaults take the bench's 256 keep-alive

@@ -234,6 +234,21 @@ func (s *Server) NewHTTPServer() *fasthttp.Server {
 		ReadBufferSize: s.cfg.MaxHeaderBytes,
 		NoDefaultDate:  true,
 		ErrorHandler:   s.httpError,
+		// Every request fasthttp cannot read is answered and counted
+		// (httpError); its log line goes to debug, without the request's
+		// bytes (they may hold credentials).
+		Logger:                httpLogger{s.log},
+		SecureErrorLogMessage: true,
+	}
+}
+
+// httpLogger takes fasthttp's messages: a connection's read or parse
+// errors, at debug level.
+type httpLogger struct{ log *slog.Logger }
+
+func (l httpLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("http connection error", "err", fmt.Sprintf(format, args...))
 	}
 }
 
