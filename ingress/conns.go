@@ -128,9 +128,9 @@ const refusalWriteTimeout = 100 * time.Millisecond
 
 // refuseConn answers a connection over a limit and closes it.
 func (s *Server) refuseConn(c net.Conn, code ledger.Code) {
-	reason, msg := "connections", "the server holds its most connections ("+strconv.Itoa(s.conns.total)+"); retry shortly"
+	reason, msg := "connections", "the server has "+strconv.Itoa(s.conns.total)+" connections open, its limit; retry shortly"
 	if code == ledger.CodeTooManyConnections {
-		reason, msg = "connections_per_ip", "this address holds the most connections one address may ("+strconv.Itoa(s.conns.perIP)+"); reuse them (keep-alive) or close some"
+		reason, msg = "connections_per_ip", "this address has "+strconv.Itoa(s.conns.perIP)+" connections open, the limit per address; reuse them (keep-alive) or close some"
 	}
 	s.rejected.WithLabelValues(reason).Inc()
 	info := code.Info()
