@@ -48,9 +48,10 @@ func (s *Server) bodyBytesMax(path string) int {
 	return s.cfg.MaxBodyBytes
 }
 
-// checkBodySize refuses a body above its route's limit. fasthttp reads
-// bodies up to the larger of the two limits (NewHTTPServer), so the
-// smaller one is enforced here.
+// checkBodySize refuses a body above its route's limit. fasthttp already
+// refused one above the limit of the path as the request line spells it
+// (routeBodyBytesMax); this checks the limit of the route the normalized
+// path reaches.
 func (s *Server) checkBodySize(ctx *fasthttp.RequestCtx, path string) *apiError {
 	if limit := s.bodyBytesMax(path); len(ctx.Request.Body()) > limit {
 		s.rejected.WithLabelValues("body_size").Inc()

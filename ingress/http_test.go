@@ -41,9 +41,8 @@ func serveTestAPI(t *testing.T, srv *Server) *testAPI {
 	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	hs := srv.NewHTTPServer()
-	hs.Logger = discardLogger{} // refused bodies are logged by fasthttp; keep test output clean
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- srv.Serve(hs, ln) }()
 	api := &testAPI{ln: ln, client: &fasthttp.HostClient{
 		Addr: "bursar.test",
 		Dial: func(string) (net.Conn, error) { return ln.Dial() },
@@ -61,10 +60,6 @@ func serveTestAPI(t *testing.T, srv *Server) *testAPI {
 	})
 	return api
 }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}
 
 type testReq struct {
 	method, path string

@@ -5,6 +5,7 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,29 @@ type Config struct {
 	// Stages, if set, observes the ingress's stages of each write
 	// (bursar_stage_seconds: decoded, produced, durable, answered).
 	Stages *engine.Stages
+
+	// HTTP limits (README, "HTTP limits").
+
+	// MaxHeaderBytes bounds a request's head, request line and header
+	// fields (431 HEADERS_TOO_LARGE beyond). It is also each connection's
+	// read buffer. Default 8 KiB.
+	MaxHeaderBytes int
+	// HeaderTimeout bounds the read of a request's head, from its first
+	// byte (on a new connection, from the connection's start) to its
+	// blank line (408 REQUEST_TIMEOUT). Default 5s.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds the read of a request's body, from the end of its
+	// head (408 REQUEST_TIMEOUT). Default 10s.
+	BodyTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection (closed without an answer). Default 120s.
+	IdleTimeout time.Duration
+	// MaxConns bounds the open connections (503 UNAVAILABLE beyond).
+	// Default 65536.
+	MaxConns int
+	// MaxConnsPerIP bounds the open connections from one source address
+	// (429 TOO_MANY_CONNECTIONS beyond). Default 1024; negative: no bound.
+	MaxConnsPerIP int
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +105,24 @@ func (c *Config) setDefaults() {
 	}
 	if c.HistoryLimitMax <= 0 {
 		c.HistoryLimitMax = 500
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = 5 * time.Second
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 65536
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = 1024
 	}
 }
 
@@ -118,6 +160,9 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 
 	batchItems *prometheus.CounterVec // batch.go
+
+	conns    *connLimits            // conns.go
+	timeouts *prometheus.CounterVec // conns.go
 }
 
 // New returns a server. metrics serves /metrics (nil: 404).
@@ -134,7 +179,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 			Name: "bursar_http_requests_total", Help: "HTTP requests by route and status.",
 		}, []string{"route", "status"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bursar_ingress_rejected_total", Help: "Requests refused by a limit, by reason (inflight, body_size).",
+			Name: "bursar_ingress_rejected_total", Help: "Requests and connections refused by a limit, by reason (inflight, body_size, header_size, malformed, connections, connections_per_ip).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "bursar_http_request_seconds", Help: "HTTP request latency by route.",
@@ -142,6 +187,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 		}, []string{"route"}),
 	}
 	s.initBatch(reg)
+	s.initConns(reg)
 	if reg != nil {
 		reg.MustRegister(s.requests, s.rejected, s.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_ingress_inflight", Help: "Writes waiting for their answer."},
@@ -171,27 +217,105 @@ func (s *Server) SetAdmin(h fasthttp.RequestHandler, ready ReadyCheck) {
 // Handler returns the fasthttp handler.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.serve }
 
-// NewHTTPServer wraps the handler with the limits the API needs.
+// NewHTTPServer wraps the handler with the limits the API needs; serve it
+// with Serve, which adds the connection limits.
+//
+// fasthttp's ReadTimeout is the header timeout: it runs from a new
+// connection's start, or from the first byte of a keep-alive connection's
+// next request (IdleTimeout runs until then). Once the head is read,
+// HeaderReceived sets the body's timeout and its route's body limit, so
+// that a Content-Length over the limit is refused before a byte of the
+// body is read.
 func (s *Server) NewHTTPServer() *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:            s.serve,
-		Name:               "bursar",
-		MaxRequestBodySize: max(s.cfg.MaxBodyBytes, s.cfg.MaxBatchBodyBytes), // each route checks its own: checkBodySize
-		ReadTimeout:        30 * time.Second,
+		Handler: s.serve,
+		Name:    "bursar",
+		// The larger limit; HeaderReceived gives each request its route's.
+		MaxRequestBodySize: max(s.cfg.MaxBodyBytes, s.cfg.MaxBatchBodyBytes),
+		HeaderReceived:     s.headerReceived,
+		ExpectHandler:      s.expect,
+		ReadTimeout:        s.cfg.HeaderTimeout,
 		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		Concurrency:        256 * 1024,
-		ReadBufferSize:     8 << 10,
-		NoDefaultDate:      true,
-		// Oversized bodies get our JSON error instead of fasthttp's text.
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				s.rejected.WithLabelValues("body_size").Inc()
-				s.fail(ctx, bad(ledger.CodePayloadTooLarge, "request body is larger than "+strconv.Itoa(s.bodyBytesMax(string(ctx.Path())))+" bytes"))
-				return
-			}
-			s.fail(ctx, bad(ledger.CodeMalformedRequest, "cannot parse HTTP request"))
-		},
+		IdleTimeout:        s.cfg.IdleTimeout,
+		// Above MaxConns, which Serve's listener enforces: fasthttp's
+		// worker of a closed connection is still busy for a moment after
+		// the listener has given its slot back, and fasthttp's own refusal
+		// would be plain text and uncounted.
+		Concurrency:    2 * s.cfg.MaxConns,
+		ReadBufferSize: s.cfg.MaxHeaderBytes,
+		NoDefaultDate:  true,
+		ErrorHandler:   s.httpError,
+		// Every request fasthttp cannot read is answered and counted
+		// (httpError); its log line goes to debug, without the request's
+		// bytes (they may hold credentials).
+		Logger:                httpLogger{s.log},
+		SecureErrorLogMessage: true,
+	}
+}
+
+// httpLogger takes fasthttp's messages: a connection's read or parse
+// errors, at debug level.
+type httpLogger struct{ log *slog.Logger }
+
+func (l httpLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("http connection error", "err", fmt.Sprintf(format, args...))
+	}
+}
+
+// routeBodyBytesMax is the body limit of the request with header h, from
+// the raw path of its request line: only the batch path spelled exactly
+// (no "//", "." or %-escapes, no absolute form) gets the batch limit, so a
+// request never gets a larger limit than its route has. checkBodySize
+// checks again once the router has the normalized path.
+func (s *Server) routeBodyBytesMax(h *fasthttp.RequestHeader) int {
+	path := h.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if string(path) == batchPath { // a comparison: no allocation
+		return s.cfg.MaxBatchBodyBytes
+	}
+	return s.cfg.MaxBodyBytes
+}
+
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: s.cfg.BodyTimeout, MaxRequestBodySize: s.routeBodyBytesMax(h)}
+}
+
+// expect answers "Expect: 100-continue": a Content-Length over the route's
+// limit is refused with a bare 413 before the client sends the body
+// (fasthttp allows a status, not a body, from this hook; the connection
+// closes).
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if ctx.Request.Header.ContentLength() > s.routeBodyBytesMax(&ctx.Request.Header) {
+		s.rejected.WithLabelValues("body_size").Inc()
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
+}
+
+// httpError answers a request fasthttp could not read, with our JSON
+// error instead of fasthttp's text. fasthttp closes the connection after.
+func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.rejected.WithLabelValues("body_size").Inc()
+		s.fail(ctx, bad(ledger.CodePayloadTooLarge, "request body is larger than "+strconv.Itoa(s.routeBodyBytesMax(&ctx.Request.Header))+" bytes"))
+	case errors.As(err, &small):
+		s.rejected.WithLabelValues("header_size").Inc()
+		s.fail(ctx, bad(ledger.CodeHeadersTooLarge, "the request line and header fields are larger than "+strconv.Itoa(s.cfg.MaxHeaderBytes)+" bytes"))
+	case isTimeout(err):
+		// Counted by the connection (bursar_http_timeouts_total).
+		s.fail(ctx, bad(ledger.CodeRequestTimeout, "the request was not received in time: its header within "+
+			s.cfg.HeaderTimeout.String()+", its body within "+s.cfg.BodyTimeout.String()))
+	case errors.Is(err, errBareLF):
+		s.rejected.WithLabelValues("malformed").Inc()
+		s.fail(ctx, bad(ledger.CodeMalformedRequest, "cannot parse HTTP request: every line of the request line and header fields must end in CRLF"))
+	default:
+		s.rejected.WithLabelValues("malformed").Inc()
+		s.fail(ctx, bad(ledger.CodeMalformedRequest, "cannot parse HTTP request"))
 	}
 }
 
@@ -725,9 +849,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
 	rid := string(ctx.Request.Header.Peek("X-Request-ID"))
 	if rid == "" || checkKey(rid, "X-Request-ID") != nil {
-		rid = s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
+		rid = s.mintRequestID()
 	}
 	return rid
+}
+
+// mintRequestID returns a fresh request ID, unique per boot.
+func (s *Server) mintRequestID() string {
+	return s.boot + "-" + strconv.FormatUint(s.reqSeq.Add(1), 36)
 }
 
 func (s *Server) fail(ctx *fasthttp.RequestCtx, e *apiError) {

@@ -28,6 +28,9 @@ const (
 	CodeRateLimited
 	CodeUnavailable
 	CodeInternal
+	CodeHeadersTooLarge
+	CodeRequestTimeout
+	CodeTooManyConnections
 	CodeStorageFull
 	codeCount
 )
@@ -63,6 +66,9 @@ var codes = [codeCount]CodeInfo{
 	CodeRateLimited:          {"RATE_LIMITED", 429, "too many requests; retry later"},
 	CodeUnavailable:          {"UNAVAILABLE", 503, "the service cannot take this request now; retry with the same idempotency key"},
 	CodeInternal:             {"INTERNAL", 500, "an unexpected error; retry with the same idempotency key"},
+	CodeHeadersTooLarge:      {"HEADERS_TOO_LARGE", 431, "the request line and header fields are larger than the limit"},
+	CodeRequestTimeout:       {"REQUEST_TIMEOUT", 408, "the request's header or body was not received in time; the connection is closed"},
+	CodeTooManyConnections:   {"TOO_MANY_CONNECTIONS", 429, "this address holds the most connections one address may; reuse connections or close some"},
 	CodeStorageFull:          {"STORAGE_FULL", 503, "the node's disk is full: writes are refused until space returns (reads still work); retry with the same idempotency key"},
 }
 

@@ -12,6 +12,7 @@ func TestCodesAreStable(t *testing.T) {
 		"IDEMPOTENCY_KEY_REUSED", "INSUFFICIENT_FUNDS", "CURRENCY_MISMATCH", "ACCOUNT_CLOSED",
 		"SAME_ACCOUNT", "BALANCE_LIMIT_EXCEEDED", "PAYLOAD_TOO_LARGE", "NOT_FOUND",
 		"METHOD_NOT_ALLOWED", "UNSUPPORTED_MEDIA_TYPE", "RATE_LIMITED", "UNAVAILABLE", "INTERNAL",
+		"HEADERS_TOO_LARGE", "REQUEST_TIMEOUT", "TOO_MANY_CONNECTIONS",
 		"STORAGE_FULL",
 	}
 	all := Codes()
@@ -45,7 +46,8 @@ func TestBusinessCodesHTTPStatus(t *testing.T) {
 	for c, status := range map[Code]int{
 		CodeInvalidAmount: 400, CodeAccountNotFound: 404, CodeAccountExists: 409,
 		CodeIdempotencyKeyReused: 409, CodeInsufficientFunds: 422, CodeCurrencyMismatch: 422,
-		CodeSameAccount: 422, CodeRateLimited: 429, CodeUnavailable: 503, CodeStorageFull: 503,
+		CodeSameAccount: 422, CodeRateLimited: 429, CodeUnavailable: 503,
+		CodeHeadersTooLarge: 431, CodeRequestTimeout: 408, CodeTooManyConnections: 429, CodeStorageFull: 503,
 	} {
 		if got := c.Info().HTTPStatus; got != status {
 			t.Errorf("%s: HTTP %d; want %d", c, got, status)

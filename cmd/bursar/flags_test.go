@@ -32,6 +32,12 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--roles", "engine", "--broker-sync", "group"}, "--broker-sync=group"},
 		{[]string{"--events-retention", "-1s"}, "--events-retention"},
 		{[]string{"--events-retention-bytes", "-1"}, "--events-retention-bytes"},
+		{[]string{"--max-header-bytes", "100"}, "--max-header-bytes"},
+		{[]string{"--http-header-timeout", "0s"}, "--http-header-timeout"},
+		{[]string{"--http-body-timeout", "-1s"}, "--http-body-timeout"},
+		{[]string{"--http-idle-timeout", "0s"}, "--http-idle-timeout"},
+		{[]string{"--http-max-conns", "0"}, "--http-max-conns"},
+		{[]string{"--http-max-conns-per-ip", "-1"}, "--http-max-conns-per-ip"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

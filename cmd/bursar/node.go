@@ -444,7 +444,9 @@ func (n *runningNode) startAPI(context.Context) error {
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,
 		MaxBatchBodyBytes: f.maxBatchBody, BatchItemsMax: f.batchItemsMax,
-		WritesRefused: n.disk.Full,
+		WritesRefused:  n.disk.Full,
+		MaxHeaderBytes: f.maxHeaderBytes, HeaderTimeout: f.httpHeaderTimeout, BodyTimeout: f.httpBodyTimeout,
+		IdleTimeout: f.httpIdleTimeout, MaxConns: f.httpMaxConns, MaxConnsPerIP: connsPerIP(f.httpMaxConnsPerIP),
 	}, n.log.With("component", "ingress"), n.apiClient, n.replies, n.router, n.store, n.reg,
 		fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
 	if err != nil {
@@ -463,8 +465,17 @@ func (n *runningNode) startAPI(context.Context) error {
 	srv := api.NewHTTPServer()
 	n.httpSrv = srv
 	n.log.Info("serving HTTP", "addr", ln.Addr().String())
-	go func() { n.httpErr <- srv.Serve(ln) }()
+	go func() { n.httpErr <- api.Serve(srv, ln) }()
 	return nil
+}
+
+// connsPerIP maps --http-max-conns-per-ip (0: no limit) to
+// ingress.Config.MaxConnsPerIP (0: the default, negative: no limit).
+func connsPerIP(flagValue int) int {
+	if flagValue == 0 {
+		return -1
+	}
+	return flagValue
 }
 
 // waitForStop returns nil on a signal, or the failure that stops the node.

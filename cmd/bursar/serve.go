@@ -36,6 +36,10 @@ type serveFlags struct {
 	brokerSync                                             string
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
+
+	// HTTP limits (ingress.Config).
+	maxHeaderBytes, httpMaxConns, httpMaxConnsPerIP     int
+	httpHeaderTimeout, httpBodyTimeout, httpIdleTimeout time.Duration
 }
 
 func defaultNodeID() string {
@@ -82,6 +86,12 @@ func runServe(args []string, _ io.Writer) error {
 	fs.Int64Var(&f.diskReserve, "disk-reserve-bytes", 128<<20, "free bytes the data directory's file system keeps: below them writes are refused with 503 STORAGE_FULL (reads go on, /readyz fails with check disk) until space returns (bursar_disk_free_bytes, bursar_ingress_rejected_total{reason=\"storage_full\"}); 0 = never refuse")
 	fs.Int64Var(&f.diskLow, "disk-low-bytes", 1<<30, "free bytes of the data directory's file system below which the node warns in its log")
 	fs.IntVar(&f.batchItemsMax, "batch-items-max", 1000, "most items in one POST /api/v1/transactions/batch (400 INVALID_FIELD beyond); at most --max-inflight, since a batch is admitted only whole")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 8<<10, "largest request line and header fields of a request, 431 beyond (bursar_ingress_rejected_total{reason=\"header_size\"}); also each connection's read buffer")
+	fs.DurationVar(&f.httpHeaderTimeout, "http-header-timeout", 5*time.Second, "longest read of a request's header, from its first byte (a new connection's start), 408 and close beyond (bursar_http_timeouts_total{phase=\"header\"})")
+	fs.DurationVar(&f.httpBodyTimeout, "http-body-timeout", 10*time.Second, "longest read of a request's body, from the end of its header, 408 and close beyond (bursar_http_timeouts_total{phase=\"body\"})")
+	fs.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", 120*time.Second, "longest wait for the next request on a keep-alive connection, then close (bursar_http_timeouts_total{phase=\"idle\"})")
+	fs.IntVar(&f.httpMaxConns, "http-max-conns", 65536, "open HTTP connections; one more is answered 503 and closed (bursar_ingress_rejected_total{reason=\"connections\"})")
+	fs.IntVar(&f.httpMaxConnsPerIP, "http-max-conns-per-ip", 1024, "open HTTP connections from one source address, loopback included; one more is answered 429 and closed (bursar_ingress_rejected_total{reason=\"connections_per_ip\"}); 0 = no per-address limit (behind a proxy that pools connections)")
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "how long a write waits for its answer before 202 Accepted")
 	fs.IntVar(&f.pgConns, "pg-max-conns", 16, "PostgreSQL pool size")
 	fs.DurationVar(&f.kafkaLinger, "kafka-linger", 0, "how long the producer waits to fill a batch, at most 1s; 0 sends at once when no request is in flight and gathers what arrives meanwhile into the next one (batches grow with load); longer means fewer, larger produce requests and that much more latency when idle")
@@ -117,6 +127,9 @@ func runServe(args []string, _ io.Writer) error {
 	if f.batchItemsMax < 1 || f.batchItemsMax > f.maxInflight {
 		return &exitError{code: 2, err: errors.New("--batch-items-max must be between 1 and --max-inflight (a batch is admitted only whole)")}
 	}
+	if err := checkHTTPLimits(&f); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	if f.join != "" && f.kafkaBrokers == "" {
 		// An embedded broker per node would give each node its own log.
 		return &exitError{code: 2, err: errors.New("--join needs --kafka-brokers: the nodes of a cluster share one log ('bursar broker' or Kafka), not one embedded broker each")}
@@ -143,6 +156,21 @@ func runServe(args []string, _ io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serve(ctx, f, slices.Contains(roles, "ingress"), slices.Contains(roles, "engine"), log)
+}
+
+// checkHTTPLimits refuses HTTP limits that would leave the API unusable.
+func checkHTTPLimits(f *serveFlags) error {
+	switch {
+	case f.maxHeaderBytes < 1024:
+		return errors.New("--max-header-bytes must be at least 1024")
+	case f.httpHeaderTimeout <= 0, f.httpBodyTimeout <= 0, f.httpIdleTimeout <= 0:
+		return errors.New("--http-header-timeout, --http-body-timeout and --http-idle-timeout must be positive")
+	case f.httpMaxConns < 1:
+		return errors.New("--http-max-conns must be at least 1")
+	case f.httpMaxConnsPerIP < 0:
+		return errors.New("--http-max-conns-per-ip must not be negative (0: no per-address limit)")
+	}
+	return nil
 }
 
 func newLogger(level string) *slog.Logger {
