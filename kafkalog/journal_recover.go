@@ -287,5 +287,11 @@ func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs
 	if len(seqs) > 0 {
 		seq = seqs[len(seqs)-1] + 1
 	}
-	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint})
+	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint, noPrealloc: testNoPrealloc})
 }
+
+// testNoPrealloc, set by tests only, keeps StartBroker's journal in its
+// first file: no preallocated file to move to, so no checkpoint, so a
+// test may drop any of the broker's pages as a machine crash would
+// (after a checkpoint they are on disk and cannot be lost).
+var testNoPrealloc bool

@@ -323,6 +323,8 @@ func (j *journal) abandon() {
 // middle of another: the restarted broker serves every record at its
 // offset, with its key, value, headers and timestamp.
 func TestJournalRestoresWhatAMachineCrashLost(t *testing.T) {
+	testNoPrealloc = true
+	t.Cleanup(func() { testNoPrealloc = false })
 	dir := t.TempDir()
 	b, err := StartBroker(BrokerConfig{DataDir: dir, Sync: SyncJournal})
 	if err != nil {
