@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -181,6 +182,7 @@ var (
 
 // Engine consumes and applies owned partitions.
 type Engine struct {
+	failed atomic.Bool // a fatal error was reported (fail)
 	cfg    Config
 	log    *slog.Logger
 	store  Store
@@ -386,6 +388,7 @@ func (e *Engine) acquire(ctx context.Context, p int32, end int64) error {
 func (e *Engine) Fatal() <-chan error { return e.fatal }
 
 func (e *Engine) fail(err error) {
+	e.failed.Store(true)
 	select {
 	case e.fatal <- err:
 	default:
@@ -411,7 +414,10 @@ func (e *Engine) Saturated() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, p := range e.parts {
-		if p.buf.size() >= e.cfg.MaxUnflushedRows {
+		p.mu.RLock()
+		full := p.buf.size() >= e.cfg.MaxUnflushedRows
+		p.mu.RUnlock()
+		if full {
 			return true
 		}
 	}
@@ -419,7 +425,7 @@ func (e *Engine) Saturated() bool {
 }
 
 // Stopped reports whether the engine has stopped (Stop, or a fatal error).
-func (e *Engine) Stopped() bool { return e.ctx.Err() != nil }
+func (e *Engine) Stopped() bool { return e.ctx.Err() != nil || e.failed.Load() }
 
 // Owned lists owned partitions.
 func (e *Engine) Owned() []int32 {

@@ -210,7 +210,55 @@ func (j *journal) open(seq int64, prep *os.File) error {
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
 	j.f, j.name, j.seq, j.size, j.capacity = f, name, seq, 0, capacity
+	// The file starts with what it covers: per command partition, the
+	// offset from which its records are in this file or a later one (those
+	// below are in older files, which a checkpoint removes only once the
+	// broker's files hold them). Recovery refuses a broker whose partition
+	// ends below it: that would be synced data lost, not a crash's tail.
+	header := appendJournalEntry(nil, j.coverage())
+	if _, err := f.WriteAt(header, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("kafkalog: journal: %w", err)
+	}
+	if err := j.syncFile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("kafkalog: journal: %w", err)
+	}
+	j.size = int64(len(header))
 	return nil
+}
+
+// coverageTopic names a journal file's coverage entry: no Kafka topic can
+// have this name (topic names are [a-zA-Z0-9._-]).
+const coverageTopic = "\x00coverage"
+
+// coverage is the coverage entry for a file opened now: per command
+// partition the offset below which every record is durable in an older
+// file (a round has written it: records reported since are in the buffer,
+// bound for this file).
+func (j *journal) coverage() *kgo.Record {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var v []byte
+	for tp, p := range j.parts {
+		v = binary.BigEndian.AppendUint16(v, uint16(len(tp.topic)))
+		v = append(v, tp.topic...)
+		v = binary.BigEndian.AppendUint32(v, uint32(tp.partition))
+		v = binary.BigEndian.AppendUint64(v, uint64(p.durable))
+	}
+	return &kgo.Record{Topic: coverageTopic, Value: v}
+}
+
+// decodeCoverage reads a coverage entry's value.
+func decodeCoverage(v []byte) (map[topicPartition]int64, bool) {
+	out := make(map[topicPartition]int64)
+	d := entryDecoder{b: v}
+	for len(d.b) > 0 && !d.bad {
+		topic := string(d.bytes(int(d.u16())))
+		p := int32(d.u32())
+		out[topicPartition{topic, p}] = int64(d.u64())
+	}
+	return out, !d.bad
 }
 
 // prepareNext preallocates the next journal file whenever asked: zeros

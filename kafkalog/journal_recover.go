@@ -37,12 +37,21 @@ import (
 // (durability is per partition up to the first gap). Then the broker's
 // files are synced and the journal files removed.
 
+// ErrJournalUnrecoverable is StartBroker's error when the broker's files
+// lost more than a crash can (synced data, topic metadata): the journal
+// files are kept for an operator.
+var ErrJournalUnrecoverable = errors.New("kafkalog: journal recovery: the broker's files lost durable data")
+
 // recoveryStats says what a recovery did, for the log.
 type recoveryStats struct {
 	segmentsCut, segmentsRemoved int
 	bytesCut                     int64
 	entries, replayed, shifted   int
 	tornFiles                    int
+	// coverage is, per command partition, the lowest offset the journal
+	// files cover (their coverage entries): below it records were synced
+	// to the broker's files at a checkpoint.
+	coverage map[topicPartition]int64
 }
 
 // repairSegments cuts every partition under root/partitions at its first
@@ -158,6 +167,21 @@ func readJournal(names []string, st *recoveryStats) (map[topicPartition][]*kgo.R
 				break
 			}
 			raw = raw[n:]
+			if r.Topic == coverageTopic {
+				cov, ok := decodeCoverage(r.Value)
+				if !ok {
+					return nil, fmt.Errorf("kafkalog: journal recovery: %s: a damaged coverage entry", name)
+				}
+				if st.coverage == nil {
+					st.coverage = make(map[topicPartition]int64)
+				}
+				for tp, c := range cov {
+					if old, seen := st.coverage[tp]; !seen || c < old {
+						st.coverage[tp] = c
+					}
+				}
+				continue
+			}
 			tp := topicPartition{r.Topic, r.Partition}
 			out[tp] = append(out[tp], r)
 			st.entries++
@@ -191,11 +215,21 @@ func replayJournal(ctx context.Context, addrs []string, recs map[topicPartition]
 	if err != nil {
 		return nil, err
 	}
+	// Synced data must still be there: a partition that ends below what
+	// the journal covers lost records a checkpoint had made durable (or
+	// its topic is gone); re-appending would give the journal's records
+	// other offsets than PostgreSQL knows them by.
+	for tp, c := range st.coverage {
+		if end, known := ends[tp]; (!known && c > 0) || end < c {
+			return nil, fmt.Errorf("%w: %s partition %d ends at %d (known: %v), below offset %d, which the broker's files held durably at the last checkpoint; the journal is kept: restore the data directory",
+				ErrJournalUnrecoverable, tp.topic, tp.partition, end, known, c)
+		}
+	}
 	for tp, rs := range recs {
 		end, known := ends[tp]
 		if !known {
-			// The topic is gone (deleted): nothing to restore into.
-			continue
+			return nil, fmt.Errorf("%w: the journal holds %d records of %s partition %d, which the broker does not have (its topic metadata was lost); the journal is kept: restore the data directory",
+				ErrJournalUnrecoverable, len(rs), tp.topic, tp.partition)
 		}
 		i, _ := slices.BinarySearchFunc(rs, end, func(r *kgo.Record, off int64) int {
 			switch {
@@ -265,11 +299,13 @@ func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs
 	if err != nil {
 		return nil, err
 	}
+	// The journal starts at the broker's end offsets and takes everything
+	// below as durable: make it so, whatever wrote it (a replay now, a run
+	// with --broker-sync=none before).
+	if err := syncTree(kafkaDir, syncFS); err != nil {
+		return nil, fmt.Errorf("kafkalog: journal: syncing the broker's files: %w", err)
+	}
 	if len(names) > 0 {
-		// The broker's files now hold everything the journal did.
-		if err := syncTree(kafkaDir, syncFS); err != nil {
-			return nil, fmt.Errorf("kafkalog: journal recovery: %w", err)
-		}
 		for _, n := range names {
 			if err := os.Remove(n); err != nil {
 				return nil, fmt.Errorf("kafkalog: journal recovery: %w", err)

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -471,5 +472,73 @@ func TestJournalPreallocates(t *testing.T) {
 	}
 	if got := recs[topicPartition{TopicCommands, 1}]; len(got) != 10 || rs.tornFiles != 0 {
 		t.Fatalf("read back %d entries of partition 1 (want 10), %d torn files", len(got), rs.tornFiles)
+	}
+}
+
+// TestJournalRefusesLostSyncedData: a broker whose partition ends below
+// what the journal covers lost data a checkpoint had made durable (not a
+// crash's unsynced tail): recovery refuses, keeps the journal, and a start
+// in another sync mode refuses it too rather than ignore it.
+func TestJournalRefusesLostSyncedData(t *testing.T) {
+	testNoPrealloc = true
+	t.Cleanup(func() { testNoPrealloc = false })
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	produce := func(b *Broker, n int) {
+		t.Helper()
+		cl, err := kgo.NewClient(ClientConfig{Brokers: b.Addrs()}.Options()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if _, _, err := EnsureTopics(ctx, cl, Topics{Partitions: 1, EventPartitions: 1, Replication: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			res := cl.ProduceSync(ctx, &kgo.Record{Topic: TopicCommands, Partition: 0, Value: []byte{byte(i)}})
+			if err := res.FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			b.Written(res[0].Record)
+		}
+		if err := b.Durable(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := StartBroker(BrokerConfig{DataDir: dir, Sync: SyncJournal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(b, 20)
+	if err := b.Close(); err != nil { // checkpointed: the 20 are synced
+		t.Fatal(err)
+	}
+	if b, err = StartBroker(BrokerConfig{DataDir: dir, Sync: SyncJournal}); err != nil {
+		t.Fatal(err)
+	}
+	produce(b, 5)
+	b.c.Close()
+	b.j.abandon()
+	b.lock.Close()
+	// The synced records are gone: not something a crash can do.
+	seg := filepath.Join(partitionDir(filepath.Join(dir, "kafka"), topicPartition{TopicCommands, 0}), segmentName(0))
+	if err := os.Truncate(seg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := StartBroker(BrokerConfig{DataDir: dir, Sync: SyncJournal}); !errors.Is(err, ErrJournalUnrecoverable) {
+		if b != nil {
+			b.Close()
+		}
+		t.Fatalf("recovery over lost synced data: %v, want ErrJournalUnrecoverable", err)
+	}
+	if names, _, _ := journalFiles(filepath.Join(dir, "journal")); len(names) == 0 {
+		t.Fatal("the refused recovery removed the journal")
+	}
+	if b, err := StartBroker(BrokerConfig{DataDir: dir, Sync: SyncGroup}); err == nil || !strings.Contains(err.Error(), "--broker-sync=journal") {
+		if b != nil {
+			b.Close()
+		}
+		t.Fatalf("a group-sync start over an unrecovered journal: %v, want a refusal naming --broker-sync=journal", err)
 	}
 }

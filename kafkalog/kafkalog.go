@@ -30,11 +30,12 @@ const (
 
 // Broker is the embedded Kafka-protocol development broker.
 type Broker struct {
-	c    *kfake.Cluster
-	sync Sync
-	gs   *groupSync // with SyncGroup
-	j    *journal   // with SyncJournal
-	lock *os.File   // the data directory's lock, held while the broker runs
+	c       *kfake.Cluster
+	sync    Sync
+	gs      *groupSync // with SyncGroup
+	j       *journal   // with SyncJournal
+	lock    *os.File   // the data directory's lock, held while the broker runs
+	dataDir string
 }
 
 // Sync is how the embedded broker makes produced records durable.
@@ -163,7 +164,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{sync: mode, lock: lock}
+	b := &Broker{sync: mode, lock: lock, dataDir: cfg.DataDir}
 	started := false
 	defer func() {
 		if !started && lock != nil {
@@ -180,6 +181,13 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		jSeqs  []int64
 		st     recoveryStats
 	)
+	if mode != SyncJournal {
+		// A journal left by an unclean stop holds answered records the
+		// broker's files may have lost: only a journal start recovers it.
+		if names, _, err := journalFiles(filepath.Join(cfg.DataDir, "journal")); err == nil && len(names) > 0 {
+			return nil, fmt.Errorf("kafkalog: %s holds %d journal files of an unclean stop under --broker-sync=journal, whose records the broker's files may lack; start once with --broker-sync=journal to recover them", filepath.Join(cfg.DataDir, "journal"), len(names))
+		}
+	}
 	if mode == SyncJournal {
 		jdir := filepath.Join(cfg.DataDir, "journal")
 		if err := os.MkdirAll(jdir, 0o755); err != nil {
@@ -275,6 +283,13 @@ func (b *Broker) DurableAt(ctx context.Context, partition int32, offset int64) e
 		return nil
 	}
 	return b.gs.waitAt(ctx, partition, offset)
+}
+
+// SyncFiles makes everything the broker has written durable (its topics'
+// metadata included): call it once topics are created, since records
+// journaled in them are restorable only into topics the broker knows.
+func (b *Broker) SyncFiles() error {
+	return syncTree(filepath.Join(b.dataDir, "kafka"), syncFS)
 }
 
 // Addrs returns the broker's listen addresses, for KAFKA_BROKERS.

@@ -48,7 +48,8 @@ type runningNode struct {
 	// (idempotent writes), so each stream gets its own rather than wait
 	// behind the others.
 	engineClient, apiClient, eventsClient *kgo.Client
-	disk                                  *diskGuard // the data directory's free space
+	disk                                  *diskGuard       // the data directory's free space
+	broker                                *kafkalog.Broker // the embedded broker, if this node runs it
 	parts, eventParts                     int32
 	stages                                *engine.Stages
 
@@ -148,6 +149,13 @@ func (n *runningNode) startLog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if n.broker != nil {
+		// Records journaled in these topics are restorable only into
+		// topics whose metadata is on disk.
+		if err := n.broker.SyncFiles(); err != nil {
+			return fmt.Errorf("embedded broker: syncing after creating the topics: %w", err)
+		}
+	}
 	if n.parts != int32(f.partitions) {
 		n.log.Warn("command topic exists with a different partition count; using it", "partitions", n.parts, "flag", f.partitions)
 	}
@@ -194,6 +202,7 @@ func (n *runningNode) startBroker() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.broker = b
 	n.deferClose(func() {
 		if err := b.Close(); err != nil {
 			n.log.Error("embedded broker: closing", "err", err)
@@ -263,9 +272,6 @@ func (n *runningNode) checkPorts(context.Context) error {
 		{"--gossip-addr", "tcp", f.gossipAddr}, {"--gossip-addr", "udp", f.gossipAddr}}
 	if f.kafkaBrokers == "" {
 		binds = append(binds, bind{"--broker-listen", "tcp", f.brokerListen})
-	}
-	if f.pprofAddr != "" {
-		binds = append(binds, bind{"--pprof-addr", "tcp", f.pprofAddr})
 	}
 	for _, b := range binds {
 		if err := canListen(b.network, b.addr); err != nil {
