@@ -563,8 +563,10 @@ func (e *Engine) fetchLoop() {
 		}
 		if fs.IsClientClosed() {
 			// Nothing more will come (a start-up that failed after the
-			// engine started closes the client first): looping would spin.
+			// engine started closes the client first): looping would spin,
+			// and an engine that fetches nothing must not look alive.
 			e.log.Warn("fetch loop ends: the Kafka client is closed")
+			e.fail(errors.New("engine: the Kafka client was closed while the engine ran"))
 			return
 		}
 		failed := false

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -65,6 +66,8 @@ type journal struct {
 	syncFS          func(*os.File) error // nil: checkpoints sync file by file
 	onSync          func(time.Duration, error)
 	onCheckpoint    func(time.Duration, error)
+	writeAt         func(f *os.File, b []byte, off int64) (int, error)
+	onNoSpace       func(error)
 	kick            chan struct{}
 	stop            chan struct{}
 	ended           chan struct{}
@@ -130,12 +133,22 @@ const (
 	journalFileSuffix = ".log"
 )
 
+// errNoSpaceWrite marks a journal write refused for want of space
+// (ENOSPC, EDQUOT): nothing was synced, so the round retries it.
+var errNoSpaceWrite = errors.New("kafkalog: journal write: no space left on device")
+
+// noSpaceRetry is how long a round waits before writing again into a
+// full disk.
+const noSpaceRetry = 100 * time.Millisecond
+
 // journalConfig configures newJournal.
 type journalConfig struct {
 	checkpointBytes      int64 // default journalCheckpointBytes
 	noPrealloc           bool  // append to every file (tests)
 	onSync, onCheckpoint func(time.Duration, error)
-	syncFile, syncFS     func(*os.File) error // default dataSync, syncFS (tests count them)
+	syncFile, syncFS     func(*os.File) error                               // default dataSync, syncFS (tests count them)
+	writeAt              func(f *os.File, b []byte, off int64) (int, error) // default f.WriteAt (tests fail it)
+	onNoSpace            func(error)                                        // told, now and then, that a round waits for space
 }
 
 // newJournal starts a journal in dir, after recovery: parts gives each
@@ -150,9 +163,13 @@ func newJournal(dir, kafkaDir string, parts map[topicPartition]int64, seq int64,
 	if cfg.syncFS == nil {
 		cfg.syncFS = syncFS
 	}
+	if cfg.writeAt == nil {
+		cfg.writeAt = func(f *os.File, b []byte, off int64) (int, error) { return f.WriteAt(b, off) }
+	}
 	j := &journal{
 		dir: dir, kafkaDir: kafkaDir, checkpointBytes: cfg.checkpointBytes,
 		syncFile: cfg.syncFile, syncFS: cfg.syncFS, onSync: cfg.onSync, onCheckpoint: cfg.onCheckpoint,
+		writeAt: cfg.writeAt, onNoSpace: cfg.onNoSpace,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), ended: make(chan struct{}),
 		parts:  make(map[topicPartition]*journalPart, len(parts)),
 		dirty:  make(map[topicPartition]struct{}),
@@ -529,6 +546,26 @@ func (j *journal) round() {
 		// was in a round that has finished.
 		start := time.Now()
 		err = j.append(buf)
+		// Out of space, nothing of buf is on disk and nothing is lost: wait
+		// for space (the node refuses new writes meanwhile,
+		// --disk-reserve-bytes) and write it again at the same place.
+		// Whoever waits on this round waits with it, as for a slow sync.
+		for n := 0; errors.Is(err, errNoSpaceWrite); n++ {
+			if j.onNoSpace != nil && n%50 == 0 {
+				j.onNoSpace(err)
+			}
+			stopping := false
+			select {
+			case <-j.stop:
+				stopping = true
+			case <-time.After(noSpaceRetry):
+			}
+			if stopping {
+				err = fmt.Errorf("kafkalog: journal closed while its disk was full (%v)", err)
+				break
+			}
+			err = j.append(buf)
+		}
 		if j.onSync != nil {
 			j.onSync(time.Since(start), err)
 		}
@@ -577,7 +614,11 @@ func (j *journal) round() {
 
 // append writes buf to the journal file and syncs it.
 func (j *journal) append(buf []byte) error {
-	if _, err := j.f.WriteAt(buf, j.size); err != nil {
+	if _, err := j.writeAt(j.f, buf, j.size); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			// Written in part at most, and only past j.size: retriable.
+			return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
+		}
 		return fmt.Errorf("kafkalog: journal write: %w", err)
 	}
 	j.size += int64(len(buf))

@@ -323,7 +323,10 @@ func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs
 	if len(seqs) > 0 {
 		seq = seqs[len(seqs)-1] + 1
 	}
-	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint, noPrealloc: testNoPrealloc})
+	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint, noPrealloc: testNoPrealloc,
+		onNoSpace: func(err error) {
+			log.Error("embedded broker's journal: no space left on device; the round waits for space and writes again (nothing is lost)", "err", err)
+		}})
 }
 
 // testNoPrealloc, set by tests only, keeps StartBroker's journal in its

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -540,5 +541,50 @@ func TestJournalRefusesLostSyncedData(t *testing.T) {
 			b.Close()
 		}
 		t.Fatalf("a group-sync start over an unrecovered journal: %v, want a refusal naming --broker-sync=journal", err)
+	}
+}
+
+// TestJournalWaitsOutAFullDisk: a write refused for want of space is not a
+// failure: the round writes it again once space returns, the waiters are
+// answered then, and the journal goes on.
+func TestJournalWaitsOutAFullDisk(t *testing.T) {
+	var full atomic.Int64
+	full.Store(3) // the next three writes find the disk full
+	var told atomic.Int64
+	dir := t.TempDir()
+	kafkaDir, jdir := filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
+	for _, d := range []string{kafkaDir, jdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := newJournal(jdir, kafkaDir, nil, 1, journalConfig{noPrealloc: true,
+		writeAt: func(f *os.File, b []byte, off int64) (int, error) {
+			if full.Add(-1) >= 0 {
+				return 0, syscall.ENOSPC
+			}
+			return f.WriteAt(b, off)
+		},
+		onNoSpace: func(error) { told.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	j.written(cmdRecord(0, 0, "a"))
+	if err := j.waitAt(context.Background(), 0, 0); err != nil {
+		t.Fatalf("after the disk had room again: %v", err)
+	}
+	if told.Load() == 0 {
+		t.Fatal("the full disk was not reported")
+	}
+	j.written(cmdRecord(0, 1, "b"))
+	if err := j.waitAt(context.Background(), 0, 1); err != nil {
+		t.Fatalf("the journal after a full disk: %v", err)
+	}
+	var st recoveryStats
+	recs, err := readJournal([]string{j.name}, &st)
+	if err != nil || len(recs[topicPartition{TopicCommands, 0}]) != 2 {
+		t.Fatalf("journal after the full disk: %v, %d entries", err, len(recs[topicPartition{TopicCommands, 0}]))
 	}
 }

@@ -116,7 +116,8 @@ type BrokerConfig struct {
 	// OnCheckpoint, with SyncJournal, is told every checkpoint's duration
 	// and error.
 	OnCheckpoint func(time.Duration, error)
-	// Log receives recovery reports. Default slog.Default().
+	// Log receives recovery reports and, with SyncJournal, reports of a
+	// journal round waiting for disk space. Default slog.Default().
 	Log *slog.Logger
 }
 
