@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeTransfer -fuzztime=$(FUZZTIME) ./ingress/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz=FuzzJournalEntry -fuzztime=$(FUZZTIME) ./kafkalog/
 	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=$(FUZZTIME) ./ingress/
 
 ## bench: Go micro-benchmarks of the core and the write-behind encoding.
