@@ -65,8 +65,27 @@ var ErrOtherLog = errors.New("storage: the log is not the one this database was 
 
 // CheckLogIdentity records the log's identity (the broker cluster's ID and
 // the command topic's ID) on first use and afterwards checks that the log
-// is still that one. It returns whether this call recorded it.
-func (s *Store) CheckLogIdentity(ctx context.Context, clusterID, topicID string) (recorded bool, err error) {
+// is still that one. It returns whether this call recorded it. ends are
+// the log's end offsets per command partition: a database that has
+// applied a partition beyond its end (one upgraded from a release that
+// recorded no identity, started against a new log) is not this log's,
+// and its identity is not recorded.
+func (s *Store) CheckLogIdentity(ctx context.Context, clusterID, topicID string, ends map[int32]int64) (recorded bool, err error) {
+	var known bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM log_identity)`).Scan(&known); err != nil {
+		return false, fmt.Errorf("storage: log identity: %w", err)
+	}
+	if !known {
+		rows, err := s.Partitions(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range rows {
+			if r.NextOffset > ends[r.Partition] {
+				return false, fmt.Errorf("%w: the database has applied partition %d up to offset %d, but this log ends at %d", ErrOtherLog, r.Partition, r.NextOffset, ends[r.Partition])
+			}
+		}
+	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO log_identity (cluster_id, topic_id) VALUES ($1, $2) ON CONFLICT (only_row) DO NOTHING`, clusterID, topicID)
 	if err != nil {
 		return false, fmt.Errorf("storage: log identity: %w", err)

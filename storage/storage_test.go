@@ -361,9 +361,30 @@ func TestCheckLogIdentity(t *testing.T) {
 		{"c2", "t1", false, true},
 		{"c1", "t2", false, true},
 	} {
-		recorded, err := s.CheckLogIdentity(ctx, tc.cluster, tc.topic)
+		recorded, err := s.CheckLogIdentity(ctx, tc.cluster, tc.topic, nil)
 		if recorded != tc.recorded || errors.Is(err, storage.ErrOtherLog) != tc.other || (err != nil && !tc.other) {
 			t.Fatalf("CheckLogIdentity(%s, %s) = %v, %v; want recorded %v, other log %v", tc.cluster, tc.topic, recorded, err, tc.recorded, tc.other)
 		}
+	}
+}
+
+// TestCheckLogIdentityRefusesAShorterLog: a database without a recorded
+// identity (an upgrade) that has applied a partition beyond the log's end
+// does not take that log as its own.
+func TestCheckLogIdentityRefusesAShorterLog(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	epoch, _, err := s.Acquire(ctx, 0, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx, &storage.Batch{Marks: []storage.PartitionMark{{Partition: 0, Epoch: epoch, NextOffset: 10}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CheckLogIdentity(ctx, "c", "t", map[int32]int64{0: 5}); !errors.Is(err, storage.ErrOtherLog) {
+		t.Fatalf("a log ending at 5 for a database at 10: %v, want ErrOtherLog", err)
+	}
+	if recorded, err := s.CheckLogIdentity(ctx, "c", "t", map[int32]int64{0: 10}); err != nil || !recorded {
+		t.Fatalf("the log the database was built from: %v, %v", recorded, err)
 	}
 }

@@ -245,7 +245,11 @@ func (n *runningNode) checkLogIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	recorded, err := n.store.CheckLogIdentity(ctx, clusterID, topicID)
+	ends, err := kafkalog.EndOffsets(ctx, n.engineClient)
+	if err != nil {
+		return err
+	}
+	recorded, err := n.store.CheckLogIdentity(ctx, clusterID, topicID, ends)
 	if errors.Is(err, storage.ErrOtherLog) {
 		where := "--kafka-brokers " + n.f.kafkaBrokers
 		if n.f.kafkaBrokers == "" {
