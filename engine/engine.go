@@ -172,6 +172,9 @@ type Store interface {
 	LoadAccounts(ctx context.Context, ids []uuid.UUID, sinceUs int64, keysCap int) (map[uuid.UUID]*ledger.Account, error)
 	Flush(ctx context.Context, b *storage.Batch) error
 	Account(ctx context.Context, id uuid.UUID) (ledger.Account, error)
+	// Partitions reads every partition's epoch and committed offset (a
+	// flush retried after an error finds what did commit).
+	Partitions(ctx context.Context) ([]storage.PartitionRow, error)
 }
 
 // Errors returned to readers.

@@ -22,6 +22,10 @@ var errMisrouted = errors.New("engine: record's account hashes to another partit
 type taken struct {
 	p    *partition
 	bufs []*buffer
+	// committed counts the leading bufs PostgreSQL already holds: a commit
+	// whose answer was lost (the connection died in COMMIT) did land. Their
+	// rows are left out of the batch; the rest goes as usual.
+	committed int
 }
 
 func (t *taken) next() int64 { return t.bufs[len(t.bufs)-1].next }
@@ -33,6 +37,9 @@ func (t *taken) next() int64 { return t.bufs[len(t.bufs)-1].next }
 // The steps: take the buffers, wait until what they caused is in the log
 // and the log is durable, commit, then advance the partitions.
 func (e *Engine) flushAll(ctx context.Context, final bool) error {
+	// Work an earlier flush could not commit may have committed after all
+	// (an error in COMMIT tells nothing): commit checks before writing it.
+	carried := len(e.unflushed) > 0
 	work := e.take()
 	if len(work) == 0 {
 		return nil
@@ -42,7 +49,7 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		e.unflushed = work
 		return err
 	}
-	work, err := e.commit(ctx, work, final)
+	work, err := e.commit(ctx, work, final, carried)
 	if err != nil {
 		e.unflushed = work
 		return err
@@ -127,11 +134,18 @@ func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
 // what may succeed later. Partitions found fenced are dropped from the
 // work (and stopped); the work that remains is returned, committed when
 // the error is nil.
-func (e *Engine) commit(ctx context.Context, work []taken, final bool) ([]taken, error) {
+func (e *Engine) commit(ctx context.Context, work []taken, final, carried bool) ([]taken, error) {
+	uncertain := carried
 	err := retry.Do(ctx, retry.Policy{Min: 20 * time.Millisecond, Fatal: fatalStorageError, OnRetry: func(err error, _ time.Duration) {
 		e.m.storageErrors.Inc()
 		e.log.Warn("flush failed; retrying", "err", err, "final", final)
 	}}, func(ctx context.Context) error {
+		if uncertain {
+			if err := e.findCommitted(ctx, work); err != nil {
+				return err
+			}
+		}
+		uncertain = true // a failure from here on may be a lost COMMIT answer
 		for {
 			batch := buildBatch(work)
 			err := e.store.Flush(ctx, batch)
@@ -169,6 +183,32 @@ func (e *Engine) commit(ctx context.Context, work []taken, final bool) ([]taken,
 	}
 }
 
+// findCommitted sets each work item's committed count from the offsets
+// PostgreSQL holds: a buffer whose next offset the partition's committed
+// offset has reached (under the same epoch) is in PostgreSQL already.
+func (e *Engine) findCommitted(ctx context.Context, work []taken) error {
+	rows, err := e.store.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	stored := make(map[int32]storage.PartitionRow, len(rows))
+	for _, r := range rows {
+		stored[r.Partition] = r
+	}
+	for i := range work {
+		t := &work[i]
+		r, ok := stored[t.p.id]
+		t.committed = 0
+		if !ok || r.Epoch != t.p.epoch {
+			continue
+		}
+		for t.committed < len(t.bufs) && t.bufs[t.committed].next <= r.NextOffset {
+			t.committed++
+		}
+	}
+	return nil
+}
+
 // fatalStorageError is the one place the engine decides that a PostgreSQL
 // error will not go away by retrying (storage.Retriable: a fenced flush,
 // a broken invariant, an integrity violation): the engine stops rather
@@ -198,13 +238,13 @@ func (e *Engine) afterCommit(work []taken) {
 func buildBatch(work []taken) *storage.Batch {
 	n := 0
 	for _, t := range work {
-		for _, b := range t.bufs {
+		for _, b := range t.bufs[t.committed:] {
 			n += len(b.rows)
 		}
 	}
 	batch := &storage.Batch{Rows: make([]storage.TxRow, 0, n), Accounts: make(map[uuid.UUID]*ledger.Account)}
 	for _, t := range work {
-		for _, b := range t.bufs { // in log order: later account states win
+		for _, b := range t.bufs[t.committed:] { // in log order: later account states win
 			batch.Rows = append(batch.Rows, b.rows...)
 			batch.Tombstones = append(batch.Tombstones, b.tombstones...)
 			for id, a := range b.accounts {
