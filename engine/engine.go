@@ -411,12 +411,16 @@ func (e *Engine) Ready() bool {
 	return true
 }
 
-// Saturated reports whether some owned partition's write-behind is full
-// (MaxUnflushedRows): it has stopped consuming until a flush lands.
+// Saturated reports whether some owned partition cannot go on without
+// PostgreSQL: its write-behind is full (MaxUnflushedRows: it has stopped
+// consuming until a flush lands), or its worker waits to load accounts.
 func (e *Engine) Saturated() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, p := range e.parts {
+		if p.loadWaiting.Load() {
+			return true
+		}
 		p.mu.RLock()
 		full := p.buf.size() >= e.cfg.MaxUnflushedRows
 		p.mu.RUnlock()

@@ -63,10 +63,11 @@ func (b *buffer) setEmitErr(err error) {
 // partition is one owned partition: its worker, its actors and its
 // unflushed buffer.
 type partition struct {
-	e     *Engine
-	id    int32
-	epoch int64
-	end   int64 // log end when acquired; ready once applied reaches it
+	e           *Engine
+	id          int32
+	epoch       int64
+	loadWaiting atomic.Bool // its worker retries loading accounts from PostgreSQL
+	end         int64       // log end when acquired; ready once applied reaches it
 
 	in       chan []*kgo.Record
 	quit     chan struct{} // closed to end the worker (halt or stop)
@@ -402,7 +403,9 @@ func groupByAccount(cmds []*ledger.Command) [][]int32 {
 func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Account, bool) {
 	e := p.e
 	var accs map[uuid.UUID]*ledger.Account
+	defer p.loadWaiting.Store(false)
 	err := retry.Do(e.ctx, retry.Policy{Fatal: fatalStorageError, OnRetry: func(err error, _ time.Duration) {
+		p.loadWaiting.Store(true) // the partition cannot go on without PostgreSQL
 		e.m.storageErrors.Inc()
 		e.log.Warn("loading accounts failed; retrying", "partition", p.id, "err", err)
 	}}, func(ctx context.Context) error {

@@ -436,7 +436,7 @@ func (n *runningNode) readyCheck(pgDown bool) (check, reason string) {
 		if n.eng == nil {
 			return "postgres", "unreachable"
 		}
-		return "postgres", "unreachable, and the write-behind is full (--max-unflushed-rows): writes wait"
+		return "postgres", "unreachable, and a partition cannot go on without it (its write-behind is full, --max-unflushed-rows, or it waits to load accounts): writes wait"
 	}
 	return "", ""
 }

@@ -87,8 +87,32 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	if r := deposit("before"); r.status != 201 || !r.replayed {
 		t.Fatalf("retry of an earlier deposit during the outage: %d replayed=%v %s", r.status, r.replayed, r.raw)
 	}
+	// An account not in memory must be loaded from PostgreSQL: its
+	// partition stops, and readiness says so (it is no longer degraded
+	// but failing) until PostgreSQL is back.
+	opened := make(chan *apiResponse, 1)
+	go func() {
+		r, _ := c.do(ctx, "POST", "/api/v1/accounts",
+			map[string]any{"customer_id": "cust-late", "account_type": "checking", "currency": "USD"},
+			map[string]string{"Idempotency-Key": "outage-late-open"})
+		opened <- r
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := readyz()
+		if r.status == 503 && strings.Contains(fmt.Sprint(r.body["checks"].(map[string]any)["postgres"]), "cannot go on") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz while a partition waits for PostgreSQL: %d %s, want 503 naming postgres", r.status, r.raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	startPG()
-	deadline := time.Now().Add(30 * time.Second)
+	if r := <-opened; r == nil || (r.status != 201 && r.status != 202) {
+		t.Fatalf("the open that waited for PostgreSQL: %+v", r)
+	}
+	deadline = time.Now().Add(30 * time.Second)
 	for r := readyz(); r.status != 200 || r.body["degraded"] != false; r = readyz() {
 		if time.Now().After(deadline) {
 			t.Fatalf("/readyz after PostgreSQL returned: %d %s", r.status, r.raw)
