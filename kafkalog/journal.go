@@ -97,6 +97,7 @@ type journal struct {
 	ckPending []string // full files whose records await a checkpoint
 	ckWake    chan struct{}
 	ckDone    chan struct{}
+	ckMoved   chan struct{} // a checkpoint finished (rotate waits on it when too many files wait)
 	ckErr     error // sticky, under ckMu
 }
 
@@ -174,7 +175,7 @@ func newJournal(dir, kafkaDir string, parts map[topicPartition]int64, seq int64,
 		parts:  make(map[topicPartition]*journalPart, len(parts)),
 		dirty:  make(map[topicPartition]struct{}),
 		next:   &syncRound{done: make(chan struct{})},
-		ckWake: make(chan struct{}, 1), ckDone: make(chan struct{}),
+		ckWake: make(chan struct{}, 1), ckDone: make(chan struct{}), ckMoved: make(chan struct{}, 1),
 		prepared: make(chan *os.File, 1), prepWake: make(chan struct{}, 1), prepDone: make(chan struct{}),
 	}
 	for tp, next := range parts {
@@ -645,7 +646,7 @@ func (j *journal) rotate(prep *os.File) error {
 		select {
 		case <-j.ckDone:
 			return ErrBrokerClosed
-		case <-time.After(time.Millisecond):
+		case <-j.ckMoved:
 		}
 	}
 	full, fullName := j.f, j.name
@@ -700,6 +701,10 @@ func (j *journal) checkpointer() {
 			j.ckPending = j.ckPending[len(names):]
 		}
 		j.ckMu.Unlock()
+		select {
+		case j.ckMoved <- struct{}{}:
+		default:
+		}
 		if err != nil {
 			j.mu.Lock()
 			if j.failed == nil {

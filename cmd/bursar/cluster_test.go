@@ -388,21 +388,9 @@ func TestDatabaseRefusesAnotherLog(t *testing.T) {
 // any partition (before, it answered 200 while writes stayed pending).
 func TestReadyzTellsTheTruth(t *testing.T) {
 	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "4")
-	readyz := func() (int, map[string]any) {
-		t.Helper()
-		resp, err := http.Get("http://" + n.addr + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, body
-	}
-	if code, body := readyz(); code != 200 || body["ready"] != true || body["degraded"] != false {
-		t.Fatalf("a serving node: %d %v", code, body)
+	c := newClient(n.addr)
+	if r := c.readyz(t); r.status != 200 || r.body["ready"] != true || r.body["degraded"] != false {
+		t.Fatalf("a serving node: %d %s", r.status, r.raw)
 	}
 	resp, err := http.Post("http://"+n.addr+"/internal/drain", "application/json", nil)
 	if err != nil {
@@ -411,13 +399,12 @@ func TestReadyzTellsTheTruth(t *testing.T) {
 	resp.Body.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		code, body := readyz()
-		checks, _ := body["checks"].(map[string]any)
-		if code == 503 && body["ready"] == false && strings.Contains(fmt.Sprint(checks["partitions"]), "no owner") {
+		r := c.readyz(t)
+		if r.status == 503 && r.body["ready"] == false && strings.Contains(r.check("partitions"), "no owner") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("drained single node: /readyz %d %v, want 503 naming no owner", code, body)
+			t.Fatalf("drained single node: /readyz %d %s, want 503 naming no owner", r.status, r.raw)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -192,6 +192,23 @@ func (r *apiResponse) str(key string) string {
 	return v
 }
 
+// readyz asks the node's /readyz.
+func (c *apiClient) readyz(t *testing.T) *apiResponse {
+	t.Helper()
+	r, err := c.do(context.Background(), "GET", "/readyz", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// check is one check's text in a /readyz answer.
+func (r *apiResponse) check(name string) string {
+	checks, _ := r.body["checks"].(map[string]any)
+	s, _ := checks[name].(string)
+	return s
+}
+
 func (r *apiResponse) errCode() string {
 	e, _ := r.body["error"].(map[string]any)
 	c, _ := e["code"].(string)

@@ -69,16 +69,9 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	if r := deposit("before"); r.status != 201 {
 		t.Fatalf("deposit before the outage: %d %s", r.status, r.raw)
 	}
-	readyz := func() *apiResponse {
-		t.Helper()
-		r, err := c.do(ctx, "GET", "/readyz", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	readyz := func() *apiResponse { return c.readyz(t) }
 	stopPG()
-	if r := readyz(); r.status != 200 || r.body["degraded"] != true || !strings.HasPrefix(fmt.Sprint(r.body["checks"].(map[string]any)["postgres"]), "degraded") {
+	if r := readyz(); r.status != 200 || r.body["degraded"] != true || !strings.HasPrefix(r.check("postgres"), "degraded") {
 		t.Fatalf("/readyz with PostgreSQL down: %d %s, want 200 degraded", r.status, r.raw)
 	}
 	if r := deposit("during"); r.status != 201 {
@@ -100,7 +93,7 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		r := readyz()
-		if r.status == 503 && strings.Contains(fmt.Sprint(r.body["checks"].(map[string]any)["postgres"]), "cannot go on") {
+		if r.status == 503 && strings.Contains(r.check("postgres"), "cannot go on") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -188,16 +181,9 @@ func TestFullDiskStopsWritesNotTheNode(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	readyz := func() *apiResponse {
-		t.Helper()
-		r, err := c.do(ctx, "GET", "/readyz", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	readyz := func() *apiResponse { return c.readyz(t) }
 	waitFor("/readyz failing on a full disk", func() bool { return readyz().status == 503 })
-	if r := readyz(); !strings.HasPrefix(fmt.Sprint(r.body["checks"].(map[string]any)["disk"]), "full") {
+	if r := readyz(); !strings.HasPrefix(r.check("disk"), "full") {
 		t.Fatalf("/readyz on a full disk does not name the disk: %s", r.raw)
 	}
 	refused := deposit("d2")
