@@ -98,7 +98,7 @@ type journal struct {
 	ckWake    chan struct{}
 	ckDone    chan struct{}
 	ckMoved   chan struct{} // a checkpoint finished (rotate waits on it when too many files wait)
-	ckErr     error // sticky, under ckMu
+	ckErr     error         // sticky, under ckMu
 }
 
 // journalPart is one bursar.commands partition's journal state (only
