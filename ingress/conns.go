@@ -138,23 +138,13 @@ func (s *Server) refuseConn(c net.Conn, code ledger.Code) {
 	w := getJSONWriter()
 	appendError(w, info.Name, msg, rid)
 	w.B = append(w.B, '\n')
-	head := "HTTP/1.1 " + strconv.Itoa(info.HTTPStatus) + " " + statusText(info.HTTPStatus) + "\r\n" +
+	head := "HTTP/1.1 " + strconv.Itoa(info.HTTPStatus) + " " + fasthttp.StatusMessage(info.HTTPStatus) + "\r\n" +
 		"Server: bursar\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(w.B)) + "\r\n" +
 		"X-Request-ID: " + rid + "\r\nConnection: close\r\n\r\n"
 	_ = c.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
 	_, _ = c.Write(append([]byte(head), w.B...)) // best effort: the client may be gone
 	putJSONWriter(w)
 	_ = c.Close()
-}
-
-func statusText(status int) string {
-	switch status {
-	case 429:
-		return "Too Many Requests"
-	case 503:
-		return "Service Unavailable"
-	}
-	panic("ingress: no status text for " + strconv.Itoa(status))
 }
 
 // limitConn is an accepted connection: it holds its slot until closed and
