@@ -56,19 +56,117 @@ func collectRecords(rows pgx.Rows, err error) ([]TxRecord, error) {
 	return out, rows.Err()
 }
 
+// Rows are append-only: a transfer's debit leg is written as pending when
+// the money leaves the source and never rewritten (the audit counts on
+// it). Reads show the leg's final status instead, derived from the legs
+// recorded after it: completed once the credit leg completed, refunded
+// once the credit leg was refused or the refund recorded, pending while
+// the credit leg is in flight.
+
+// debitLegStatus is the final status of a pending debit leg given the
+// statuses of its transfer's credit leg and whether a refund is recorded
+// (0 for a leg not recorded yet).
+func debitLegStatus(credit ledger.TxStatus, refunded bool) ledger.TxStatus {
+	switch {
+	case refunded || credit == ledger.StatusFailed:
+		return ledger.StatusRefunded
+	case credit == ledger.StatusCompleted:
+		return ledger.StatusCompleted
+	default:
+		return ledger.StatusPending
+	}
+}
+
+// settleLegs gives the pending debit leg among one transaction's legs its
+// final status.
+func settleLegs(recs []TxRecord) {
+	var (
+		debit    *TxRecord
+		credit   ledger.TxStatus
+		refunded bool
+	)
+	for i := range recs {
+		switch recs[i].Kind {
+		case ledger.KindTransferDebit:
+			debit = &recs[i]
+		case ledger.KindTransferCredit:
+			credit = recs[i].Status
+		case ledger.KindTransferRefund:
+			refunded = true
+		}
+	}
+	if debit != nil && debit.Status == ledger.StatusPending {
+		debit.Status = debitLegStatus(credit, refunded)
+	}
+}
+
 // Transaction returns every recorded leg of a transaction ID (one for a
-// credit or debit; up to three for a transfer), in order of kind.
+// credit or debit; up to three for a transfer), in order of kind, each
+// with its final status.
 func (s *Store) Transaction(ctx context.Context, id uuid.UUID) ([]TxRecord, error) {
 	recs, err := collectRecords(s.pool.Query(ctx, `SELECT `+recordColumns+`
 FROM transactions t WHERE t.transaction_id = $1 ORDER BY t.created_at, t.kind`, [16]byte(id)))
 	if err != nil {
 		return nil, fmt.Errorf("storage: transaction: %w", err)
 	}
+	settleLegs(recs)
 	return recs, nil
 }
 
-// History returns up to limit money transactions of an account, newest
-// first, with seq below beforeSeq (0 means from the newest). The next page
+// settleHistory gives the pending debit legs of a history page their
+// final status, reading their transfers' later legs in one query (by the
+// transactions_leg index).
+func (s *Store) settleHistory(ctx context.Context, recs []TxRecord) error {
+	var ids [][16]byte
+	for i := range recs {
+		if recs[i].Kind == ledger.KindTransferDebit && recs[i].Status == ledger.StatusPending {
+			ids = append(ids, recs[i].TxID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	type later struct {
+		credit   ledger.TxStatus
+		refunded bool
+	}
+	legs := make(map[uuid.UUID]later, len(ids))
+	rows, err := s.pool.Query(ctx, `SELECT transaction_id, kind, status FROM transactions
+WHERE transaction_id = ANY($1) AND kind IN ('transfer_credit', 'transfer_refund')`, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id           [16]byte
+			kind, status string
+		)
+		if err := rows.Scan(&id, &kind, &status); err != nil {
+			return err
+		}
+		l := legs[id]
+		if ledger.ParseKind(kind) == ledger.KindTransferRefund {
+			l.refunded = true
+		} else {
+			l.credit = ledger.ParseTxStatus(status)
+		}
+		legs[id] = l
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := range recs {
+		if recs[i].Kind == ledger.KindTransferDebit && recs[i].Status == ledger.StatusPending {
+			l := legs[recs[i].TxID]
+			recs[i].Status = debitLegStatus(l.credit, l.refunded)
+		}
+	}
+	return nil
+}
+
+// History returns up to limit money transactions of an account, each with
+// its final status, newest first, with seq below beforeSeq (0 means from the newest). The next page
 // starts before the last returned row's Seq.
 func (s *Store) History(ctx context.Context, account uuid.UUID, beforeSeq int64, limit int) ([]TxRecord, error) {
 	if beforeSeq <= 0 {
@@ -78,6 +176,9 @@ func (s *Store) History(ctx context.Context, account uuid.UUID, beforeSeq int64,
 FROM transactions t WHERE t.account_id = $1 AND t.seq < $2 AND t.kind <> 'open'
 ORDER BY t.seq DESC LIMIT $3`, [16]byte(account), beforeSeq, limit))
 	if err != nil {
+		return nil, fmt.Errorf("storage: history: %w", err)
+	}
+	if err := s.settleHistory(ctx, recs); err != nil {
 		return nil, fmt.Errorf("storage: history: %w", err)
 	}
 	return recs, nil

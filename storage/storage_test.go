@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -386,5 +387,111 @@ func TestCheckLogIdentityRefusesAShorterLog(t *testing.T) {
 	}
 	if recorded, err := s.CheckLogIdentity(ctx, "c", "t", map[int32]int64{0: 10}); err != nil || !recorded {
 		t.Fatalf("the log the database was built from: %v, %v", recorded, err)
+	}
+}
+
+// TestReadsShowFinalLegStatus: transfer legs are written once, the debit
+// as pending; a point read and a history page show each leg's final
+// status, without rewriting the row.
+func TestReadsShowFinalLegStatus(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	epoch, _, err := s.Acquire(ctx, 0, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst, eur := uuid.New(), uuid.New(), uuid.New()
+	now := time.Now().UnixMicro()
+	accts := map[uuid.UUID]*ledger.Account{}
+	openEUR := cmd(ledger.KindOpen, eur, 0, "", now)
+	openEUR.Currency = "EUR"
+	cmds := []ledger.Command{
+		cmd(ledger.KindOpen, src, 0, "", now), cmd(ledger.KindOpen, dst, 0, "", now), openEUR,
+		cmd(ledger.KindCredit, src, 1000, "", now+1),
+	}
+	// done completes; refused is refused by the EUR account and refunded;
+	// inflight has only its debit recorded; refusing has its refusal
+	// recorded but not its refund yet.
+	transfer := func(to uuid.UUID, ts int64) ledger.Command {
+		c := cmd(ledger.KindTransferDebit, src, 10, "", ts)
+		c.Counterparty = to
+		return c
+	}
+	done, refused, inflight, refusing := transfer(dst, now+2), transfer(eur, now+3), transfer(dst, now+4), transfer(eur, now+5)
+	cmds = append(cmds, done, refused, inflight, refusing)
+	var rows []storage.TxRow
+	apply := func(c ledger.Command) *ledger.Command {
+		a := accts[c.AccountID]
+		if a == nil {
+			a = &ledger.Account{ID: c.AccountID}
+			accts[c.AccountID] = a
+		}
+		e := ledger.Apply(a, &c)
+		rows = append(rows, storage.TxRow{Cmd: &c, Result: e.Result, Offset: int64(len(rows))})
+		return e.Emit
+	}
+	for _, c := range cmds {
+		apply(c)
+	}
+	apply(*apply(*apply(refused))) // debit → refused credit → refund
+	apply(*apply(done))            // the debits above replay: only new legs are rows
+	apply(*apply(refusing))
+	batch := &storage.Batch{Accounts: map[uuid.UUID]*ledger.Account{}}
+	for _, r := range rows {
+		if !r.Result.Replayed && !r.Result.Unrecorded {
+			batch.Rows = append(batch.Rows, r)
+		}
+	}
+	for id, a := range accts {
+		snap := *a
+		snap.Keys = ledger.KeyIndex{}
+		batch.Accounts[id] = &snap
+	}
+	batch.Marks = []storage.PartitionMark{{Partition: 0, Epoch: epoch, NextOffset: int64(len(rows))}}
+	if err := s.Flush(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[uuid.UUID]map[ledger.Kind]ledger.TxStatus{
+		done.TxID:     {ledger.KindTransferDebit: ledger.StatusCompleted, ledger.KindTransferCredit: ledger.StatusCompleted},
+		refused.TxID:  {ledger.KindTransferDebit: ledger.StatusRefunded, ledger.KindTransferCredit: ledger.StatusFailed, ledger.KindTransferRefund: ledger.StatusRefunded},
+		inflight.TxID: {ledger.KindTransferDebit: ledger.StatusPending},
+		refusing.TxID: {ledger.KindTransferDebit: ledger.StatusRefunded, ledger.KindTransferCredit: ledger.StatusFailed},
+	}
+	names := map[uuid.UUID]string{done.TxID: "completed", refused.TxID: "refunded", inflight.TxID: "in flight", refusing.TxID: "refused, refund not recorded"}
+	for id, legs := range want {
+		recs, err := s.Transaction(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[ledger.Kind]ledger.TxStatus{}
+		for _, r := range recs {
+			got[r.Kind] = r.Status
+		}
+		if !maps.Equal(got, legs) {
+			t.Errorf("%s: legs %v, want %v", names[id], got, legs)
+		}
+	}
+	hist, err := s.History(ctx, src, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	debits := 0
+	for _, r := range hist {
+		if r.Kind == ledger.KindTransferDebit {
+			debits++
+			if w := want[r.TxID][r.Kind]; r.Status != w {
+				t.Errorf("history: %s debit %v, want %v", names[r.TxID], r.Status, w)
+			}
+		}
+	}
+	if debits != 4 {
+		t.Fatalf("history holds %d debit legs, want 4", debits)
+	}
+	// The stored rows are untouched: the audit counts pending debits
+	// against settled legs.
+	var pending int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM transactions WHERE kind = 'transfer_debit' AND status = 'pending'`).Scan(&pending); err != nil || pending != 4 {
+		t.Fatalf("stored pending debits = %d %v, want 4", pending, err)
 	}
 }
