@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -76,5 +78,95 @@ func TestRecordAgreesWithItself(t *testing.T) {
 		if r.status != tc.status || r.errCode() != tc.code {
 			t.Fatalf("%s: history %d %s, want %d %s", tc.name, r.status, r.raw, tc.status, tc.code)
 		}
+	}
+}
+
+// TestReplaysAreByteForByte: on every write route, a retry with the same
+// key and body gets the first answer byte for byte (same status, same
+// body; the X-Request-ID sent is the same both times, since error bodies
+// carry it) plus Idempotent-Replayed: true, from the running node and
+// again after a clean restart (keys loaded from PostgreSQL) and after
+// SIGKILL (the unflushed tail replayed from the log).
+func TestReplaysAreByteForByte(t *testing.T) {
+	dbURL, dataDir, addr := pgtest.NewDatabase(t), t.TempDir(), freePort(t)
+	args := []string{"--database-url", dbURL, "--data-dir", dataDir, "--partitions", "4"}
+	n := startNode(t, addr, args...)
+	c := newClient(n.addr)
+	ctx := context.Background()
+	src, dst := c.openAccount(t, "bytes-src"), c.openAccount(t, "bytes-dst")
+	nobody := "00000000-0000-4000-8000-000000000002"
+	cases := []struct {
+		name, path string
+		body       map[string]any
+		status     int
+	}{
+		{"open", "/api/v1/accounts", map[string]any{"customer_id": "c-1", "account_type": "savings", "currency": "USD", "overdraft_limit": "1.00"}, 201},
+		{"credit", "/api/v1/transactions/credit", map[string]any{"account_id": src, "amount": "50.00", "currency": "USD", "description": "pay day"}, 201},
+		{"debit", "/api/v1/transactions/debit", map[string]any{"account_id": src, "amount": "2.50", "currency": "USD"}, 201},
+		{"refused debit", "/api/v1/transactions/debit", map[string]any{"account_id": dst, "amount": "9.00", "currency": "USD"}, 422},
+		{"transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": src, "destination_account_id": dst, "amount": "3.00", "currency": "USD"}, 201},
+		{"refunded transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": src, "destination_account_id": nobody, "amount": "1.00", "currency": "USD"}, 404},
+		{"refused transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": dst, "destination_account_id": src, "amount": "99.00", "currency": "USD"}, 422},
+		{"batch", "/api/v1/transactions/batch", map[string]any{"items": []map[string]any{
+			{"type": "credit", "account_id": dst, "amount": "1.00", "currency": "USD", "idempotency_key": "b-1"},
+			{"type": "debit", "account_id": dst, "amount": "100.00", "currency": "USD", "idempotency_key": "b-2"},
+			{"type": "transfer", "source_account_id": src, "destination_account_id": dst, "amount": "0.01", "currency": "USD", "idempotency_key": "b-3"},
+		}}, 200},
+	}
+	send := func(i int) *apiResponse {
+		t.Helper()
+		tc := cases[i]
+		h := map[string]string{"X-Request-ID": "rid-" + strconv.Itoa(i)}
+		if tc.name != "batch" {
+			h["Idempotency-Key"] = "bytes-" + strconv.Itoa(i)
+		}
+		r, err := c.do(ctx, "POST", tc.path, tc.body, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := make([]*apiResponse, len(cases))
+	for i, tc := range cases {
+		first[i] = send(i)
+		if first[i].status != tc.status || first[i].replayed {
+			t.Fatalf("%s: first answer %d replayed=%v %s, want %d", tc.name, first[i].status, first[i].replayed, first[i].raw, tc.status)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for i, tc := range cases {
+			again := send(i)
+			raw := again.raw
+			if tc.name == "batch" {
+				// A batch marks each replayed item in its body instead of
+				// the header (README, Batches); with that marker taken
+				// out, each item is the first answer's.
+				if n := bytes.Count(raw, []byte(`,"replayed":true}`)); n != 3 {
+					t.Errorf("batch, %s: %d items marked replayed, want 3: %s", when, n, raw)
+				}
+				raw = bytes.ReplaceAll(raw, []byte(`,"replayed":true}`), []byte(`}`))
+			}
+			if again.status != first[i].status || !bytes.Equal(raw, first[i].raw) {
+				t.Errorf("%s, %s: retry answered %d %s\nwant %d %s", tc.name, when, again.status, again.raw, first[i].status, first[i].raw)
+			}
+			// A batch marks replays per item; its own answer is not one.
+			if again.replayed != (tc.name != "batch") {
+				t.Errorf("%s, %s: Idempotent-Replayed = %v", tc.name, when, again.replayed)
+			}
+		}
+	}
+	check("on the running node")
+	n.stop()
+	n = startNode(t, addr, args...)
+	c = newClient(n.addr)
+	check("after a restart")
+	n.kill()
+	n = startNode(t, addr, args...)
+	c = newClient(n.addr)
+	check("after SIGKILL and a restart")
+	n.stop()
+	if code, out := auditProcess(t, dbURL); code != 0 {
+		t.Fatalf("audit exit %d:\n%s", code, out)
 	}
 }
