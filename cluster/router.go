@@ -32,6 +32,7 @@ type LocalReplies interface {
 type LocalReader interface {
 	Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error)
 	Ready() bool
+	WaitsForStorage(p int32) bool
 }
 
 // RouterConfig wires a Router.
@@ -210,6 +211,13 @@ func (r *Router) receiveRead(ctx actor.Context) {
 		}
 		root.Send(sender, &wrapperspb.BytesValue{Value: out})
 	}()
+}
+
+// WaitsForStorage reports whether partition p is owned by the local
+// engine and applies nothing until PostgreSQL answers. A partition owned
+// elsewhere is its owner's to judge: false.
+func (r *Router) WaitsForStorage(p int32) bool {
+	return r.cfg.Engine != nil && r.cfg.Engine.WaitsForStorage(p)
 }
 
 // Ready reports the local engine's readiness (true without one).

@@ -186,7 +186,9 @@ var (
 // Engine consumes and applies owned partitions.
 type Engine struct {
 	failed atomic.Bool // a fatal error was reported (fail)
-	cfg    Config
+	// commitFailing: the last flush could not commit to PostgreSQL.
+	commitFailing atomic.Bool
+	cfg           Config
 	log    *slog.Logger
 	store  Store
 	client *kgo.Client
@@ -418,17 +420,25 @@ func (e *Engine) Saturated() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, p := range e.parts {
-		if p.loadWaiting.Load() {
-			return true
-		}
-		p.mu.RLock()
-		full := p.buf.size() >= e.cfg.MaxUnflushedRows
-		p.mu.RUnlock()
-		if full {
+		if p.loadWaiting.Load() || p.full() {
 			return true
 		}
 	}
 	return false
+}
+
+// WaitsForStorage reports whether owned partition id applies nothing
+// until PostgreSQL answers: its worker retries loading accounts, or its
+// write-behind is full while flushes fail to commit. A write sent there
+// now could only wait; the ingress refuses it instead
+// (DATABASE_UNAVAILABLE). A full write-behind while commits succeed is
+// ordinary back-pressure, and false.
+func (e *Engine) WaitsForStorage(id int32) bool {
+	p := e.partition(id)
+	if p == nil {
+		return false
+	}
+	return p.loadWaiting.Load() || (e.commitFailing.Load() && p.full())
 }
 
 // Stopped reports whether the engine has stopped (Stop, or a fatal error).

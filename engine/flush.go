@@ -50,6 +50,7 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		return err
 	}
 	work, err := e.commit(ctx, work, final, carried)
+	e.commitFailing.Store(err != nil)
 	if err != nil {
 		e.unflushed = work
 		return err
@@ -137,6 +138,7 @@ func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
 func (e *Engine) commit(ctx context.Context, work []taken, final, carried bool) ([]taken, error) {
 	uncertain := carried
 	err := retry.Do(ctx, retry.Policy{Min: 20 * time.Millisecond, Fatal: fatalStorageError, OnRetry: func(err error, _ time.Duration) {
+		e.commitFailing.Store(true) // cleared by the commit that lands (flushAll)
 		e.m.storageErrors.Inc()
 		e.log.Warn("flush failed; retrying", "err", err, "final", final)
 	}}, func(ctx context.Context) error {

@@ -398,6 +398,14 @@ func groupByAccount(cmds []*ledger.Command) [][]int32 {
 	return idx
 }
 
+// full reports whether the write-behind holds MaxUnflushedRows: the worker
+// consumes nothing more until a flush lands.
+func (p *partition) full() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.buf.size() >= p.e.cfg.MaxUnflushedRows
+}
+
 // load reads accounts from storage, retrying until it succeeds or the
 // engine stops: the partition must not skip commands.
 func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Account, bool) {

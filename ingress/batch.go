@@ -83,6 +83,9 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) *apiError {
 	for i := range decoded {
 		items[i].cmd, items[i].err = decoded[i].cmd, decoded[i].err
 		if items[i].err == nil {
+			items[i].err = s.refuseWaiting(&items[i].cmd)
+		}
+		if items[i].err == nil {
 			valid = append(valid, i)
 		}
 	}

@@ -25,7 +25,8 @@ type echoEngine struct {
 	late    time.Duration
 }
 
-func (echoEngine) Ready() bool { return true }
+func (echoEngine) Ready() bool                { return true }
+func (echoEngine) WaitsForStorage(int32) bool { return false }
 func (echoEngine) Account(_ context.Context, _ int32, id uuid.UUID) (ledger.Account, error) {
 	return ledger.Account{ID: id, Exists: true, Currency: "USD", Balance: 100, Version: 1}, nil
 }

@@ -130,6 +130,9 @@ func (c *Config) setDefaults() {
 type Engine interface {
 	Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error)
 	Ready() bool
+	// WaitsForStorage reports whether owned partition p applies nothing
+	// until PostgreSQL answers (false for a partition owned elsewhere).
+	WaitsForStorage(p int32) bool
 }
 
 // Store is storage as the API uses it.
@@ -179,7 +182,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 			Name: "bursar_http_requests_total", Help: "HTTP requests by route and status.",
 		}, []string{"route", "status"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bursar_ingress_rejected_total", Help: "Requests and connections refused by a limit, by reason (inflight, body_size, header_size, malformed, connections, connections_per_ip).",
+			Name: "bursar_ingress_rejected_total", Help: "Requests and connections refused by a limit, by reason (inflight, body_size, header_size, malformed, connections, connections_per_ip, storage_full, database).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "bursar_http_request_seconds", Help: "HTTP request latency by route.",
@@ -577,11 +580,27 @@ func (s *Server) refuseWrites() *apiError {
 	return bad(ledger.CodeStorageFull, "the node's disk is full: writes are refused until space returns; retry with the same idempotency key")
 }
 
+// refuseWaiting is the DATABASE_UNAVAILABLE answer to c when its
+// partition is owned here and applies nothing until PostgreSQL answers
+// (Engine.WaitsForStorage), counted; nil otherwise. The command would only
+// wait in the log, and its answer with it: refusing it appends nothing,
+// and the retry the code asks for is safe under the same key.
+func (s *Server) refuseWaiting(c *ledger.Command) *apiError {
+	if s.engine == nil || !s.engine.WaitsForStorage(s.slots.PartitionOfAccount(c.AccountID)) {
+		return nil
+	}
+	s.rejected.WithLabelValues("database").Inc()
+	return bad(ledger.CodeDatabaseUnavailable, "the account's partition waits for PostgreSQL, which cannot be reached; nothing was appended: retry with the same idempotency key")
+}
+
 // submit mints the command's ID and timestamp, appends it to its
 // partition and waits for the answer. A nil result with a nil error means
 // the answer was already written (202 after the wait timeout).
 func (s *Server) submit(ctx *fasthttp.RequestCtx, c *ledger.Command) (*ledger.Result, *apiError) {
 	if aerr := s.refuseWrites(); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.refuseWaiting(c); aerr != nil {
 		return nil, aerr
 	}
 	seq, ch, ok := s.replies.Register()
@@ -740,7 +759,7 @@ func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError 
 	recs, err := s.store.Transaction(c, id)
 	if err != nil {
 		s.log.Warn("transaction read failed", "err", err)
-		return bad(ledger.CodeUnavailable, "cannot read transactions now; retry shortly")
+		return bad(ledger.CodeDatabaseUnavailable, "transactions are read from PostgreSQL, which cannot be reached now; retry shortly")
 	}
 	if len(recs) == 0 {
 		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
@@ -780,7 +799,7 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	recs, err := s.store.History(c, id, before, limit+1)
 	if err != nil {
 		s.log.Warn("history read failed", "err", err)
-		return bad(ledger.CodeUnavailable, "cannot read history now; retry shortly")
+		return bad(ledger.CodeDatabaseUnavailable, "history is read from PostgreSQL, which cannot be reached now; retry shortly")
 	}
 	if len(recs) == 0 && before == 0 && s.engine != nil {
 		// No rows: an unknown account is 404, as its balance is; an account

@@ -182,6 +182,7 @@ func newClient(addr string) *apiClient {
 
 type apiResponse struct {
 	status   int
+	header   http.Header
 	replayed bool
 	body     map[string]any
 	raw      []byte
@@ -249,7 +250,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, heade
 	if err != nil {
 		return nil, err
 	}
-	out := &apiResponse{status: resp.StatusCode, raw: raw, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	out := &apiResponse{status: resp.StatusCode, header: resp.Header, raw: raw, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
 	if resp.Header.Get("X-Request-ID") == "" {
 		return nil, fmt.Errorf("%s %s: response without X-Request-ID", method, path)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 )
 
@@ -101,6 +102,33 @@ func TestPostgresOutageDegrades(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// What needs PostgreSQL now gets a code that says so, with
+	// Retry-After, and appends nothing: a retry of the open that waits
+	// (its partition applies nothing until PostgreSQL answers), and reads
+	// of history and of a transaction.
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		headers            map[string]string
+	}{
+		{"retry of the waiting open", "POST", "/api/v1/accounts",
+			map[string]any{"customer_id": "cust-late", "account_type": "checking", "currency": "USD"},
+			map[string]string{"Idempotency-Key": "outage-late-open"}},
+		{"history", "GET", "/api/v1/accounts/" + acct + "/transactions", nil, nil},
+		{"transaction", "GET", "/api/v1/transactions/" + uuid.NewString(), nil, nil},
+	} {
+		r, err := c.do(ctx, tc.method, tc.path, tc.body, tc.headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 503 || r.errCode() != "DATABASE_UNAVAILABLE" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("%s while PostgreSQL is down: %d Retry-After=%q %s, want 503 DATABASE_UNAVAILABLE with Retry-After",
+				tc.name, r.status, r.header.Get("Retry-After"), r.raw)
+		}
+	}
+	if v := waitMetric(t, n.addr, `bursar_ingress_rejected_total{reason="database"}`); v != 1 {
+		t.Fatalf("writes refused for PostgreSQL counted %v, want 1", v)
+	}
 	startPG()
 	if r := <-opened; r == nil || (r.status != 201 && r.status != 202) {
 		t.Fatalf("the open that waited for PostgreSQL: %+v", r)
@@ -119,6 +147,80 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	n.stop()
 	if code, out := auditProcess(t, dbURL); code != 0 {
 		t.Fatalf("audit after the outage: exit %d\n%s", code, out)
+	}
+}
+
+// TestFullWriteBehindRefusesWrites: with PostgreSQL down, a partition
+// whose write-behind fills (--max-unflushed-rows) applies nothing more;
+// the next writes to it are refused with 503 DATABASE_UNAVAILABLE and
+// nothing appended, and once PostgreSQL is back the refused write, retried
+// with its key, is applied once.
+func TestFullWriteBehindRefusesWrites(t *testing.T) {
+	dbURL, stopPG, startPG := ownPostgres(t)
+	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "1",
+		"--max-unflushed-rows", "20", "--fetch-max-records", "10")
+	c := newClient(n.addr)
+	ctx := context.Background()
+	acct := c.openAccount(t, "full-open")
+	deposit := func(i int) *apiResponse {
+		t.Helper()
+		key := "full-" + strconv.Itoa(i)
+		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
+			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": key},
+			map[string]string{"Idempotency-Key": key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	stopPG()
+	refused, answered := -1, 0
+	for i := 0; i < 60 && refused < 0; i++ {
+		switch r := deposit(i); {
+		case r.status == 201:
+			answered++
+		case r.status == 202:
+			// Appended in the moment before the partition was known to
+			// wait: applied once PostgreSQL is back.
+			answered++
+		case r.status == 503 && r.errCode() == "DATABASE_UNAVAILABLE" && r.header.Get("Retry-After") != "":
+			refused = i
+		default:
+			t.Fatalf("deposit %d with PostgreSQL down: %d %s, want 201 or 503 DATABASE_UNAVAILABLE", i, r.status, r.raw)
+		}
+	}
+	if refused < 0 {
+		t.Fatalf("60 deposits with PostgreSQL down and --max-unflushed-rows 20 were all answered 201")
+	}
+	if r := c.readyz(t); r.status != 503 || !strings.Contains(r.check("postgres"), "cannot go on") {
+		t.Fatalf("/readyz with a full write-behind: %d %s, want 503 naming postgres", r.status, r.raw)
+	}
+	startPG()
+	deadline := time.Now().Add(30 * time.Second)
+	for r := c.readyz(t); r.status != 200 || r.body["degraded"] != false; r = c.readyz(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after PostgreSQL returned: %d %s", r.status, r.raw)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := deposit(refused); r.status != 201 || r.replayed {
+		t.Fatalf("the refused deposit, retried: %d replayed=%v %s, want 201 applied now", r.status, r.replayed, r.raw)
+	}
+	want := fmt.Sprintf("%d.00", answered+1)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		r, err := c.do(ctx, "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil)
+		if err == nil && r.str("current_balance") == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("balance: %v %+v, want %s", err, r, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n.stop()
+	if code, out := auditProcess(t, dbURL); code != 0 {
+		t.Fatalf("audit: exit %d\n%s", code, out)
 	}
 }
 
