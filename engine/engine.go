@@ -189,10 +189,10 @@ type Engine struct {
 	// commitFailing: the last flush could not commit to PostgreSQL.
 	commitFailing atomic.Bool
 	cfg           Config
-	log    *slog.Logger
-	store  Store
-	client *kgo.Client
-	system *actor.ActorSystem
+	log           *slog.Logger
+	store         Store
+	client        *kgo.Client
+	system        *actor.ActorSystem
 	// ownSystem: the engine created system and shuts it down.
 	ownSystem bool
 	actors    *actors.Config
