@@ -161,9 +161,13 @@ func (em *emitter) produce(b *buffer, recs []*kgo.Record) {
 		// Not the engine context: records an applied batch caused must reach
 		// Kafka even while the node shuts down, or the batch cannot commit.
 		cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
-			if err != nil {
+			switch {
+			case err != nil && reemittable(err):
+				e.reemit.add(reemit{rec: r, cl: cl, b: b}) // it calls b.emits.Done
+				return
+			case err != nil:
 				b.setEmitErr(err)
-			} else {
+			default:
 				e.logWritten(r)
 				if r.Topic == kafkalog.TopicCommands {
 					e.cfg.Stages.Since(StageLegProduced, r.Timestamp.UnixMicro(), time.Now())

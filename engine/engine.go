@@ -202,6 +202,9 @@ type Engine struct {
 
 	mu    sync.RWMutex
 	parts map[int32]*partition
+	// restarts: partitions restartPartition dropped, with their backoff
+	// (at most one entry per partition).
+	restarts map[int32]restart
 
 	kick   chan struct{}
 	fatal  chan error
@@ -214,6 +217,7 @@ type Engine struct {
 	unflushed []taken
 
 	emitter *emitter
+	reemit  *reemitter
 
 	stopOnce sync.Once
 	stopErr  error
@@ -231,12 +235,13 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	}
 	e := &Engine{
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
-		parts: make(map[int32]*partition),
+		parts: make(map[int32]*partition), restarts: make(map[int32]restart),
 		slots: ledger.NewSlotMap(cfg.Partitions),
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}
 	e.emitter = newEmitter(e)
+	e.reemit = newReemitter(e)
 	e.system = system
 	if system == nil {
 		e.ownSystem = true
@@ -264,9 +269,10 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 	if e.cfg.LogDurable != nil {
 		go e.emitter.run()
 	}
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.fetchLoop()
 	go e.flushLoop()
+	go e.reemit.run()
 	if e.cfg.CommandsRetention > 0 {
 		e.wg.Add(1)
 		go e.trimLoop()
@@ -287,8 +293,8 @@ func (e *Engine) Acquire(ctx context.Context, partitions ...int32) error {
 		return err
 	}
 	for _, p := range partitions {
-		if e.partition(p) != nil {
-			continue
+		if e.partition(p) != nil || !e.restartDue(p) {
+			continue // owned, or restarted and still in its backoff
 		}
 		if err := e.acquire(ctx, p, ends[p]); err != nil {
 			return err

@@ -45,11 +45,15 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		return nil
 	}
 	start := time.Now()
-	if err := e.awaitLog(ctx, work); err != nil {
+	work, err := e.awaitLog(ctx, work)
+	if err != nil {
 		e.unflushed = work
 		return err
 	}
-	work, err := e.commit(ctx, work, final, carried)
+	if len(work) == 0 {
+		return nil // every partition in it was restarted
+	}
+	work, err = e.commit(ctx, work, final, carried)
 	e.commitFailing.Store(err != nil)
 	if err != nil {
 		e.unflushed = work
@@ -98,9 +102,12 @@ func (e *Engine) take() []taken {
 
 // awaitLog returns once every record the work's commands caused is
 // acknowledged and, with LogDurable, the log holding them and the commands
-// is on disk (rule 3). A failed produce or sync stops the engine: records
-// may be lost.
-func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
+// is on disk (rule 3), with the work that may commit. A partition whose
+// caused records could not be produced leaves the work and is restarted
+// (restartPartition): its offset must not pass those commands, and a
+// replay from it produces the records again. A failed sync stops the
+// engine: acknowledged records may be lost.
+func (e *Engine) awaitLog(ctx context.Context, work []taken) ([]taken, error) {
 	for _, t := range work {
 		for _, b := range t.bufs {
 			done := make(chan struct{})
@@ -108,27 +115,34 @@ func (e *Engine) awaitLog(ctx context.Context, work []taken) error {
 			select {
 			case <-done:
 			case <-ctx.Done():
-				return fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
+				return work, fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
 			}
 			if b.emitErr != nil {
 				err := fmt.Errorf("engine: partition %d: producing caused records: %w", t.p.id, b.emitErr)
-				e.fail(err)
-				return err
+				if e.failed.Load() || e.ctx.Err() != nil {
+					// The log's durability failed (emitter.round), or the
+					// engine is stopping: the flush fails, and the next
+					// start replays.
+					return work, err
+				}
+				e.restartPartition(t.p, err)
+				break
 			}
 		}
 	}
+	work = slices.DeleteFunc(work, func(t taken) bool { return t.p.stopped.Load() })
 	// The applied commands themselves, too, when the broker acknowledges
 	// before they are on disk.
-	if e.cfg.LogDurable != nil {
+	if e.cfg.LogDurable != nil && len(work) > 0 {
 		if err := e.cfg.LogDurable(ctx); err != nil {
 			err = fmt.Errorf("engine: making the log durable: %w", err)
 			if ctx.Err() == nil {
 				e.fail(err)
 			}
-			return err
+			return work, err
 		}
 	}
-	return nil
+	return work, nil
 }
 
 // commit writes the work in one fenced PostgreSQL transaction, retrying
@@ -267,6 +281,61 @@ func (e *Engine) fence(p *partition) {
 	}
 	e.m.fenced.Inc()
 	e.log.Warn("fenced out of partition; stopping it", "partition", p.id, "epoch", p.epoch)
+	e.drop(p)
+}
+
+// restartPartition drops a partition whose caused records (credit legs,
+// refunds, events) the log refused, for example because the broker's disk
+// is full: its unflushed effects are forgotten and its offset stays before
+// the commands that caused them. The coordinator acquires it again (a new
+// epoch, a replay from the committed offset, which produces the records
+// again; their consumers dedupe them, rule 4) once restartBackoff has
+// passed, so a log that keeps refusing costs one attempt per backoff, not
+// a spinning loop, and the node goes on serving its other partitions.
+func (e *Engine) restartPartition(p *partition, err error) {
+	if p.stopped.Load() {
+		return
+	}
+	e.m.restarts.Inc()
+	e.mu.Lock()
+	r := e.restarts[p.id]
+	if time.Since(r.at) > restartForget {
+		r.n = 0
+	}
+	r.at, r.wait = time.Now(), min(restartBackoffMin<<min(r.n, 8), restartBackoffMax)
+	r.n++
+	e.restarts[p.id] = r
+	e.mu.Unlock()
+	e.log.Error("the log refused records this partition's commands caused; restarting the partition from its committed offset",
+		"partition", p.id, "epoch", p.epoch, "err", err, "retry_in", r.wait)
+	e.drop(p)
+}
+
+// restart is the backoff state of a partition restartPartition dropped.
+type restart struct {
+	at   time.Time
+	wait time.Duration
+	n    int // restarts in a row, each less than restartForget after the last
+}
+
+const (
+	restartBackoffMin = 250 * time.Millisecond
+	restartBackoffMax = 10 * time.Second
+	restartForget     = time.Minute
+)
+
+// restartDue reports whether partition id may be acquired now: it was not
+// restarted, or its backoff has passed.
+func (e *Engine) restartDue(id int32) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	r, ok := e.restarts[id]
+	return !ok || time.Since(r.at) >= r.wait
+}
+
+// drop stops partition p, stops fetching it and forgets its unflushed
+// effects.
+func (e *Engine) drop(p *partition) {
 	e.mu.Lock()
 	current := e.parts[p.id] == p
 	if current {

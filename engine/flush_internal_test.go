@@ -2,10 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/bursar/bursar/storage"
 	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestRetriedFlushLeavesOutWhatCommitted: a flush retried after an error
@@ -50,5 +54,29 @@ func TestRetriedFlushLeavesOutWhatCommitted(t *testing.T) {
 	work[0].p.epoch++
 	if err := e.findCommitted(ctx, work); err != nil || work[0].committed != 0 {
 		t.Fatalf("another epoch: committed %d, %v; want 0", work[0].committed, err)
+	}
+}
+
+func TestReemittable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"unknown server error (kfake's failed file write)", kerr.UnknownServerError, true},
+		{"storage error", kerr.KafkaStorageError, true},
+		{"retriable Kafka error", kerr.NotEnoughReplicas, true},
+		{"wrapped", fmt.Errorf("produce: %w", kerr.UnknownServerError), true},
+		{"delivery timeout", kgo.ErrRecordTimeout, true},
+		{"retries exhausted", kgo.ErrRecordRetries, true},
+		{"record too large", kerr.MessageTooLarge, false},
+		{"not authorized", kerr.TopicAuthorizationFailed, false},
+		{"client closed", kgo.ErrClientClosed, false},
+		{"canceled", context.Canceled, false},
+		{"anything else", errors.New("boom"), false},
+	} {
+		if got := reemittable(tc.err); got != tc.want {
+			t.Errorf("%s: reemittable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }

@@ -11,6 +11,8 @@ type Metrics struct {
 	events        prometheus.Counter
 	deadLetters   prometheus.Counter
 	fenced        prometheus.Counter
+	restarts      prometheus.Counter
+	reemitted     prometheus.Counter
 	backpressure  prometheus.Counter
 	storageErrors prometheus.Counter
 	fetchErrors   prometheus.Counter
@@ -46,6 +48,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		fenced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_partitions_fenced_total", Help: "Partitions dropped because a flush found a newer epoch.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_partition_restarts_total", Help: "Partitions dropped and acquired again from their committed offset because the log refused records their commands caused (a full broker disk, for one).",
+		}),
+		reemitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_records_reproduced_total", Help: "Attempts to produce again a caused record the log refused with an error that may pass (a full broker disk, a storage error, a timeout).",
 		}),
 		backpressure: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_engine_backpressure_waits_total", Help: "Times a partition stopped consuming at its unflushed-rows limit.",
@@ -96,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.backpressure, m.storageErrors,
+		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.restarts, m.reemitted, m.backpressure, m.storageErrors,
 			m.fetchErrors, m.fetchGaps, m.bufferFull, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.trimmed, m.trimErrors, m.flushedRows,
 			m.flushSeconds, m.batchSeconds)
 	}

@@ -116,9 +116,13 @@ type BrokerConfig struct {
 	// OnCheckpoint, with SyncJournal, is told every checkpoint's duration
 	// and error.
 	OnCheckpoint func(time.Duration, error)
-	// Log receives recovery reports and, with SyncJournal, reports of a
-	// journal round waiting for disk space. Default slog.Default().
+	// Log receives recovery reports, the broker's own warnings and errors
+	// (brokerLog) and, with SyncJournal, reports of a journal round waiting
+	// for disk space. Default slog.Default().
 	Log *slog.Logger
+	// OnNoSpace, if set, is told of every write of the broker's own files
+	// that failed for want of space (ENOSPC, EDQUOT).
+	OnNoSpace func(error)
 }
 
 // StartBroker starts a single-node kfake broker persisting to the data
@@ -141,7 +145,12 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		return nil, fmt.Errorf("kafkalog: broker listen port %q: %w", portText, err)
 	}
 	mode := cfg.Sync
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	opts := []kfake.Opt{
+		kfake.WithLogger(&brokerLog{log: log, onNoSpace: cfg.OnNoSpace}),
 		kfake.NumBrokers(1),
 		kfake.DataDir(dir),
 		kfake.ClusterID("bursar-dev"),
@@ -211,10 +220,6 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		return nil, fmt.Errorf("kafkalog: start broker: %w", err)
 	}
 	if mode == SyncJournal {
-		log := cfg.Log
-		if log == nil {
-			log = slog.Default()
-		}
 		if b.j, err = startJournal(cfg.DataDir, dir, b.c.ListenAddrs(), jNames, jSeqs, &st, log, cfg.OnSync, cfg.OnCheckpoint); err != nil {
 			b.c.Close()
 			return nil, err

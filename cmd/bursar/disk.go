@@ -25,6 +25,9 @@ type diskGuard struct {
 
 	full atomic.Bool
 	last atomic.Uint64 // free bytes at the last look
+	// failedWrite: a write failed for want of space since the last look
+	// (noSpace).
+	failedWrite atomic.Bool
 }
 
 // diskPollInterval is how often the guard looks.
@@ -68,7 +71,8 @@ func (g *diskGuard) look() {
 	free := st.Bavail * uint64(st.Bsize)
 	prev := g.last.Swap(free)
 	g.free.Set(float64(free))
-	switch full := free < g.reserve; {
+	full := free < g.reserve || g.failedWrite.Swap(false)
+	switch {
 	case full && !g.full.Load():
 		g.full.Store(true)
 		g.transitions.WithLabelValues("full").Inc()
@@ -80,6 +84,20 @@ func (g *diskGuard) look() {
 		g.log.Warn("space returned to the data directory's file system: writes resume", "dir", g.dir, "free_bytes", free)
 	case !full && free < g.low && (prev == 0 || prev >= g.low):
 		g.log.Warn("the data directory's file system is low on space", "dir", g.dir, "free_bytes", free, "low_bytes", g.low, "reserve_bytes", g.reserve)
+	}
+}
+
+// noSpace is told of a write that failed for want of space, which the
+// free space may not show (a quota, or less free than a write needed while
+// above the reserve): writes are refused at once, and resume once a look
+// finds the free space at or above the reserve and no write has failed
+// since the previous look.
+func (g *diskGuard) noSpace(err error) {
+	g.failedWrite.Store(true)
+	if !g.full.Swap(true) {
+		g.transitions.WithLabelValues("full").Inc()
+		g.log.Error("a write to the data directory failed: no space left on device; writes are refused with 503 STORAGE_FULL until space returns; reads go on",
+			"dir", g.dir, "err", err)
 	}
 }
 

@@ -182,8 +182,18 @@ func (n *runningNode) startBroker() ([]string, error) {
 	checkpointErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "bursar_broker_checkpoint_errors_total", Help: "Failed journal checkpoints of the embedded broker (each fails the node).",
 	})
+	noSpace := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bursar_broker_no_space_errors_total", Help: "Writes of the embedded broker's own files that failed for want of space (ENOSPC, EDQUOT); each also refuses writes at once (503 STORAGE_FULL) until the disk guard sees space again.",
+	})
+	n.reg.MustRegister(noSpace)
 	mode, _ := kafkalog.ParseSync(f.brokerSync) // checked with the flags
 	b, err := kafkalog.StartBroker(kafkalog.BrokerConfig{DataDir: f.dataDir, Listen: f.brokerListen, Sync: mode, Log: n.log,
+		OnNoSpace: func(err error) {
+			noSpace.Inc()
+			if n.disk != nil {
+				n.disk.noSpace(err)
+			}
+		},
 		OnSync: func(d time.Duration, err error) {
 			syncSeconds.Observe(d.Seconds())
 			if err != nil {

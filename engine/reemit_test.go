@@ -1,0 +1,208 @@
+package engine_test
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// refuseCaused makes the broker answer every produce request that carries
+// caused records (a bursar.events batch: legs travel with them) with
+// UNKNOWN_SERVER_ERROR while refusing is set: what the embedded broker
+// answers when a write of its files fails (a full disk). It returns how
+// many requests it refused. Produce requests name topics by ID from
+// version 13 on: eventsID holds bursar.events' once the topic exists.
+func refuseCaused(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic.Value, code int16) *atomic.Int64 {
+	var refused atomic.Int64
+	broker.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		broker.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if !refusing.Load() {
+			return nil, nil, false
+		}
+		events := false
+		id, _ := eventsID.Load().([16]byte)
+		for _, tp := range pr.Topics {
+			events = events || tp.Topic == kafkalog.TopicEvents || tp.TopicID == id
+		}
+		if !events {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	return &refused
+}
+
+// TestRefusedCausedRecordsAreProducedAgain: while the log refuses the
+// records applied commands caused, the engine does not stop: commands are
+// applied and answered, balances are read from memory, and nothing
+// commits past them (rule 3). Once the log takes records again, they are
+// produced again and everything commits; the audit is clean and the
+// balances are exact.
+func TestRefusedCausedRecordsAreProducedAgain(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	var (
+		refusing atomic.Bool
+		eventsID atomic.Value
+	)
+	refused := refuseCaused(broker, &refusing, &eventsID, kerr.UnknownServerError.Code)
+	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	ctx := context.Background()
+	topics, err := kadm.NewClient(r.client).ListTopics(ctx, kafkalog.TopicEvents)
+	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
+		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
+	}
+	eventsID.Store([16]byte(topics[kafkalog.TopicEvents].ID))
+	a, b := accountIn(0, r.slots), accountIn(2, r.slots)
+	r.apply(openCmd(a))
+	r.apply(openCmd(b))
+	r.apply(money(ledger.KindCredit, a, 1000, "fund"))
+	r.waitCommitted(t)
+	before, err := r.store.Partitions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	refusing.Store(true)
+	for i, key := range []string{"c1", "c2", "c3"} {
+		if res := r.apply(money(ledger.KindCredit, a, 10, key)); res.Status != ledger.StatusCompleted {
+			t.Fatalf("credit %d while the log refuses caused records: %+v", i, res)
+		}
+	}
+	// A transfer's credit leg is a caused record too: it waits.
+	seq := r.produce(transferCmd(a, b, 100, "t1"))
+	deadline := time.Now().Add(10 * time.Second)
+	for refused.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker refused %d produce requests; the test wants 3", refused.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.waitBalance(a, 930) // read from memory: the debit leg is applied
+
+	if r.eng.Stopped() {
+		t.Fatal("the engine stopped because the log refused caused records")
+	}
+	after, err := r.store.Partitions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range after {
+		if after[i].Partition == 0 && after[i].NextOffset != before[i].NextOffset {
+			t.Fatalf("partition 0 committed past commands whose caused records were refused: %d → %d", before[i].NextOffset, after[i].NextOffset)
+		}
+	}
+
+	refusing.Store(false)
+	if res := r.sink.wait(t, seq); res.Status != ledger.StatusCompleted || res.Kind != ledger.KindTransferCredit {
+		t.Fatalf("transfer once the log takes records: %+v", res)
+	}
+	r.waitBalance(b, 100)
+	r.waitCommitted(t)
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.store.Audit(ctx, nil)
+	if err != nil || !rep.Clean {
+		t.Fatalf("audit: %v %+v", err, rep)
+	}
+	acc, err := r.store.Account(ctx, a)
+	if err != nil || acc.Balance != 930 {
+		t.Fatalf("stored balance of the source: %d %v, want 930", acc.Balance, err)
+	}
+}
+
+// TestRejectedCausedRecordsRestartThePartition: a caused record the log
+// rejects for good (here MESSAGE_TOO_LARGE) no longer stops the engine:
+// the partition alone is dropped, its unflushed effects forgotten and its
+// offset left before the commands; acquired again after its backoff, it
+// replays them and produces the records again. Nothing is lost or applied
+// twice.
+func TestRejectedCausedRecordsRestartThePartition(t *testing.T) {
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	var (
+		refusing atomic.Bool
+		eventsID atomic.Value
+	)
+	refused := refuseCaused(broker, &refusing, &eventsID, kerr.MessageTooLarge.Code)
+	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	ctx := context.Background()
+	topics, err := kadm.NewClient(r.client).ListTopics(ctx, kafkalog.TopicEvents)
+	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
+		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
+	}
+	eventsID.Store([16]byte(topics[kafkalog.TopicEvents].ID))
+	a := accountIn(1, r.slots)
+	r.apply(openCmd(a))
+	r.apply(money(ledger.KindCredit, a, 1000, "fund"))
+	r.waitCommitted(t)
+
+	refusing.Store(true)
+	r.apply(money(ledger.KindCredit, a, 10, "rejected"))
+	deadline := time.Now().Add(10 * time.Second)
+	for slices.Contains(r.eng.Owned(), 1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition 1 still owned after %d rejected produce requests", refused.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	refusing.Store(false)
+	if r.eng.Stopped() {
+		t.Fatal("the engine stopped on a rejected caused record")
+	}
+	// The coordinator acquires it again; here the test does, once the
+	// backoff has passed.
+	deadline = time.Now().Add(10 * time.Second)
+	for !slices.Contains(r.eng.Owned(), 1) {
+		if err := r.eng.Acquire(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partition 1 not acquired again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.apply(money(ledger.KindCredit, a, 5, "after"))
+	r.waitBalance(a, 1015)
+	r.waitCommitted(t)
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.store.Audit(ctx, nil)
+	if err != nil || !rep.Clean {
+		t.Fatalf("audit: %v %+v", err, rep)
+	}
+	if acc, err := r.store.Account(ctx, a); err != nil || acc.Balance != 1015 {
+		t.Fatalf("stored balance %d %v, want 1015", acc.Balance, err)
+	}
+}
