@@ -222,7 +222,8 @@ func TestHTTPErrors(t *testing.T) {
 		// IDs in paths and query parameters.
 		{name: "balance bad id", req: testReq{method: "GET", path: "/api/v1/accounts/not-a-uuid/balance"}, want: ledger.CodeInvalidField},
 		{name: "balance nil id", req: testReq{method: "GET", path: "/api/v1/accounts/" + nilID + "/balance"}, want: ledger.CodeInvalidField},
-		{name: "balance braces id", req: testReq{method: "GET", path: "/api/v1/accounts/%7B" + id + "%7D/balance"}, want: ledger.CodeInvalidField},
+		// Percent-escapes in a path are refused before routing (TestHTTPRaw).
+		{name: "balance braces id", req: testReq{method: "GET", path: "/api/v1/accounts/%7B" + id + "%7D/balance"}, want: ledger.CodeRouteNotFound},
 		{name: "balance urn id", req: testReq{method: "GET", path: "/api/v1/accounts/urn:uuid:" + id + "/balance"}, want: ledger.CodeInvalidField},
 		{name: "balance upper-case id", req: testReq{method: "GET", path: "/api/v1/accounts/" + strings.ToUpper(id) + "/balance"}, want: ledger.CodeInvalidField},
 		{name: "transaction upper-case id", req: testReq{method: "GET", path: "/api/v1/transactions/" + strings.ToUpper(id)}, want: ledger.CodeInvalidField},
@@ -373,6 +374,19 @@ func TestHTTPRaw(t *testing.T) {
 			fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(chunk), chunk, len(chunk), chunk), ledger.CodePayloadTooLarge},
 		{"chunked bad body", "POST /api/v1/transactions/debit HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			"2\r\n{}\r\n2\r\n{}\r\n0\r\n\r\n", ledger.CodeMalformedRequest},
+	}
+	// Paths spelled other than canonically are no route, whatever they
+	// would resolve to.
+	for _, p := range []string{
+		"/api/v1/../../internal/members", "/api/v1/%2e%2e/%2e%2e/internal/node", "/api/v1/%2E%2E/internal/drain",
+		"/api/v1/./accounts", "/api/v1//accounts", "/api/v1/accounts/", "/api%2fv1/accounts", "/%61pi/v1/accounts",
+		"/healthz/.", "/x/../healthz", "/api/v1/transactions/../accounts",
+	} {
+		cases = append(cases, struct {
+			name string
+			raw  string
+			want ledger.Code
+		}{"non-canonical " + p, "POST " + p + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", ledger.CodeRouteNotFound})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

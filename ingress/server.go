@@ -358,6 +358,15 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 	path := string(ctx.Path())
 	method := string(ctx.Method())
+	// One spelling per route: fasthttp resolves dot segments, empty
+	// segments and percent-escapes into Path, so "/api/v1/../../internal/x"
+	// or "/api/v1/%2e%2e/internal/x" would reach another route than the
+	// one a proxy in front (which passes /api/* only) judged it by. Every
+	// route is spelled in plain lower-case ASCII: anything else is no
+	// route at all.
+	if orig := ctx.URI().PathOriginal(); string(orig) != path {
+		return "unknown", bad(ledger.CodeRouteNotFound, "no route for this path: paths must be in canonical form (no dot or empty segments, no percent-escapes)")
+	}
 	want := func(m string) *apiError {
 		if method == m || (m == "GET" && method == "HEAD") {
 			return s.checkBodySize(ctx, path)
