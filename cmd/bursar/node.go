@@ -85,9 +85,9 @@ func (n *runningNode) close() {
 	}
 }
 
-func (n *runningNode) startPprof() {
+func (n *runningNode) startPprof(context.Context) error {
 	if n.f.pprofAddr == "" {
-		return
+		return nil
 	}
 	go func() {
 		// The default mux carries net/http/pprof's handlers.
@@ -95,6 +95,7 @@ func (n *runningNode) startPprof() {
 			n.log.Warn("pprof server stopped", "err", err)
 		}
 	}()
+	return nil
 }
 
 // startLog starts the embedded broker when --kafka-brokers is empty,
@@ -287,12 +288,33 @@ func (n *runningNode) checkPorts(context.Context) error {
 	if f.kafkaBrokers == "" {
 		binds = append(binds, bind{"--broker-listen", "tcp", f.brokerListen})
 	}
+	if f.pprofAddr != "" {
+		binds = append(binds, bind{"--pprof-addr", "tcp", f.pprofAddr})
+	}
 	for _, b := range binds {
 		if err := canListen(b.network, b.addr); err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("%s %s: %w", b.flag, b.addr, err)}
 		}
+		if b.network == "tcp" && !loopback(b.addr) {
+			n.log.Warn("a listener binds beyond loopback without TLS: what it carries (requests, answers, gossip) is readable and forgeable by anyone on the network",
+				"flag", b.flag, "addr", b.addr)
+		}
 	}
 	return nil
+}
+
+// loopback reports whether addr's host is a loopback address or name
+// (an empty host, ":8080", binds every interface).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // canListen binds addr and lets it go at once.

@@ -53,7 +53,7 @@ func defaultNodeID() string {
 func runServe(args []string, _ io.Writer) error {
 	fs := newFlagSet("serve", "Runs a Bursar node: the REST API, the engine for its partitions, and (when --kafka-brokers\nis empty) an embedded Kafka-protocol broker persisted under --data-dir.")
 	var f serveFlags
-	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "REST API, /healthz, /readyz, /metrics")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "REST API, /healthz, /readyz, /metrics (loopback by default; another address is logged as a warning: there is no TLS yet)")
 	fs.StringVar(&f.dataDir, "data-dir", "./bursar-data", "embedded broker's log and other local state")
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
@@ -61,9 +61,9 @@ func runServe(args []string, _ io.Writer) error {
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
 	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. An account's events go to its command partition modulo this count, so they stay in one partition while the counts do not change; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
 	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
-	fs.StringVar(&f.gossipAddr, "gossip-addr", ":7946", "memberlist bind address")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:7946", "memberlist bind address (loopback by default)")
 	fs.StringVar(&f.join, "join", "", "seed nodes' gossip addresses, comma-separated (empty: start a new cluster)")
-	fs.StringVar(&f.remoteAddr, "remote-addr", ":8090", "protoactor-go remote address (answers and reads between nodes)")
+	fs.StringVar(&f.remoteAddr, "remote-addr", "127.0.0.1:8090", "protoactor-go remote address (answers and reads between nodes; loopback by default)")
 	fs.StringVar(&f.advertiseHost, "advertise-host", "127.0.0.1", "host other nodes reach this one at, when an address above binds all interfaces")
 	fs.DurationVar(&f.probeInterval, "probe-interval", time.Second, "memberlist failure-detector probe interval; a dead node is declared after a few")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
@@ -188,8 +188,7 @@ func newLogger(level string) *slog.Logger {
 func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *slog.Logger) error {
 	n := &runningNode{f: f, log: log.With("node", f.nodeID), runIngress: runIngress, runEngine: runEngine}
 	defer n.close()
-	n.startPprof()
-	for _, step := range []func(context.Context) error{n.checkPorts, n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
+	for _, step := range []func(context.Context) error{n.checkPorts, n.startPprof, n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
 		if err := step(ctx); err != nil {
 			return err
 		}

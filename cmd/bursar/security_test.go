@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/storage/pgtest"
+)
+
+// TestDefaultsListenOnLoopback: a node started with no address flags
+// binds every one of its sockets (HTTP, gossip over TCP and UDP, remote,
+// the embedded broker) to loopback only, as /proc/net shows them.
+func TestDefaultsListenOnLoopback(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:7946", "127.0.0.1:8090"} {
+		if err := canListen("tcp", addr); err != nil {
+			t.Skipf("a default port is taken on this machine (%s: %v); the defaults cannot be started here", addr, err)
+		}
+	}
+	cmd := exec.Command(binPath, "serve", "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2", "--log-level", "warn")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() //nolint:errcheck // cleanup
+		<-done
+		if t.Failed() {
+			t.Logf("node log:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:8080/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node on default flags not ready after 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	inodes := socketInodes(t, cmd.Process.Pid)
+	var bound []string
+	for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		for _, s := range procSockets(t, table) {
+			if !inodes[s.inode] || (strings.HasPrefix(table, "tcp") && s.state != "0A") {
+				continue // another process's, or a connection rather than a listener
+			}
+			bound = append(bound, table+" "+s.local.String())
+			if !s.local.Addr().IsLoopback() {
+				t.Errorf("%s socket bound to %s, beyond loopback", table, s.local)
+			}
+		}
+	}
+	// HTTP, remote, gossip TCP, the broker; gossip UDP.
+	if len(bound) < 5 {
+		t.Fatalf("found %d bound sockets of the node, want at least 5: %v", len(bound), bound)
+	}
+	t.Logf("bound: %v", bound)
+}
+
+// socketInodes returns the inodes of the sockets process pid holds.
+func socketInodes(t *testing.T, pid int) map[string]bool {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			out[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	return out
+}
+
+type procSocket struct {
+	local        netip.AddrPort
+	state, inode string
+}
+
+// procSockets parses /proc/net/<table>.
+func procSockets(t *testing.T, table string) []procSocket {
+	t.Helper()
+	f, err := os.Open("/proc/net/" + table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []procSocket
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 {
+			continue
+		}
+		local, err := parseProcAddr(fields[1])
+		if err != nil {
+			t.Fatalf("/proc/net/%s: %q: %v", table, fields[1], err)
+		}
+		out = append(out, procSocket{local: local, state: fields[3], inode: fields[9]})
+	}
+	return out
+}
+
+// parseProcAddr reads /proc/net's "HEXIP:HEXPORT", the address in host
+// byte order per 32-bit word.
+func parseProcAddr(s string) (netip.AddrPort, error) {
+	ipHex, portHex, _ := strings.Cut(s, ":")
+	raw, err := hex.DecodeString(ipHex)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	for i := 0; i+4 <= len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	ip, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("address of %d bytes", len(raw))
+	}
+	port, err := strconv.ParseUint(portHex, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
+}
