@@ -9,12 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +59,12 @@ type MembershipConfig struct {
 	// SuspicionMult scales how long a suspect node has to refute before it
 	// is declared dead. Default 4.
 	SuspicionMult int
+	// Keys, when set, encrypt and authenticate every gossip message
+	// (memberlist's keyring, AES-GCM): Keys[0] encrypts, every key
+	// decrypts, so a key is rotated by adding the new one second, then
+	// first, then removing the old one. Each is 16, 24 or 32 bytes. A
+	// message no key opens is dropped and counted (Rejected).
+	Keys [][]byte
 }
 
 // Membership is this node's view of the cluster.
@@ -71,6 +77,8 @@ type Membership struct {
 
 	mu   sync.Mutex
 	meta Meta
+
+	rejected atomic.Uint64 // gossip messages no key opened (gossipLog)
 
 	// Member lookups (one per answer forwarded to another node) read a
 	// map built from Members, rebuilt when gen has moved on: every
@@ -130,7 +138,17 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
 	mc.Conflict = (*conflicts)(m)
-	mc.Logger = log.New(io.Discard, "", 0) // memberlist's chatter; our events are logged below
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip keys: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	// memberlist's chatter is dropped, but for the messages it refused to
+	// open: those are counted and logged. Our events are logged below.
+	mc.Logger = log.New(&gossipLog{m: m}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip: %w", err)
@@ -154,6 +172,49 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 	}
 	return m, nil
 }
+
+// gossipLog takes memberlist's log lines: it counts and logs (at most
+// once per gossipLogEvery) those that report a message no key opened, a
+// plain message where encryption is required, or an encrypted one where
+// it is not; everything else is memberlist's chatter, dropped.
+type gossipLog struct {
+	m    *Membership
+	mu   sync.Mutex
+	last time.Time
+}
+
+const gossipLogEvery = 10 * time.Second
+
+var gossipRefusals = []string{
+	"Decrypt packet failed", "No installed keys could decrypt",
+	"encryption is configured but remote state is not encrypted",
+	"remote state is encrypted and encryption is not configured",
+}
+
+func (g *gossipLog) Write(p []byte) (int, error) {
+	line := string(p)
+	for _, r := range gossipRefusals {
+		if strings.Contains(line, r) {
+			n := g.m.rejected.Add(1)
+			g.mu.Lock()
+			due := time.Since(g.last) >= gossipLogEvery
+			if due {
+				g.last = time.Now()
+			}
+			g.mu.Unlock()
+			if due {
+				g.m.log.Warn("refused a gossip message that is not authenticated with this cluster's key (--gossip-key): membership unchanged",
+					"detail", strings.TrimSpace(line), "refused_total", n)
+			}
+			break
+		}
+	}
+	return len(p), nil
+}
+
+// Rejected returns how many gossip messages were refused as not
+// authenticated.
+func (m *Membership) Rejected() uint64 { return m.rejected.Load() }
 
 // ErrNodeIDInUse is Join's error when another live member has this node's
 // ID: two processes with one ID would take each other's partitions and

@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
+	"time"
 )
 
 func freeAddr(t *testing.T) string {
@@ -42,5 +45,59 @@ func TestJoinRefusesANodeIDInUse(t *testing.T) {
 		if m != nil {
 			m.Leave(0)
 		}
+	}
+}
+
+// TestGossipKeyKeepsStrangersOut: with a gossip key, a node with the same
+// key joins; one with another key, or none, cannot, the refusal is
+// counted, and the keyed node goes on with its membership unchanged. A
+// second key accepted beside the primary one lets a key rotate.
+func TestGossipKeyKeepsStrangersOut(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	key := bytes.Repeat([]byte{7}, 32)
+	other := bytes.Repeat([]byte{9}, 32)
+	seed := freeAddr(t)
+	first, err := Join(MembershipConfig{Meta: Meta{ID: "n1"}, BindAddr: seed, Keys: [][]byte{key}, ProbeInterval: 200 * time.Millisecond}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Leave(0)
+	for _, tc := range []struct {
+		name  string
+		keys  [][]byte
+		joins bool
+	}{
+		{"no key", nil, false},
+		{"another key", [][]byte{other}, false},
+		{"the same key", [][]byte{key}, true},
+		{"a new primary key before the cluster holds it", [][]byte{other, key}, false},
+		{"the primary key with the next one beside it", [][]byte{key, other}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := first.Rejected()
+			m, err := Join(MembershipConfig{Meta: Meta{ID: "n-" + tc.name}, BindAddr: freeAddr(t), Join: []string{seed}, Keys: tc.keys}, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Leave(0)
+			joined := func() bool {
+				return slices.ContainsFunc(first.Members(), func(x Member) bool { return x.ID == "n-"+tc.name })
+			}
+			if tc.joins {
+				for deadline := time.Now().Add(5 * time.Second); !joined(); time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("not joined after 5 s")
+					}
+				}
+				return
+			}
+			time.Sleep(time.Second) // five probe intervals: a join would be in
+			if joined() {
+				t.Fatal("joined a keyed cluster")
+			}
+			if first.Rejected() == before {
+				t.Fatal("the refusal was not counted")
+			}
+		})
 	}
 }

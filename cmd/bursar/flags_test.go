@@ -38,6 +38,9 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--http-idle-timeout", "0s"}, "--http-idle-timeout"},
 		{[]string{"--http-max-conns", "0"}, "--http-max-conns"},
 		{[]string{"--http-max-conns-per-ip", "-1"}, "--http-max-conns-per-ip"},
+		{[]string{"--gossip-key", "not base64!"}, "--gossip-key"},
+		{[]string{"--gossip-key", "c2hvcnQ="}, "--gossip-key"}, // 5 bytes
+		{[]string{"--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg==,c2hvcnQ="}, "key 2"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

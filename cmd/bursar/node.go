@@ -366,10 +366,17 @@ func (n *runningNode) startCluster(context.Context) error {
 			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
 			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
-		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval,
+		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval, Keys: f.gossipKeys,
 	}, n.log.With("component", "cluster"))
 	if err != nil {
 		return err
+	}
+	members := n.members
+	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "bursar_gossip_rejected_total", Help: "Gossip messages refused as not authenticated with --gossip-key (membership unchanged).",
+	}, func() float64 { return float64(members.Rejected()) }))
+	if len(f.gossipKeys) == 0 && !loopback(f.gossipAddr) {
+		n.log.Warn("gossip beyond loopback without --gossip-key: any process that reaches --gossip-addr can join the cluster and take partitions", "addr", f.gossipAddr)
 	}
 	n.deferClose(n.leave)
 	return nil

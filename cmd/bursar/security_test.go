@@ -2,8 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -14,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/storage/pgtest"
 )
 
@@ -143,4 +149,40 @@ func parseProcAddr(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil
+}
+
+// TestStrangerCannotJoinAKeyedNode: the fault run saw an anonymous
+// process join a single node's gossip port and the node exit. With
+// --gossip-key the stranger's gossip is refused and counted, the node
+// keeps running and serving, and its membership stays its own.
+func TestStrangerCannotJoinAKeyedNode(t *testing.T) {
+	gossip := freePort(t)
+	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2",
+		"--gossip-addr", gossip, "--remote-addr", freePort(t), "--probe-interval", "200ms",
+		"--gossip-key", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32)))
+	stranger, err := cluster.Join(cluster.MembershipConfig{Meta: cluster.Meta{ID: "stranger", Roles: []string{"engine"}},
+		BindAddr: freePort(t), Join: []string{gossip}, ProbeInterval: 200 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Leave(0)
+	waitMetric(t, n.addr, "bursar_gossip_rejected_total")
+	time.Sleep(2 * time.Second) // ten probe intervals: long enough to have joined, and for the old node to exit
+	select {
+	case err := <-n.done:
+		n.done <- err
+		t.Fatalf("the node exited after a stranger tried to join: %v\n%s", err, n.log.String())
+	default:
+	}
+	c := newClient(n.addr)
+	if r := c.readyz(t); r.status != 200 {
+		t.Fatalf("/readyz after a stranger tried to join: %d %s", r.status, r.raw)
+	}
+	var members []map[string]any
+	if err := getJSON(context.Background(), "http://"+n.addr+"/internal/members", &members); err != nil || len(members) != 1 {
+		t.Fatalf("members after a stranger tried to join: %v %v", err, members)
+	}
+	if len(stranger.Members()) != 1 {
+		t.Fatalf("the stranger sees %d members, want itself only", len(stranger.Members()))
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,8 @@ type serveFlags struct {
 	brokerSync                                             string
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
+	gossipKey                                              string
+	gossipKeys                                             [][]byte // parsed from gossipKey
 
 	// HTTP limits (ingress.Config).
 	maxHeaderBytes, httpMaxConns, httpMaxConnsPerIP     int
@@ -66,6 +69,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.remoteAddr, "remote-addr", "127.0.0.1:8090", "protoactor-go remote address (answers and reads between nodes; loopback by default)")
 	fs.StringVar(&f.advertiseHost, "advertise-host", "127.0.0.1", "host other nodes reach this one at, when an address above binds all interfaces")
 	fs.DurationVar(&f.probeInterval, "probe-interval", time.Second, "memberlist failure-detector probe interval; a dead node is declared after a few")
+	fs.StringVar(&f.gossipKey, "gossip-key", "", "base64 keys (16, 24 or 32 bytes each), comma-separated, that encrypt and authenticate gossip: the first encrypts, all decrypt (rotate by adding the new key second, then first, then dropping the old); empty: gossip is open to anyone who reaches --gossip-addr")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
 	fs.StringVar(&f.brokerListen, "broker-listen", "127.0.0.1:0", "listen address of the embedded broker")
@@ -153,9 +157,34 @@ func runServe(args []string, _ io.Writer) error {
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
 	}
+	keys, err := parseGossipKeys(f.gossipKey)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	f.gossipKeys = keys
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serve(ctx, f, slices.Contains(roles, "ingress"), slices.Contains(roles, "engine"), log)
+}
+
+// parseGossipKeys reads --gossip-key: comma-separated standard base64,
+// each key 16, 24 or 32 bytes (AES-128, -192, -256).
+func parseGossipKeys(text string) ([][]byte, error) {
+	if text == "" {
+		return nil, nil
+	}
+	var keys [][]byte
+	for i, k := range strings.Split(text, ",") {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key: key %d is not standard base64: %v", i+1, err)
+		}
+		if n := len(b); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("--gossip-key: key %d is %d bytes; a key is 16, 24 or 32 bytes (for example: head -c 32 /dev/urandom | base64)", i+1, n)
+		}
+		keys = append(keys, b)
+	}
+	return keys, nil
 }
 
 // checkHTTPLimits refuses HTTP limits that would leave the API unusable.
