@@ -10,11 +10,18 @@ export DATABASE_URL BURSAR_HTTP_ADDR
 build:
 	$(GO) build -o bin/bursar ./cmd/bursar
 
-## run: one node on embedded defaults (embedded broker under ./bursar-data, local PostgreSQL).
+## run: one node on embedded defaults (embedded broker under ./bursar-data, local PostgreSQL), with an
+## admin API key created on the first run (bursar-data/api-key).
 run: build
 	@bash scripts/ensure-services.sh
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'bursar'" | grep -q 1 \
 		|| psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE bursar"
+	@mkdir -p bursar-data
+	@if [ ! -s bursar-data/api-key ]; then \
+		./bin/bursar apikey create --name "make run" --scopes admin --out bursar-data/api-key >/dev/null && \
+		echo "Created an admin API key, shown once here and kept in bursar-data/api-key (make clean removes it):" && \
+		cat bursar-data/api-key; \
+	else echo "API key: bursar-data/api-key (export BURSAR_API_KEY=\$$(cat bursar-data/api-key))"; fi
 	./bin/bursar serve
 
 ## test: the whole suite (ends with a k6 smoke run against a fresh node, installing k6 if missing) against real PostgreSQL, Redis and an in-process Kafka broker.

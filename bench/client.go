@@ -65,15 +65,20 @@ func newHTTPClient(cfg *Config) *fasthttp.Client {
 type exchange struct {
 	cl   *fasthttp.Client
 	base string
+	auth []byte // Authorization value, when the target needs an API key
 	req  *fasthttp.Request
 	resp *fasthttp.Response
 	url  []byte
 	body []byte
 }
 
-func newExchange(cl *fasthttp.Client, base string) *exchange {
+func newExchange(cl *fasthttp.Client, base, apiKey string) *exchange {
+	var auth []byte
+	if apiKey != "" {
+		auth = []byte("Bearer " + apiKey)
+	}
 	return &exchange{
-		cl: cl, base: base,
+		cl: cl, base: base, auth: auth,
 		req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(),
 		url: make([]byte, 0, 128), body: make([]byte, 0, 256),
 	}
@@ -100,6 +105,9 @@ func (x *exchange) do(idemKey []byte, want int) (string, error) {
 	}
 	if len(idemKey) > 0 {
 		req.Header.SetBytesV("Idempotency-Key", idemKey)
+	}
+	if x.auth != nil {
+		req.Header.SetBytesV("Authorization", x.auth)
 	}
 	if err := x.cl.Do(req, x.resp); err != nil {
 		return codeTransport, err

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"math"
 )
 
 // Comparison is the same workload run against several targets back to
@@ -40,7 +39,9 @@ func ratio(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
-	return math.Round(a/b*100) / 100
+	// Not rounded: a ratio far below 0.01 (a p99 hundreds of times
+	// smaller) is still a ratio, not "none"; printers round.
+	return a / b
 }
 
 // WriteFile writes the comparison as indented JSON.

@@ -14,7 +14,7 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.OpsPerSecRatio != 12.5 || c.P99Ratio != 0.13 || c.Workload != WorkloadUniform || len(c.Runs) != 2 {
+	if c.OpsPerSecRatio != 12.5 || c.P99Ratio != 0.125 || c.Workload != WorkloadUniform || len(c.Runs) != 2 {
 		t.Errorf("comparison = %+v", c)
 	}
 	// A baseline that completed nothing has no ratio rather than +Inf.

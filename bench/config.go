@@ -51,6 +51,10 @@ const (
 
 // Config configures a bench run.
 type Config struct {
+	// APIKey is sent as the bearer token of every request but /readyz
+	// (scopes: accounts:read, accounts:write, transactions:write and, for
+	// a sweep's stage scrapes, metrics:read). Empty: none is sent.
+	APIKey string
 	// Target is the base URL of any node with the ingress role (or of a
 	// baseline server, which offers the same endpoints). Default
 	// http://127.0.0.1:8080.
@@ -145,6 +149,18 @@ type AuditOutcome struct {
 	Error string `json:"error,omitempty"`
 	// Report is the audit's own report, kept for the JSON result.
 	Report any `json:"report,omitempty"`
+}
+
+// Check reports what Run would refuse in c (a *ConfigError), before
+// anything is set up for it.
+func (c Config) Check() error {
+	if err := c.setDefaults(); err != nil {
+		return &ConfigError{Err: err}
+	}
+	if err := c.validate(); err != nil {
+		return &ConfigError{Err: err}
+	}
+	return nil
 }
 
 func (c *Config) setDefaults() error {

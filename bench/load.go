@@ -55,7 +55,7 @@ type worker struct {
 
 func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, accounts []string, rec *recorder, win window, answered, failed *atomic.Int64) *worker {
 	w := &worker{
-		ctx: ctx, id: id, cfg: cfg, accounts: accounts, x: newExchange(cl, cfg.Target),
+		ctx: ctx, id: id, cfg: cfg, accounts: accounts, x: newExchange(cl, cfg.Target, cfg.APIKey),
 		rnd: newRand(cfg.Seed, id), rec: rec, win: win, answered: answered, failed: failed,
 	}
 	w.ref = make([]byte, 0, 80)

@@ -37,7 +37,7 @@ func setupRetriable(code string) bool {
 
 // waitReady polls GET /readyz until it answers 200 or wait passes.
 func waitReady(ctx context.Context, cl *fasthttp.Client, base string, wait time.Duration) error {
-	x := newExchange(cl, base)
+	x := newExchange(cl, base, "") // /readyz needs no credential
 	defer x.release()
 	x.url = append(append(x.url[:0], base...), pathReadyz...)
 	deadline := time.Now().Add(wait)
@@ -93,7 +93,7 @@ func setup(ctx context.Context, cfg *Config, cl *fasthttp.Client) ([]string, set
 	var wg sync.WaitGroup
 	for w := range min(cfg.Concurrency, cfg.Accounts) {
 		wg.Go(func() {
-			x := newExchange(cl, cfg.Target)
+			x := newExchange(cl, cfg.Target, cfg.APIKey)
 			defer x.release()
 			key := make([]byte, 0, 64)
 			for ctx.Err() == nil {

@@ -80,7 +80,7 @@ type stageScrape map[string]*stageHist
 
 // scrapeStages reads target's /metrics. A page without the metric, or a
 // 404, gives a nil scrape and no error.
-func scrapeStages(ctx context.Context, cl *http.Client, target string) (stageScrape, error) {
+func scrapeStages(ctx context.Context, cl *http.Client, target, apiKey string) (stageScrape, error) {
 	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+"/metrics", nil)
@@ -89,6 +89,9 @@ func scrapeStages(ctx context.Context, cl *http.Client, target string) (stageScr
 	}
 	// The text format: every node can serve it.
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey) // metrics:read
+	}
 	resp, err := cl.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s/metrics: %w", target, err)

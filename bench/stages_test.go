@@ -78,7 +78,7 @@ func TestStageBreakdownFromARegistry(t *testing.T) {
 	// Before the window: observations that must not count.
 	h.WithLabelValues("decoded").Observe(0.004)
 	h.WithLabelValues("answered").Observe(0.004)
-	a, err := scrapeStages(ctx, http.DefaultClient, url)
+	a, err := scrapeStages(ctx, http.DefaultClient, url, "")
 	if err != nil || a == nil {
 		t.Fatalf("scrape: %v, %v", a, err)
 	}
@@ -91,7 +91,7 @@ func TestStageBreakdownFromARegistry(t *testing.T) {
 	h.WithLabelValues("answered").Observe(0.0015)
 	h.WithLabelValues("answered").Observe(0.0015)
 	h.WithLabelValues("zzz_new").Observe(0.0001)
-	b, err := scrapeStages(ctx, http.DefaultClient, url)
+	b, err := scrapeStages(ctx, http.DefaultClient, url, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestStageBreakdownFromARegistry(t *testing.T) {
 
 func TestStageBreakdownAbsent(t *testing.T) {
 	_, url := stageNode(t, false)
-	s, err := scrapeStages(context.Background(), http.DefaultClient, url)
+	s, err := scrapeStages(context.Background(), http.DefaultClient, url, "")
 	if err != nil || s != nil {
 		t.Fatalf("scrape of a node without the metric: %v, %v", s, err)
 	}
@@ -127,7 +127,7 @@ func TestStageBreakdownAbsent(t *testing.T) {
 	// A target without /metrics at all (the baseline) is absent too.
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
-	if s, err := scrapeStages(context.Background(), http.DefaultClient, srv.URL); err != nil || s != nil {
+	if s, err := scrapeStages(context.Background(), http.DefaultClient, srv.URL, ""); err != nil || s != nil {
 		t.Fatalf("scrape of a 404: %v, %v", s, err)
 	}
 }

@@ -346,7 +346,7 @@ func sweepBaseline(ctx context.Context, sw *Sweep, sc *SweepConfig, cfg Config, 
 		}
 		err = func() error {
 			bcfg := cfg
-			bcfg.Label, bcfg.Target = "baseline", srv.URL
+			bcfg.Label, bcfg.Target, bcfg.APIKey = "baseline", srv.URL, "" // the baseline checks no credential
 			bcfg.Log = cfg.Log.With("pool", pool)
 			s, err := openSession(ctx, bcfg, prev)
 			if err != nil {
@@ -395,14 +395,14 @@ func measurePoint(ctx context.Context, s *session, sc *SweepConfig, c int, serve
 	marks := &windowMarks{
 		start: func() {
 			if scrapes != nil {
-				sa, scrapeErr = scrapeStages(context.WithoutCancel(ctx), scrapes, s.cfg.Target)
+				sa, scrapeErr = scrapeStages(context.WithoutCancel(ctx), scrapes, s.cfg.Target, s.cfg.APIKey)
 			}
 			a = sc.proc.snapshot(serverPIDs)
 		},
 		end: func() {
 			b = sc.proc.snapshot(serverPIDs)
 			if scrapes != nil && scrapeErr == nil {
-				sb, scrapeErr = scrapeStages(context.WithoutCancel(ctx), scrapes, s.cfg.Target)
+				sb, scrapeErr = scrapeStages(context.WithoutCancel(ctx), scrapes, s.cfg.Target, s.cfg.APIKey)
 			}
 		},
 	}

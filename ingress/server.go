@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bursar/bursar/auth"
 	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/kafkalog"
 	"github.com/bursar/bursar/ledger"
@@ -30,6 +31,9 @@ import (
 type Config struct {
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
+	// Auth checks every route's credential but /healthz and /readyz; nil
+	// lets every request in (--auth=off).
+	Auth Authenticator
 	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond) on
 	// every route but the batch. Default 16 KiB.
 	MaxBodyBytes int
@@ -124,6 +128,11 @@ func (c *Config) setDefaults() {
 	if c.MaxConnsPerIP == 0 {
 		c.MaxConnsPerIP = 1024
 	}
+}
+
+// Authenticator checks a bearer token (auth.Verifier).
+type Authenticator interface {
+	Check(ctx context.Context, token []byte) (*auth.Principal, error)
 }
 
 // Engine is the engine as the API uses it.
@@ -390,35 +399,56 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		if s.metrics == nil {
 			return "metrics", bad(ledger.CodeRouteNotFound, "metrics are not enabled")
 		}
+		if err := s.authorize(ctx, auth.MetricsRead); err != nil {
+			return "metrics", err
+		}
 		s.metrics(ctx)
 		return "metrics", nil
 	case "/api/v1/accounts":
+		if err := s.authorize(ctx, auth.AccountsWrite); err != nil {
+			return "open", err
+		}
 		if err := want("POST"); err != nil {
 			return "open", err
 		}
 		return "open", s.open(ctx)
 	case "/api/v1/transactions/credit":
+		if err := s.authorize(ctx, auth.TransactionsWrite); err != nil {
+			return "credit", err
+		}
 		if err := want("POST"); err != nil {
 			return "credit", err
 		}
 		return "credit", s.money(ctx, ledger.KindCredit)
 	case "/api/v1/transactions/debit":
+		if err := s.authorize(ctx, auth.TransactionsWrite); err != nil {
+			return "debit", err
+		}
 		if err := want("POST"); err != nil {
 			return "debit", err
 		}
 		return "debit", s.money(ctx, ledger.KindDebit)
 	case "/api/v1/transactions/transfer":
+		if err := s.authorize(ctx, auth.TransactionsWrite); err != nil {
+			return "transfer", err
+		}
 		if err := want("POST"); err != nil {
 			return "transfer", err
 		}
 		return "transfer", s.transfer(ctx)
 	case batchPath:
+		if err := s.authorize(ctx, auth.TransactionsWrite); err != nil {
+			return "batch", err
+		}
 		if err := want("POST"); err != nil {
 			return "batch", err
 		}
 		return "batch", s.batch(ctx)
 	}
 	if s.admin != nil && strings.HasPrefix(path, "/internal/") {
+		if err := s.authorize(ctx, auth.Admin); err != nil {
+			return "internal", err
+		}
 		s.admin(ctx)
 		return "internal", nil
 	}
@@ -426,21 +456,33 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 	if len(parts) >= 4 && parts[0] == "api" && parts[1] == "v1" {
 		switch {
 		case parts[2] == "accounts" && len(parts) == 4:
+			if err := s.authorize(ctx, auth.AccountsRead); err != nil {
+				return "account", err
+			}
 			if err := want("GET"); err != nil {
 				return "account", err
 			}
 			return "account", s.account(ctx, parts[3], false)
 		case parts[2] == "accounts" && len(parts) == 5 && parts[4] == "balance":
+			if err := s.authorize(ctx, auth.AccountsRead); err != nil {
+				return "balance", err
+			}
 			if err := want("GET"); err != nil {
 				return "balance", err
 			}
 			return "balance", s.account(ctx, parts[3], true)
 		case parts[2] == "accounts" && len(parts) == 5 && parts[4] == "transactions":
+			if err := s.authorize(ctx, auth.TransactionsRead); err != nil {
+				return "history", err
+			}
 			if err := want("GET"); err != nil {
 				return "history", err
 			}
 			return "history", s.history(ctx, parts[3])
 		case parts[2] == "transactions" && len(parts) == 4:
+			if err := s.authorize(ctx, auth.TransactionsRead); err != nil {
+				return "transaction", err
+			}
 			if err := want("GET"); err != nil {
 				return "transaction", err
 			}
@@ -448,6 +490,59 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		}
 	}
 	return "unknown", bad(ledger.CodeRouteNotFound, "no route for "+method+" "+path)
+}
+
+// principalKey holds the request's principal once authorize let it in.
+const principalKey = "bursar.principal"
+
+// authorize admits the request when auth is off, or when it carries a
+// bearer API key with scope; else it is refused (counted): no credential
+// or a bad one is 401 UNAUTHENTICATED with a WWW-Authenticate challenge,
+// a good one without the scope is 403 FORBIDDEN. It runs before anything
+// else of the route (method, body, decoding), so a refused request is
+// told nothing about the route beyond that it exists.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError {
+	if s.cfg.Auth == nil {
+		return nil
+	}
+	h := ctx.Request.Header.Peek("Authorization")
+	if len(h) == 0 {
+		s.rejected.WithLabelValues("unauthenticated").Inc()
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar"`)
+		return bad(ledger.CodeUnauthenticated, "this route needs a credential: send Authorization: Bearer <API key>")
+	}
+	token, ok := bearer(h)
+	if !ok {
+		s.rejected.WithLabelValues("unauthenticated").Inc()
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar", error="invalid_request"`)
+		return bad(ledger.CodeUnauthenticated, "the Authorization header must be: Bearer <API key>")
+	}
+	p, err := s.cfg.Auth.Check(context.Background(), token)
+	if err != nil {
+		s.rejected.WithLabelValues("unauthenticated").Inc()
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar", error="invalid_token"`)
+		return bad(ledger.CodeUnauthenticated, err.Error())
+	}
+	if !p.Allows(scope) {
+		s.rejected.WithLabelValues("forbidden").Inc()
+		return bad(ledger.CodeForbidden, "API key "+p.KeyID+" lacks the scope "+string(scope)+" this route needs")
+	}
+	ctx.SetUserValue(principalKey, p)
+	return nil
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" value
+// (the scheme in any case, RFC 9110), with no space inside the token.
+func bearer(h []byte) ([]byte, bool) {
+	const scheme = "bearer "
+	if len(h) <= len(scheme) || !strings.EqualFold(string(h[:len(scheme)]), scheme) {
+		return nil, false
+	}
+	token := h[len(scheme):]
+	if bytes.ContainsAny(token, " \t") {
+		return nil, false
+	}
+	return token, true
 }
 
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
@@ -479,6 +574,11 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	status := 200
 	if !ok {
 		status = 503
+	}
+	// Not a failure, but never quiet: a node that lets every request in.
+	checks["auth"] = "api keys"
+	if s.cfg.Auth == nil {
+		checks["auth"] = "off (--auth=off): every request is let in without a credential"
 	}
 	writeJSON(ctx, status, map[string]any{"ready": ok, "degraded": degraded && ok, "checks": checks})
 	return nil

@@ -21,6 +21,9 @@ K6_VERSION ?= v1.8.1
 K6_GOBIN := $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin
 K6 ?= $(K6_GOBIN)/k6
 BASE_URL ?= http://127.0.0.1:8080
+# The API key the scenarios send: BURSAR_API_KEY, else the one `make run`
+# created (bursar-data/api-key).
+API_KEY ?= $(or $(BURSAR_API_KEY),$(shell cat bursar-data/api-key 2>/dev/null))
 SCENARIO ?= smoke
 # Not K6_OUT: k6 itself reads K6_OUT (as --out), and make passes command-line
 # variables to the recipe's environment.
@@ -49,7 +52,7 @@ k6: k6-install
 	@curl -fsS -o /dev/null --max-time 5 "$(BASE_URL)/healthz" \
 		|| { echo "no Bursar node answers at BASE_URL=$(BASE_URL) (start one with 'make run', or pass BASE_URL=...)" >&2; exit 2; }
 	@mkdir -p "$(K6_SUMMARY_DIR)"
-	"$(K6)" run --quiet -e BASE_URL="$(BASE_URL)" -e OUT_DIR="$(K6_SUMMARY_DIR)" $(K6_ENV) "$(K6_DIR)/$(SCENARIO).js"
+	"$(K6)" run --quiet -e BASE_URL="$(BASE_URL)" -e API_KEY="$(API_KEY)" -e OUT_DIR="$(K6_SUMMARY_DIR)" $(K6_ENV) "$(K6_DIR)/$(SCENARIO).js"
 
 k6-smoke-ci:
 	K6="$(K6)" bash $(K6_DIR)/smoke-ci.sh

@@ -112,6 +112,10 @@ say "creating database $db"
 psql -d postgres -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" >/dev/null
 db_created=1
 
+say "creating an API key"
+api_key="$("$tmp/bursar" apikey create --database-url "$db_url" --name k6-smoke --scopes all --format json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')"
+
 read -r http_port gossip_port remote_port <<<"$(free_ports 3)"
 base_url="http://127.0.0.1:${http_port}"
 say "starting node on $base_url"
@@ -148,7 +152,7 @@ k6_rc=0
 # shellcheck disable=SC2086 # K6_ENV is a list of arguments
 # In the background so that a signal to this script is handled at once
 # (bash runs traps only between foreground commands); cleanup stops it.
-timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e OUT_DIR="$K6_SUMMARY_DIR" ${K6_ENV:-} "$ROOT/k6/smoke.js" &
+timeout 120 "$K6" run --quiet -e BASE_URL="$base_url" -e API_KEY="$api_key" -e OUT_DIR="$K6_SUMMARY_DIR" ${K6_ENV:-} "$ROOT/k6/smoke.js" &
 k6_pid=$!
 wait "$k6_pid" || k6_rc=$?
 k6_pid=""

@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bursar/bursar/auth"
 	"github.com/bursar/bursar/bench"
 	"github.com/bursar/bursar/bench/baseline"
 	"github.com/bursar/bursar/bench/chart"
@@ -65,6 +66,7 @@ func runBench(args []string, stdout io.Writer) error {
 		"Workload batch counts transfers (items answered 201) as ops and errors by item; latency is per request.\n"+
 		"Exit 0 done; 1 failure or audit violation; 2 usage error or an audit could not check.")
 	target := fs.String("target", "http://127.0.0.1:8080", "base URL of a node with the ingress role")
+	apiKey := fs.String("api-key", "", "API key sent to the target (scopes all); empty with --database-url: a key for this run is created there and revoked at the end")
 	workload := fs.String("workload", bench.WorkloadCreditDebit, "operation mix (see above)")
 	accounts := fs.Int("accounts", 1000, "accounts to open and fund at setup")
 	partitions := fs.Int("partitions", 64, "partitions of the node's bursar.commands (must match the node's --partitions): the bench hashes its chosen account IDs with the node's slot map to build same-partition and cross-partition pairs")
@@ -176,6 +178,18 @@ func runBench(args []string, stdout io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cfg.APIKey = *apiKey
+	if err := cfg.Check(); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if cfg.APIKey == "" && *dbURL != "" {
+		key, revoke, err := runKey(ctx, *dbURL, "bench "+*runID)
+		if err != nil {
+			return err
+		}
+		defer revoke()
+		cfg.APIKey = key
+	}
 	if concurrencies != nil {
 		return runSweep(ctx, log, cfg, sweepFlags{
 			concurrencies: concurrencies, pools: pools, nodePID: *nodePID, baselineDB: *baselineDB, dbURL: *dbURL,
@@ -213,7 +227,7 @@ func runBench(args []string, stdout io.Writer) error {
 	runErr := err // the result file could not be written
 	if *compare != "" && !res.Interrupted {
 		bcfg := cfg
-		bcfg.Label, bcfg.Target, bcfg.Out, bcfg.Audit = compareBaseline, *baselineTarget, "", nil
+		bcfg.Label, bcfg.Target, bcfg.Out, bcfg.Audit, bcfg.APIKey = compareBaseline, *baselineTarget, "", nil, ""
 		switch {
 		case inproc != nil:
 			bcfg.Audit = baselineAudit(inproc.Audit)
@@ -300,6 +314,33 @@ func runBench(args []string, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// runKey creates an API key with every scope but admin for one bench
+// run, and returns it with the function that revokes it.
+func runKey(ctx context.Context, dbURL, name string) (string, func(), error) {
+	store, err := openKeyStore(ctx, dbURL)
+	if err != nil {
+		return "", nil, err
+	}
+	scopes, _ := auth.ParseScopes("all")
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = string(sc)
+	}
+	token, id, hash := auth.NewToken()
+	if err := store.CreateAPIKey(ctx, storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: names}); err != nil {
+		store.Close()
+		return "", nil, err
+	}
+	return token, func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := store.RevokeAPIKey(rctx, id); err != nil {
+			slog.Warn("revoking the bench's API key", "key_id", id, "err", err)
+		}
+		store.Close()
+	}, nil
 }
 
 // bursarAudit is the money audit of Bursar's tables after a run.
@@ -516,8 +557,11 @@ func printComparison(w io.Writer, c *bench.Comparison) {
 }
 
 func ratioText(v float64) string {
-	if v == 0 {
+	switch {
+	case v == 0:
 		return "n/a"
+	case v < 0.01:
+		return fmt.Sprintf("%.2g×", v)
 	}
 	return fmt.Sprintf("%.2f×", v)
 }

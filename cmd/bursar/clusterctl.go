@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,10 +43,20 @@ type clusterView struct {
 	Count      int32           `json:"partition_count"`
 }
 
-func getJSON(ctx context.Context, url string, v any) error {
+// apiKeyFlag registers --api-key: the credential (admin scope) the
+// operator commands send to the nodes.
+func apiKeyFlag(fs *flag.FlagSet) *string {
+	return fs.String("api-key", "", "API key with the admin scope (bursar apikey create --scopes admin); needed unless the nodes run --auth=off")
+}
+
+// getJSON GETs url, with the API key key (admin scope) when it is set.
+func getJSON(ctx context.Context, url, key string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return err
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -60,9 +71,9 @@ func getJSON(ctx context.Context, url string, v any) error {
 
 // gatherCluster asks addr for the members, then every member for its
 // partitions.
-func gatherCluster(ctx context.Context, addr string, brokers []string, partitions int32) (*clusterView, error) {
+func gatherCluster(ctx context.Context, addr, key string, brokers []string, partitions int32) (*clusterView, error) {
 	var members []cluster.Member
-	if err := getJSON(ctx, "http://"+addr+"/internal/members", &members); err != nil {
+	if err := getJSON(ctx, "http://"+addr+"/internal/members", key, &members); err != nil {
 		return nil, fmt.Errorf("asking %s for the members: %w", addr, err)
 	}
 	var ends map[int32]int64
@@ -85,7 +96,7 @@ func gatherCluster(ctx context.Context, addr string, brokers []string, partition
 			Ready      bool                    `json:"ready"`
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if m.HTTP != "" && getJSON(ctx, "http://"+m.HTTP+"/internal/node", &st) == nil {
+		if m.HTTP != "" && getJSON(ctx, "http://"+m.HTTP+"/internal/node", key, &st) == nil {
 			nv.Reachable, nv.Ready, nv.Partitions = true, st.Ready, st.Partitions
 		}
 		for _, p := range nv.Partitions {
@@ -114,6 +125,7 @@ func runCluster(args []string, stdout io.Writer) error {
 	}
 	fs := newFlagSet("cluster status", "Shows the cluster as its nodes see it: nodes, roles, health, partitions owned with epoch,\napplied and committed offsets, unflushed rows, and (with --kafka-brokers) consumer lag and\nunflushed records per partition. Exit 1 when a partition has no owner or a node is unreachable.")
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address of any node")
+	key := apiKeyFlag(fs)
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, for log end offsets (optional)")
 	parts := fs.Int("partitions", 64, "partition count, when --kafka-brokers is not given")
 	format := formatFlag(fs)
@@ -125,7 +137,7 @@ func runCluster(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	view, err := gatherCluster(ctx, *addr, splitList(*brokers), int32(*parts))
+	view, err := gatherCluster(ctx, *addr, *key, splitList(*brokers), int32(*parts))
 	if err != nil {
 		return err
 	}
@@ -180,6 +192,7 @@ func runNode(args []string, stdout io.Writer) error {
 	node := args[1]
 	fs := newFlagSet("node drain", "Moves every partition off a node (it keeps serving as ingress); once it owns none it can be\nstopped safely. Waits until the node owns no partition.")
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address of any node")
+	key := apiKeyFlag(fs)
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the partitions to move")
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
@@ -187,7 +200,7 @@ func runNode(args []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+10*time.Second)
 	defer cancel()
 	var members []cluster.Member
-	if err := getJSON(ctx, "http://"+*addr+"/internal/members", &members); err != nil {
+	if err := getJSON(ctx, "http://"+*addr+"/internal/members", *key, &members); err != nil {
 		return err
 	}
 	var target *cluster.Member
@@ -200,6 +213,9 @@ func runNode(args []string, stdout io.Writer) error {
 		return &exitError{code: 1, err: fmt.Errorf("no live node %q", node)}
 	}
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+target.HTTP+"/internal/drain", nil)
+	if *key != "" {
+		req.Header.Set("Authorization", "Bearer "+*key)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -214,7 +230,7 @@ func runNode(args []string, stdout io.Writer) error {
 		var st struct {
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if err := getJSON(ctx, "http://"+target.HTTP+"/internal/node", &st); err != nil {
+		if err := getJSON(ctx, "http://"+target.HTTP+"/internal/node", *key, &st); err != nil {
 			return err
 		}
 		if len(st.Partitions) == 0 {

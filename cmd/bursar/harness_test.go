@@ -51,6 +51,55 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// API keys of the process tests: one admin key per database, created
+// with `bursar apikey create` before the first node on it starts, and the
+// key of each node's HTTP address, which newClient and waitMetric send.
+var (
+	keysMu   sync.Mutex
+	dbKeys   = map[string]string{}
+	addrKeys = map[string]string{}
+)
+
+// adminKey returns the admin API key of the database at dbURL, creating
+// it on first use.
+func adminKey(t *testing.T, dbURL string) string {
+	t.Helper()
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k, ok := dbKeys[dbURL]; ok {
+		return k
+	}
+	out, err := exec.Command(binPath, "apikey", "create", "--database-url", dbURL, "--name", "process tests", "--scopes", "admin", "--format", "json").Output()
+	if err != nil {
+		t.Fatalf("apikey create: %v", err)
+	}
+	var created struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &created); err != nil || created.Token == "" {
+		t.Fatalf("apikey create printed %q: %v", out, err)
+	}
+	dbKeys[dbURL] = created.Token
+	return created.Token
+}
+
+// keyFor is the API key of the node serving HTTP at addr ("" if none).
+func keyFor(addr string) string {
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	return addrKeys[addr]
+}
+
+// argValue is the value of flag name in args ("" if absent).
+func argValue(args []string, name string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
 // node is a running `bursar serve` process.
 type node struct {
 	t    *testing.T
@@ -84,6 +133,12 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 	all := append([]string{"serve", "--http-addr", addr, "--log-level", "warn"}, args...)
 	if !slices.Contains(args, "--gossip-addr") {
 		all = append(all, "--gossip-addr", freePort(t), "--remote-addr", freePort(t))
+	}
+	if db := argValue(args, "--database-url"); db != "" && argValue(args, "--auth") != "off" {
+		key := adminKey(t, db)
+		keysMu.Lock()
+		addrKeys[addr] = key
+		keysMu.Unlock()
 	}
 	n := &node{t: t, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command(binPath, all...)
@@ -130,7 +185,11 @@ func waitMetric(t *testing.T, addr, metric string) float64 {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		if k := keyFor(addr); k != "" {
+			req.Header.Set("Authorization", "Bearer "+k)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			for _, line := range strings.Split(string(body), "\n") {
@@ -170,11 +229,12 @@ func (n *node) stop() {
 // apiClient talks JSON to a node.
 type apiClient struct {
 	base string
+	key  string // sent as the bearer token when set
 	hc   *http.Client
 }
 
 func newClient(addr string) *apiClient {
-	return &apiClient{base: "http://" + addr, hc: &http.Client{
+	return &apiClient{base: "http://" + addr, key: keyFor(addr), hc: &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 	}}
@@ -237,6 +297,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, heade
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)

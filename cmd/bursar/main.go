@@ -32,6 +32,7 @@ var commands = []command{
 	{"cluster", "cluster status: nodes, roles, health, partitions owned, epochs, lag and unflushed rows", runCluster},
 	{"node", "node drain <node-id>: move a node's partitions away so it can be stopped safely", runNode},
 	{"partitions", "partitions ls: list partitions, owners, epochs and committed offsets", runPartitions},
+	{"apikey", "apikey create|ls|revoke: API keys (tokens are shown once; only their hashes are stored)", runAPIKey},
 }
 
 // exitError carries a specific exit code.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/bursar/bursar/auth"
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/ingress"
@@ -481,13 +482,33 @@ func (n *runningNode) readyCheck(pgDown bool) (check, reason string) {
 }
 
 // startAPI serves the REST API with the ingress role.
-func (n *runningNode) startAPI(context.Context) error {
+func (n *runningNode) startAPI(ctx context.Context) error {
 	f := n.f
 	n.httpErr = make(chan error, 1)
 	if !n.runIngress {
 		return nil
 	}
+	var verifier ingress.Authenticator
+	if f.authMode == "on" {
+		v, err := auth.NewVerifier(ctx, n.store, f.authRefresh, n.log.With("component", "auth"))
+		if err != nil {
+			return fmt.Errorf("loading API keys: %w", err)
+		}
+		actx, astop := context.WithCancel(context.Background())
+		go v.Run(actx)
+		n.deferClose(astop)
+		n.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_key_loads_total", Help: "Loads of the API keys from PostgreSQL (every --auth-refresh, and for an unknown key ID at most once a second)."},
+				func() float64 { return float64(v.Loads.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_key_load_errors_total", Help: "Failed loads of the API keys; the keys loaded before stay in use."},
+				func() float64 { return float64(v.LoadErrors.Load()) }),
+		)
+		verifier = v
+	} else {
+		n.log.Warn("AUTHENTICATION IS OFF (--auth=off): anyone who reaches the API can open accounts, move money and drain this node; use it for local experiments only")
+	}
 	api, err := ingress.New(ingress.Config{
+		Auth:       verifier,
 		Partitions: n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.

@@ -179,7 +179,7 @@ func TestStrangerCannotJoinAKeyedNode(t *testing.T) {
 		t.Fatalf("/readyz after a stranger tried to join: %d %s", r.status, r.raw)
 	}
 	var members []map[string]any
-	if err := getJSON(context.Background(), "http://"+n.addr+"/internal/members", &members); err != nil || len(members) != 1 {
+	if err := getJSON(context.Background(), "http://"+n.addr+"/internal/members", keyFor(n.addr), &members); err != nil || len(members) != 1 {
 		t.Fatalf("members after a stranger tried to join: %v %v", err, members)
 	}
 	if len(stranger.Members()) != 1 {

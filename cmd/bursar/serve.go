@@ -38,6 +38,8 @@ type serveFlags struct {
 	advertiseHost                                          string
 	probeInterval                                          time.Duration
 	gossipKey                                              string
+	authMode                                               string
+	authRefresh                                            time.Duration
 	gossipKeys                                             [][]byte // parsed from gossipKey
 
 	// HTTP limits (ingress.Config).
@@ -69,6 +71,8 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.remoteAddr, "remote-addr", "127.0.0.1:8090", "protoactor-go remote address (answers and reads between nodes; loopback by default)")
 	fs.StringVar(&f.advertiseHost, "advertise-host", "127.0.0.1", "host other nodes reach this one at, when an address above binds all interfaces")
 	fs.DurationVar(&f.probeInterval, "probe-interval", time.Second, "memberlist failure-detector probe interval; a dead node is declared after a few")
+	fs.StringVar(&f.authMode, "auth", "on", "on: every route but /healthz and /readyz needs an API key (Authorization: Bearer bsk_…; bursar apikey create); off: every request is let in (local experiments only: logged loudly, shown by /readyz)")
+	fs.DurationVar(&f.authRefresh, "auth-refresh", 5*time.Second, "how often API keys are reloaded from PostgreSQL: a revoked key stops working within this time")
 	fs.StringVar(&f.gossipKey, "gossip-key", "", "base64 keys (16, 24 or 32 bytes each), comma-separated, that encrypt and authenticate gossip: the first encrypts, all decrypt (rotate by adding the new key second, then first, then dropping the old); empty: gossip is open to anyone who reaches --gossip-addr")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
@@ -156,6 +160,12 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
+	}
+	if f.authMode != "on" && f.authMode != "off" {
+		return &exitError{code: 2, err: fmt.Errorf("--auth must be on or off, got %q", f.authMode)}
+	}
+	if f.authRefresh < 100*time.Millisecond || f.authRefresh > time.Hour {
+		return &exitError{code: 2, err: errors.New("--auth-refresh must be between 100ms and 1h")}
 	}
 	keys, err := parseGossipKeys(f.gossipKey)
 	if err != nil {

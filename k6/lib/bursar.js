@@ -131,7 +131,7 @@ const CODES = [
   'INSUFFICIENT_FUNDS', 'CURRENCY_MISMATCH', 'ACCOUNT_CLOSED', 'SAME_ACCOUNT', 'BALANCE_LIMIT_EXCEEDED',
   'PAYLOAD_TOO_LARGE', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNSUPPORTED_MEDIA_TYPE', 'RATE_LIMITED',
   'UNAVAILABLE', 'INTERNAL', 'HEADERS_TOO_LARGE', 'REQUEST_TIMEOUT', 'TOO_MANY_CONNECTIONS',
-  'STORAGE_FULL', 'DATABASE_UNAVAILABLE',
+  'STORAGE_FULL', 'DATABASE_UNAVAILABLE', 'UNAUTHENTICATED', 'FORBIDDEN',
 ];
 const wrongByCode = {};
 for (const c of CODES) wrongByCode[c] = new Counter(`wrong_${c}`);
@@ -144,7 +144,12 @@ export const balanceMismatch = new Counter('balance_mismatches');
 
 // ---------------------------------------------------------------- HTTP
 
-const JSON_HEADERS = { 'Content-Type': 'application/json' };
+// API_KEY (bsk_…) is sent as the bearer token of every request but
+// /readyz; `bursar apikey create --scopes all` makes one.
+const API_KEY = env('API_KEY', '');
+const JSON_HEADERS = API_KEY
+  ? { 'Content-Type': 'application/json', Authorization: `Bearer ${API_KEY}` }
+  : { 'Content-Type': 'application/json' };
 
 function params(op, phase, extraHeaders, expectedStatuses) {
   const p = {

@@ -1,0 +1,273 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/storage"
+	"github.com/bursar/bursar/storage/pgtest"
+)
+
+func openStore(t *testing.T) *storage.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// create stores a new key with scopes and returns its token and ID.
+func create(t *testing.T, s *storage.Store, name string, scopes ...Scope) (string, string) {
+	t.Helper()
+	token, id, hash := NewToken()
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = string(sc)
+	}
+	if err := s.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: names}); err != nil {
+		t.Fatal(err)
+	}
+	return token, id
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestTokensAreWellFormedAndDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		token, id, hash := NewToken()
+		if len(token) != TokenLen || !strings.HasPrefix(token, Prefix) {
+			t.Fatalf("token %q: length %d, want %d with prefix %s", token, len(token), TokenLen, Prefix)
+		}
+		got, ok := KeyID([]byte(token))
+		if !ok || got != id || Hash(token) != hash {
+			t.Fatalf("token %q: KeyID %q %v, want %q", token, got, ok, id)
+		}
+		if seen[id] || seen[token] {
+			t.Fatalf("token or ID minted twice: %s", token)
+		}
+		seen[id], seen[token] = true, true
+	}
+}
+
+func TestKeyIDRefusesMalformedTokens(t *testing.T) {
+	good, _, _ := NewToken()
+	for _, tc := range []struct{ name, token string }{
+		{"empty", ""},
+		{"prefix only", Prefix},
+		{"wrong prefix", "bsx_" + good[4:]},
+		{"upper case", strings.ToUpper(good)},
+		{"one short", good[:len(good)-1]},
+		{"one long", good + "a"},
+		{"no separator", good[:len(Prefix)+idLen] + "a" + good[len(Prefix)+idLen+1:]},
+		{"outside the alphabet", good[:len(good)-1] + "1"},
+		{"a space", good[:10] + " " + good[11:]},
+		{"a JWT", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"},
+	} {
+		if _, ok := KeyID([]byte(tc.token)); ok {
+			t.Errorf("%s: %q accepted", tc.name, tc.token)
+		}
+	}
+}
+
+func TestParseScopes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []Scope
+		bad  bool
+	}{
+		{"accounts:read", []Scope{AccountsRead}, false},
+		{"accounts:read, transactions:write,accounts:read", []Scope{AccountsRead, TransactionsWrite}, false},
+		{"all", []Scope{AccountsRead, AccountsWrite, TransactionsRead, TransactionsWrite, MetricsRead}, false},
+		{"admin", []Scope{Admin}, false},
+		{"", nil, true},
+		{"accounts:delete", nil, true},
+		{"ADMIN", nil, true},
+	} {
+		got, err := ParseScopes(tc.in)
+		if (err != nil) != tc.bad || strings.Join(scopeNames(got), ",") != strings.Join(scopeNames(tc.want), ",") {
+			t.Errorf("ParseScopes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+func scopeNames(s []Scope) []string {
+	out := make([]string, len(s))
+	for i, x := range s {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// TestVerifier: a live key is accepted with its scopes, admin carries
+// every scope, a revoked key stops working at the next reload, and an
+// unknown or malformed one is refused; a key created after the load works
+// at once (a miss reloads); while PostgreSQL is down the keys loaded stay.
+func TestVerifier(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	reader, readerID := create(t, s, "reader", AccountsRead, TransactionsRead)
+	admin, _ := create(t, s, "root", Admin)
+	v, err := NewVerifier(ctx, s, time.Hour, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Check(ctx, []byte(reader))
+	if err != nil || p.KeyID != readerID || p.Name != "reader" {
+		t.Fatalf("reader: %+v %v", p, err)
+	}
+	if !p.Allows(AccountsRead) || !p.Allows(TransactionsRead) || p.Allows(TransactionsWrite) || p.Allows(Admin) {
+		t.Fatalf("reader's scopes wrong: %+v", p)
+	}
+	if p, err := v.Check(ctx, []byte(admin)); err != nil || !p.Allows(TransactionsWrite) || !p.Allows(MetricsRead) {
+		t.Fatalf("admin: %+v %v", p, err)
+	}
+	// Created after the load: found by the miss's reload.
+	late, _ := create(t, s, "late", TransactionsWrite)
+	if _, err := v.Check(ctx, []byte(late)); err != nil {
+		t.Fatalf("a key created after the load: %v", err)
+	}
+	// A forged token with a real key ID and another secret.
+	forged := reader[:len(Prefix)+idLen+1] + strings.Repeat("a", secretLen)
+	for name, tok := range map[string]string{"malformed": "Bearer nope", "unknown ID": func() string { t, _, _ := NewToken(); return t }(), "forged secret": forged} {
+		if _, err := v.Check(ctx, []byte(tok)); err == nil {
+			t.Errorf("%s token accepted", name)
+		}
+	}
+	// Revoked: refused once reloaded (Run's refresh; here by hand).
+	if err := s.RevokeAPIKey(ctx, readerID); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Check(ctx, []byte(reader)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked key: %v, want ErrRevoked", err)
+	}
+	if err := s.RevokeAPIKey(ctx, "nosuchkeyid00000"); !errors.Is(err, storage.ErrNoSuchKey) {
+		t.Fatalf("revoking an unknown key: %v", err)
+	}
+	// PostgreSQL gone: the keys loaded keep working, the failure counted.
+	loads := v.LoadErrors.Load()
+	s.Close()
+	if err := v.load(ctx); err == nil || v.LoadErrors.Load() != loads+1 {
+		t.Fatalf("load with the store closed: %v, errors %d", err, v.LoadErrors.Load())
+	}
+	if _, err := v.Check(ctx, []byte(admin)); err != nil {
+		t.Fatalf("a loaded key while PostgreSQL is down: %v", err)
+	}
+}
+
+// TestUnknownKeysShareReloads: a flood of tokens with unknown IDs costs
+// about one reload a second, shared by every miss waiting meanwhile, not
+// one per request; and a key created right after a miss's reload is still
+// found by the next miss (it waits for the next reload instead of being
+// refused).
+func TestUnknownKeysShareReloads(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	v, err := NewVerifier(ctx, s, time.Hour, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := v.Loads.Load()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, _, _ := NewToken()
+			if _, err := v.Check(ctx, []byte(tok)); !errors.Is(err, ErrUnknown) {
+				t.Errorf("unknown key: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if n := v.Loads.Load() - before; n < 1 || int64(n) > 2+int64(took/missReloadEvery) {
+		t.Fatalf("200 unknown keys caused %d reloads in %s", n, took)
+	}
+	// A miss just reloaded; a key created now is found by the next miss.
+	unknown, _, _ := NewToken()
+	v.Check(ctx, []byte(unknown)) //nolint:errcheck // refused: it makes the reload
+	fresh, _ := create(t, s, "fresh", AccountsRead)
+	if _, err := v.Check(ctx, []byte(fresh)); err != nil {
+		t.Fatalf("a key created just after a miss's reload: %v", err)
+	}
+}
+
+// TestRunRevokesWithinTheRefresh: a key revoked in PostgreSQL stops
+// working on a running verifier within its refresh interval.
+func TestRunRevokesWithinTheRefresh(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := openStore(t)
+	tok, id := create(t, s, "soon revoked", AccountsRead)
+	v, err := NewVerifier(ctx, s, 100*time.Millisecond, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go v.Run(ctx)
+	if _, err := v.Check(ctx, []byte(tok)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeAPIKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	for {
+		if _, err := v.Check(ctx, []byte(tok)); errors.Is(err, ErrRevoked) {
+			break
+		}
+		if time.Since(revoked) > 10*time.Second {
+			t.Fatal("a revoked key still works 10 s later with a 100 ms refresh")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCreateRefusesBeyondTheLimit(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	// Fill to the limit in one statement, then one more is refused.
+	if _, err := s.Pool().Exec(ctx, `INSERT INTO api_keys (key_id, name, token_hash, scopes)
+SELECT 'k' || g, 'bulk', decode(repeat('00', 32), 'hex'), '{accounts:read}' FROM generate_series(1, $1) g`, storage.APIKeysMax); err != nil {
+		t.Fatal(err)
+	}
+	_, id, hash := NewToken()
+	if err := s.CreateAPIKey(ctx, storage.APIKey{ID: id, Name: "one more", Hash: hash[:], Scopes: []string{"admin"}}); !errors.Is(err, storage.ErrTooManyKeys) {
+		t.Fatalf("key beyond the limit: %v, want ErrTooManyKeys", err)
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	good, _, _ := NewToken()
+	for _, seed := range []string{good, "", Prefix, "Bearer " + good, good[:len(good)-1] + "\x00", strings.Repeat("a", TokenLen)} {
+		f.Add([]byte(seed))
+	}
+	// No store: the keys count as loaded after every miss, which then
+	// does not reload.
+	v := &Verifier{keys: map[string]key{}, log: quiet, loadedAt: time.Now().Add(time.Hour)}
+	f.Fuzz(func(t *testing.T, token []byte) {
+		id, ok := KeyID(token)
+		if ok && (len(id) != idLen || string(token[len(Prefix):len(Prefix)+idLen]) != id) {
+			t.Fatalf("KeyID(%q) = %q", token, id)
+		}
+		if p, err := v.Check(context.Background(), token); err == nil || p != nil {
+			t.Fatalf("Check(%q) accepted with no keys: %+v", token, p)
+		}
+	})
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bursar/bursar/auth"
+	"github.com/bursar/bursar/storage"
+)
+
+const apikeyUsage = "usage: bursar apikey create --name NAME --scopes SCOPES | ls | revoke KEY_ID  [--database-url URL]"
+
+// runAPIKey manages API keys in PostgreSQL: create prints a new token
+// once (only its hash is stored), ls lists keys without their tokens,
+// revoke ends a key (on every node within --auth-refresh).
+func runAPIKey(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return &exitError{code: 2, err: errors.New(apikeyUsage)}
+	}
+	switch args[0] {
+	case "create":
+		return apikeyCreate(args[1:], stdout)
+	case "ls":
+		return apikeyList(args[1:], stdout)
+	case "revoke":
+		return apikeyRevoke(args[1:], stdout)
+	}
+	return &exitError{code: 2, err: errors.New(apikeyUsage)}
+}
+
+// openKeyStore opens PostgreSQL and applies the migrations (the keys
+// table may be new).
+func openKeyStore(ctx context.Context, url string) (*storage.Store, error) {
+	if url == "" {
+		return nil, &exitError{code: 2, err: errors.New("--database-url (or DATABASE_URL) is required")}
+	}
+	store, err := storage.Open(ctx, storage.Config{URL: url, MaxConns: 2})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+func apikeyCreate(args []string, stdout io.Writer) error {
+	fs := newFlagSet("apikey create", "Creates an API key and prints its token once: only its SHA-256 is stored, so keep it.\nScopes: "+scopeList()+"; all (every one but admin). admin grants every scope.")
+	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
+	name := fs.String("name", "", "what the key is for, shown by ls (required, 1-100 characters)")
+	scopes := fs.String("scopes", "", "comma-separated scopes (required)")
+	out := fs.String("out", "", "also write the token to this file (mode 0600; refused if it exists)")
+	format := formatFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	if n := utf8.RuneCountInString(*name); n < 1 || n > 100 || strings.ContainsFunc(*name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return &exitError{code: 2, err: errors.New("--name must be 1-100 printable characters")}
+	}
+	sc, err := auth.ParseScopes(*scopes)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--scopes: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := openKeyStore(ctx, *url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	token, id, hash := auth.NewToken()
+	names := make([]string, len(sc))
+	for i, s := range sc {
+		names[i] = string(s)
+	}
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		_, werr := fmt.Fprintln(f, token)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			os.Remove(*out) //nolint:errcheck // best effort
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	if err := store.CreateAPIKey(ctx, storage.APIKey{ID: id, Name: *name, Hash: hash[:], Scopes: names}); err != nil {
+		if *out != "" {
+			os.Remove(*out) //nolint:errcheck // the key does not exist
+		}
+		return err
+	}
+	if *format == "json" {
+		return writeJSONOut(stdout, map[string]any{"key_id": id, "name": *name, "scopes": names, "token": token})
+	}
+	fmt.Fprintf(stdout, "%s\n# key %s (%s), scopes %s: shown once, only its hash is stored\n", token, id, *name, strings.Join(names, ","))
+	return nil
+}
+
+func scopeList() string {
+	names := make([]string, len(auth.Scopes))
+	for i, s := range auth.Scopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+func apikeyList(args []string, stdout io.Writer) error {
+	fs := newFlagSet("apikey ls", "Lists API keys: ID, name, scopes, created, revoked (never the tokens).")
+	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
+	format := formatFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := openKeyStore(ctx, *url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys, err := store.APIKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if keys == nil {
+		keys = []storage.APIKey{}
+	}
+	return render(stdout, *format, keys, func(w io.Writer, keys []storage.APIKey) {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY ID\tNAME\tSCOPES\tCREATED\tREVOKED")
+		for _, k := range keys {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), k.CreatedAt.UTC().Format(time.RFC3339), revoked)
+		}
+		tw.Flush()
+	})
+}
+
+func apikeyRevoke(args []string, stdout io.Writer) error {
+	fs := newFlagSet("apikey revoke", "Revokes an API key by its ID: every node refuses it within its --auth-refresh.")
+	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &exitError{code: 2, err: errors.New("usage: bursar apikey revoke KEY_ID [--database-url URL]")}
+	}
+	id := fs.Arg(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := openKeyStore(ctx, *url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.RevokeAPIKey(ctx, id); err != nil {
+		if errors.Is(err, storage.ErrNoSuchKey) {
+			return &exitError{code: 1, err: fmt.Errorf("no API key %q", id)}
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s: refused by every node within its --auth-refresh\n", id)
+	return nil
+}

@@ -1,0 +1,260 @@
+package ingress
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/auth"
+	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
+	"github.com/bursar/bursar/storage"
+	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
+)
+
+// authRig is an ingress with API keys on, over a real Kafka-protocol
+// broker (kfake over TCP), an echoEngine and a real PostgreSQL that holds
+// the keys.
+type authRig struct {
+	api      *testAPI
+	store    *storage.Store
+	producer *kgo.Client
+	verifier *auth.Verifier
+}
+
+func newAuthRig(t *testing.T) *authRig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	store, err := storage.Open(ctx, storage.Config{URL: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: broker.ListenAddrs()}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	if _, _, err := kafkalog.EnsureTopics(ctx, producer, kafkalog.Topics{Partitions: 8, EventPartitions: 8, Replication: 1}); err != nil {
+		t.Fatal(err)
+	}
+	replies := NewReplies("n/1", 10)
+	eng := echoEngine{replies: replies}
+	go eng.run(ctx, t, broker.ListenAddrs())
+	v, err := auth.NewVerifier(ctx, store, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("# metrics\n") }
+	srv, err := New(Config{Partitions: 8, WaitTimeout: 5 * time.Second, Auth: v}, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		producer, replies, eng, store, nil, metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetAdmin(func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, map[string]string{"admin": "reached"}) }, nil)
+	return &authRig{api: serveTestAPI(t, srv), store: store, producer: producer, verifier: v}
+}
+
+// key creates a key with scopes and returns its token and ID.
+func (r *authRig) key(t *testing.T, scopes ...auth.Scope) (string, string) {
+	t.Helper()
+	token, id, hash := auth.NewToken()
+	names := make([]string, len(scopes))
+	for i, s := range scopes {
+		names[i] = string(s)
+	}
+	if err := r.store.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: "test", Hash: hash[:], Scopes: names}); err != nil {
+		t.Fatal(err)
+	}
+	return token, id
+}
+
+// appended is how many records bursar.commands holds.
+func (r *authRig) appended(t *testing.T) int64 {
+	t.Helper()
+	ends, err := kafkalog.EndOffsets(context.Background(), r.producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range ends {
+		n += e
+	}
+	return n
+}
+
+// TestEveryRouteNeedsItsScope: every route but /healthz and /readyz
+// refuses a request with no credential, a malformed one, an unknown, a
+// forged or a revoked key (401 UNAUTHENTICATED with a challenge), and a
+// key without the route's scope (403 FORBIDDEN); none of them appends a
+// command. A key with the scope, or an admin key, gets through.
+func TestEveryRouteNeedsItsScope(t *testing.T) {
+	r := newAuthRig(t)
+	const (
+		money    = `{"account_id":"` + testAccount + `","amount":"1.00","currency":"USD"}`
+		transfer = `{"source_account_id":"` + testAccount + `","destination_account_id":"` + otherAccount + `","amount":"1.00","currency":"USD"}`
+	)
+	routes := []struct {
+		req   testReq
+		scope auth.Scope
+	}{
+		{testReq{method: "POST", path: "/api/v1/accounts", body: `{"customer_id":"c","account_type":"checking","currency":"USD"}`}, auth.AccountsWrite},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount}, auth.AccountsRead},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/balance"}, auth.AccountsRead},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/transactions"}, auth.TransactionsRead},
+		{testReq{method: "POST", path: "/api/v1/transactions/credit", body: money}, auth.TransactionsWrite},
+		{testReq{method: "POST", path: "/api/v1/transactions/debit", body: money}, auth.TransactionsWrite},
+		{testReq{method: "POST", path: "/api/v1/transactions/transfer", body: transfer}, auth.TransactionsWrite},
+		{testReq{method: "POST", path: "/api/v1/transactions/batch", body: `{"items":[{"type":"credit","account_id":"` + testAccount + `","amount":"1.00","currency":"USD"}]}`}, auth.TransactionsWrite},
+		{testReq{method: "GET", path: "/api/v1/transactions/" + testAccount}, auth.TransactionsRead},
+		{testReq{method: "GET", path: "/metrics"}, auth.MetricsRead},
+		{testReq{method: "GET", path: "/internal/members"}, auth.Admin},
+	}
+	revoked, revokedID := r.key(t, auth.Scopes...)
+	if err := r.store.RevokeAPIKey(context.Background(), revokedID); err != nil {
+		t.Fatal(err)
+	}
+	valid, _ := r.key(t, auth.AccountsRead)
+	unknown, _, _ := auth.NewToken()
+	forged := valid[:len(valid)-4] + "aaaa"
+	if forged == valid {
+		forged = valid[:len(valid)-4] + "bbbb"
+	}
+	refusals := []struct {
+		name, header string
+	}{
+		{"no credential", ""},
+		{"basic auth", "Basic dXNlcjpwYXNz"},
+		{"bearer without a token", "Bearer "},
+		{"not an API key", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"},
+		{"two tokens", "Bearer " + valid + " " + valid},
+		{"unknown key", "Bearer " + unknown},
+		{"forged secret", "Bearer " + forged},
+		{"revoked key", "Bearer " + revoked},
+	}
+	// Every key the test uses exists before the verifier's load: a key
+	// unknown to it would wait for a miss's reload (about a second).
+	lacking := map[auth.Scope]string{}
+	own := map[auth.Scope]string{}
+	for _, rt := range routes {
+		var others []auth.Scope // every scope but this route's (and admin)
+		for _, s := range auth.Scopes {
+			if s != rt.scope && s != auth.Admin {
+				others = append(others, s)
+			}
+		}
+		lacking[rt.scope], _ = r.key(t, others...)
+		own[rt.scope], _ = r.key(t, rt.scope)
+	}
+	admin, _ := r.key(t, auth.Admin)
+	if err := r.verifier.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := r.appended(t)
+	for _, rt := range routes {
+		for _, ref := range refusals {
+			req := rt.req
+			if ref.header != "" {
+				req.header = map[string]string{"Authorization": ref.header}
+			}
+			resp := r.api.do(t, req)
+			if resp.status != 401 || !strings.Contains(string(resp.body), `"UNAUTHENTICATED"`) {
+				t.Errorf("%s %s, %s: %d %s, want 401 UNAUTHENTICATED", req.method, req.path, ref.name, resp.status, resp.body)
+			}
+		}
+		req := rt.req
+		req.header = map[string]string{"Authorization": "Bearer " + lacking[rt.scope]}
+		if resp := r.api.do(t, req); resp.status != 403 {
+			t.Errorf("%s %s without %s: %d %s, want 403 FORBIDDEN", req.method, req.path, rt.scope, resp.status, resp.body)
+		} else {
+			assertError(t, resp, ledger.CodeForbidden)
+		}
+	}
+	if after := r.appended(t); after != before {
+		t.Fatalf("refused requests appended %d commands", after-before)
+	}
+	// The challenge a client needs to know what to send.
+	resp := r.api.do(t, routes[0].req)
+	assertError(t, resp, ledger.CodeUnauthenticated)
+
+	// Let in: the route's own scope, or admin.
+	for _, rt := range routes {
+		for _, token := range []string{own[rt.scope], admin} {
+			req := rt.req
+			req.header = map[string]string{"Authorization": "bearer " + token} // the scheme in any case
+			if resp := r.api.do(t, req); resp.status == 401 || resp.status == 403 {
+				t.Errorf("%s %s with scope %s: %d %s", req.method, req.path, rt.scope, resp.status, resp.body)
+			}
+		}
+	}
+	if after := r.appended(t); after <= before {
+		t.Fatal("admitted writes appended nothing")
+	}
+	// Health and readiness need no credential.
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp := r.api.do(t, testReq{method: "GET", path: p}); resp.status == 401 || resp.status == 403 {
+			t.Errorf("%s asked for a credential: %d", p, resp.status)
+		}
+	}
+	if !slices.Contains(auth.Scopes, auth.MetricsRead) {
+		t.Fatal("scopes changed: update the route table above")
+	}
+}
+
+// TestUnauthenticatedCarriesAChallenge: a 401 names the scheme to use
+// (RFC 6750), and says invalid_token for a bad key.
+func TestUnauthenticatedCarriesAChallenge(t *testing.T) {
+	r := newAuthRig(t)
+	unknown, _, _ := auth.NewToken()
+	for _, tc := range []struct{ header, want string }{
+		{"", `Bearer realm="bursar"`},
+		{"Bearer " + unknown, `Bearer realm="bursar", error="invalid_token"`},
+		{"Token abc", `Bearer realm="bursar", error="invalid_request"`},
+	} {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://bursar.test/api/v1/accounts/" + testAccount)
+		if tc.header != "" {
+			req.Header.Set("Authorization", tc.header)
+		}
+		if err := r.api.client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(resp.Header.Peek("WWW-Authenticate")); resp.StatusCode() != 401 || got != tc.want {
+			t.Errorf("Authorization %q: %d WWW-Authenticate %q, want 401 %q", tc.header, resp.StatusCode(), got, tc.want)
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+}
+
+func FuzzAuthorizationHeader(f *testing.F) {
+	good, _, _ := auth.NewToken()
+	for _, s := range []string{"", "Bearer " + good, "bearer " + good, "Bearer  " + good, "Bearer\t" + good, "Basic x", "Bearer", "BEARER " + good + "\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, h []byte) {
+		token, ok := bearer(h)
+		if !ok {
+			return
+		}
+		if len(token) == 0 || strings.ContainsAny(string(token), " \t") || !strings.EqualFold(string(h[:7]), "bearer ") {
+			t.Fatalf("bearer(%q) = %q", h, token)
+		}
+	})
+}
