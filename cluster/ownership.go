@@ -197,7 +197,12 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 	if err := c.engine.Acquire(ctx, take...); err != nil {
 		return err
 	}
-	c.log.Info("partitions acquired", "partitions", take)
+	// The engine skips a partition it restarted until its backoff ends.
+	now := c.engine.OwnedEpochs()
+	take = slices.DeleteFunc(take, func(p int32) bool { _, ok := now[p]; return !ok })
+	if len(take) > 0 {
+		c.log.Info("partitions acquired", "partitions", take)
+	}
 	return nil
 }
 

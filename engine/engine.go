@@ -285,6 +285,9 @@ func (e *Engine) Start(ctx context.Context, partitions []int32) error {
 // replay to the log end seen now before reporting it ready. Partitions
 // already owned are skipped.
 func (e *Engine) Acquire(ctx context.Context, partitions ...int32) error {
+	// Not the ones owned, nor the ones restarted and still in their
+	// backoff.
+	partitions = slices.DeleteFunc(slices.Clone(partitions), func(p int32) bool { return e.partition(p) != nil || !e.restartDue(p) })
 	if len(partitions) == 0 {
 		return nil
 	}
@@ -293,9 +296,6 @@ func (e *Engine) Acquire(ctx context.Context, partitions ...int32) error {
 		return err
 	}
 	for _, p := range partitions {
-		if e.partition(p) != nil || !e.restartDue(p) {
-			continue // owned, or restarted and still in its backoff
-		}
 		if err := e.acquire(ctx, p, ends[p]); err != nil {
 			return err
 		}

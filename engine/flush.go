@@ -45,20 +45,22 @@ func (e *Engine) flushAll(ctx context.Context, final bool) error {
 		return nil
 	}
 	start := time.Now()
-	work, err := e.awaitLog(ctx, work)
+	work, held, err := e.awaitLog(ctx, work)
 	if err != nil {
-		e.unflushed = work
+		e.unflushed = append(work, held...)
 		return err
 	}
 	if len(work) == 0 {
-		return nil // every partition in it was restarted
+		e.unflushed = held
+		return nil // every partition in it was restarted or is held
 	}
 	work, err = e.commit(ctx, work, final, carried)
 	e.commitFailing.Store(err != nil)
 	if err != nil {
-		e.unflushed = work
+		e.unflushed = append(work, held...)
 		return err
 	}
+	e.unflushed = held
 	e.m.flushSeconds.Observe(time.Since(start).Seconds())
 	e.afterCommit(work)
 	return nil
@@ -103,19 +105,21 @@ func (e *Engine) take() []taken {
 // awaitLog returns once every record the work's commands caused is
 // acknowledged and, with LogDurable, the log holding them and the commands
 // is on disk (rule 3), with the work that may commit. A partition whose
-// caused records could not be produced leaves the work and is restarted
-// (restartPartition): its offset must not pass those commands, and a
-// replay from it produces the records again. A failed sync stops the
-// engine: acknowledged records may be lost.
-func (e *Engine) awaitLog(ctx context.Context, work []taken) ([]taken, error) {
+// caused records wait in the reemitter (the log refused them for now) is
+// held: it goes back for a later flush and the others commit without it.
+// A partition whose caused records the log refused for good leaves the
+// work and is restarted (restartPartition): its offset must not pass
+// those commands, and a replay from it produces the records again. A
+// failed sync stops the engine: acknowledged records may be lost.
+func (e *Engine) awaitLog(ctx context.Context, work []taken) (ready, held []taken, err error) {
 	for _, t := range work {
+		hold := false
 		for _, b := range t.bufs {
-			done := make(chan struct{})
-			go func() { b.emits.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				return work, fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
+			if hold, err = e.awaitEmits(ctx, b); err != nil {
+				return work, nil, err
+			}
+			if hold {
+				break
 			}
 			if b.emitErr != nil {
 				err := fmt.Errorf("engine: partition %d: producing caused records: %w", t.p.id, b.emitErr)
@@ -123,26 +127,55 @@ func (e *Engine) awaitLog(ctx context.Context, work []taken) ([]taken, error) {
 					// The log's durability failed (emitter.round), or the
 					// engine is stopping: the flush fails, and the next
 					// start replays.
-					return work, err
+					return work, nil, err
 				}
 				e.restartPartition(t.p, err)
 				break
 			}
 		}
+		switch {
+		case t.p.stopped.Load():
+		case hold:
+			held = append(held, t)
+		default:
+			ready = append(ready, t)
+		}
 	}
-	work = slices.DeleteFunc(work, func(t taken) bool { return t.p.stopped.Load() })
 	// The applied commands themselves, too, when the broker acknowledges
 	// before they are on disk.
-	if e.cfg.LogDurable != nil && len(work) > 0 {
+	if e.cfg.LogDurable != nil && len(ready) > 0 {
 		if err := e.cfg.LogDurable(ctx); err != nil {
 			err = fmt.Errorf("engine: making the log durable: %w", err)
 			if ctx.Err() == nil {
 				e.fail(err)
 			}
-			return work, err
+			return append(ready, held...), nil, err
 		}
 	}
-	return work, nil
+	return ready, held, nil
+}
+
+// awaitEmits waits until every record b caused is acknowledged or given
+// up, and reports hold when some wait in the reemitter instead.
+func (e *Engine) awaitEmits(ctx context.Context, b *buffer) (hold bool, err error) {
+	done := b.emitsDone()
+	select {
+	case <-done:
+		return false, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
+	case <-b.stuck:
+		if b.reemitting.Load() > 0 {
+			return true, nil
+		}
+	}
+	// Produced again meanwhile: the rest is on its way.
+	select {
+	case <-done:
+		return false, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("engine: waiting for produced records: %w", ctx.Err())
+	}
 }
 
 // commit writes the work in one fenced PostgreSQL transaction, retrying
@@ -306,6 +339,14 @@ func (e *Engine) restartPartition(p *partition, err error) {
 	r.n++
 	e.restarts[p.id] = r
 	e.mu.Unlock()
+	if r.n > restartsMax {
+		// A replay produces the same records byte for byte: one the log
+		// rejects for good (too large, not authorized) is rejected every
+		// time. Restarting for ever would hide it; stop loudly instead.
+		e.fail(fmt.Errorf("engine: partition %d restarted %d times in a row, each time because the log refused records its commands caused; the last: %w", p.id, restartsMax, err))
+		e.drop(p) // its work must not commit either way
+		return
+	}
 	e.log.Error("the log refused records this partition's commands caused; restarting the partition from its committed offset",
 		"partition", p.id, "epoch", p.epoch, "err", err, "retry_in", r.wait)
 	e.drop(p)
@@ -322,6 +363,10 @@ const (
 	restartBackoffMin = 250 * time.Millisecond
 	restartBackoffMax = 10 * time.Second
 	restartForget     = time.Minute
+	// restartsMax is how many restarts in a row (each less than
+	// restartForget after the last) a partition gets before the engine
+	// stops on it.
+	restartsMax = 5
 )
 
 // restartDue reports whether partition id may be acquired now: it was not

@@ -44,10 +44,37 @@ type buffer struct {
 	emits   sync.WaitGroup // records produced for these effects, not yet acknowledged
 	emitMu  sync.Mutex
 	emitErr error
+
+	// reemitting counts the records of emits the reemitter holds; stuck
+	// is closed when the first one goes there (a flush then leaves this
+	// partition for later instead of waiting).
+	reemitting atomic.Int32
+	stuck      chan struct{}
+	stuckOnce  sync.Once
+	doneOnce   sync.Once
+	done       chan struct{} // closed once emits is done (emitsDone)
+}
+
+// markStuck notes that one of the buffer's records waits in the
+// reemitter.
+func (b *buffer) markStuck() {
+	b.reemitting.Add(1)
+	b.stuckOnce.Do(func() { close(b.stuck) })
+}
+
+// emitsDone returns a channel closed once every record produced for the
+// buffer is acknowledged or given up: one goroutine per buffer waits for
+// it, however many flushes ask.
+func (b *buffer) emitsDone() <-chan struct{} {
+	b.doneOnce.Do(func() {
+		b.done = make(chan struct{})
+		go func() { b.emits.Wait(); close(b.done) }()
+	})
+	return b.done
 }
 
 func newBuffer(next int64) *buffer {
-	return &buffer{accounts: make(map[uuid.UUID]*ledger.Account), next: next}
+	return &buffer{accounts: make(map[uuid.UUID]*ledger.Account), next: next, stuck: make(chan struct{})}
 }
 
 func (b *buffer) size() int { return len(b.rows) + len(b.accounts) + len(b.tombstones) }
@@ -67,6 +94,7 @@ type partition struct {
 	id          int32
 	epoch       int64
 	loadWaiting atomic.Bool // its worker retries loading accounts from PostgreSQL
+	atLimit     atomic.Bool // its worker waits at MaxUnflushedRows for a flush
 	end         int64       // log end when acquired; ready once applied reaches it
 
 	in       chan []*kgo.Record
@@ -361,10 +389,12 @@ func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 		e.kickFlush()
 	}
 	for p.buf.size() >= e.cfg.MaxUnflushedRows && e.ctx.Err() == nil && !p.stopped.Load() {
+		p.atLimit.Store(true)
 		e.m.backpressure.Inc()
 		e.kickFlush()
 		p.space.Wait()
 	}
+	p.atLimit.Store(false)
 	p.mu.Unlock()
 }
 
@@ -398,13 +428,10 @@ func groupByAccount(cmds []*ledger.Command) [][]int32 {
 	return idx
 }
 
-// full reports whether the write-behind holds MaxUnflushedRows: the worker
-// consumes nothing more until a flush lands.
-func (p *partition) full() bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.buf.size() >= p.e.cfg.MaxUnflushedRows
-}
+// full reports whether the worker waits at MaxUnflushedRows: it consumes
+// nothing more until a flush lands. It takes no lock (the ingress asks on
+// every write, and the worker holds p.mu across a batch).
+func (p *partition) full() bool { return p.atLimit.Load() }
 
 // load reads accounts from storage, retrying until it succeeds or the
 // engine stops: the partition must not skip commands.

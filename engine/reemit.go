@@ -72,6 +72,7 @@ func reemittable(err error) bool {
 // add queues a refused record; its buffer's emits count stays taken until
 // the record is produced or given up.
 func (r *reemitter) add(m reemit) {
+	m.b.markStuck()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -113,58 +114,61 @@ func (r *reemitter) run() {
 		var todo []reemit
 		var lastLog time.Time
 		err := retry.Do(e.ctx, retry.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second,
-			Fatal: func(err error) bool { return !reemittable(err) },
 			OnRetry: func(err error, wait time.Duration) {
 				if time.Since(lastLog) >= 5*time.Second {
 					lastLog = time.Now()
 					e.log.Warn("the log refuses records applied commands caused; producing them again",
 						"records", len(todo), "err", err, "retry_in", wait)
 				}
-			}}, func(ctx context.Context) error {
+			}}, func(context.Context) error {
 			todo = append(todo, r.take()...)
 			var err error
-			todo, err = r.produce(ctx, todo)
+			todo, err = r.produce(todo)
 			return err
 		})
 		if err != nil {
-			r.giveUp(todo, err)
+			r.giveUp(todo, err) // the engine stops
 		}
 	}
 }
 
-// produce produces todo again and returns what the log refused, with the
-// first error.
-func (r *reemitter) produce(ctx context.Context, todo []reemit) ([]reemit, error) {
+// produce produces todo again and returns what the log refused with an
+// error that may pass, with the first such error. A record refused for
+// good (reemittable false) is given up on its own: its partition restarts
+// (restartPartition), the others' records go on. Records go out with no
+// context of their own, as the emitter's do: franz-go ends a batch on its
+// first record's context, and a stopping engine must not cancel the
+// batch-mates the final flush waits for.
+func (r *reemitter) produce(todo []reemit) ([]reemit, error) {
 	e := r.e
-	refused := make([]bool, len(todo))
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
+	outcome := make([]error, len(todo))
+	var wg sync.WaitGroup
 	wg.Add(len(todo))
 	for i := range todo {
 		e.m.reemitted.Inc()
-		todo[i].cl.Produce(ctx, todo[i].rec, func(rec *kgo.Record, err error) {
+		todo[i].cl.Produce(context.Background(), todo[i].rec, func(rec *kgo.Record, err error) {
 			defer wg.Done()
-			if err != nil {
-				refused[i] = true
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				return
+			outcome[i] = err
+			if err == nil {
+				e.logWritten(rec)
 			}
-			e.logWritten(rec)
-			todo[i].b.emits.Done()
 		})
 	}
 	wg.Wait()
 	left := todo[:0]
-	for i := range todo {
-		if refused[i] {
-			left = append(left, todo[i])
+	var first error
+	for i, m := range todo {
+		switch err := outcome[i]; {
+		case err == nil:
+			m.b.reemitting.Add(-1)
+			m.b.emits.Done()
+		case reemittable(err):
+			left = append(left, m)
+			if first == nil {
+				first = err
+			}
+		default:
+			r.giveUp([]reemit{m}, err)
 		}
 	}
 	return left, first
@@ -174,6 +178,7 @@ func (r *reemitter) produce(ctx context.Context, todo []reemit) ([]reemit, error
 func (r *reemitter) giveUp(todo []reemit, err error) {
 	for _, m := range todo {
 		m.b.setEmitErr(err)
+		m.b.reemitting.Add(-1)
 		m.b.emits.Done()
 	}
 }

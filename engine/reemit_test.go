@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +23,12 @@ import (
 // many requests it refused. Produce requests name topics by ID from
 // version 13 on: eventsID holds bursar.events' once the topic exists.
 func refuseCaused(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic.Value, code int16) *atomic.Int64 {
+	return refuseCausedIn(broker, refusing, eventsID, code, -1)
+}
+
+// refuseCausedIn is refuseCaused for the requests that carry records of
+// bursar.events partition only (-1: any).
+func refuseCausedIn(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic.Value, code int16, only int32) *atomic.Int64 {
 	var refused atomic.Int64
 	broker.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		broker.KeepControl()
@@ -32,7 +39,12 @@ func refuseCaused(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic
 		events := false
 		id, _ := eventsID.Load().([16]byte)
 		for _, tp := range pr.Topics {
-			events = events || tp.Topic == kafkalog.TopicEvents || tp.TopicID == id
+			if tp.Topic != kafkalog.TopicEvents && tp.TopicID != id {
+				continue
+			}
+			for _, p := range tp.Partitions {
+				events = events || only < 0 || p.Partition == only
+			}
 		}
 		if !events {
 			return nil, nil, false
@@ -204,5 +216,86 @@ func TestRejectedCausedRecordsRestartThePartition(t *testing.T) {
 	}
 	if acc, err := r.store.Account(ctx, a); err != nil || acc.Balance != 1015 {
 		t.Fatalf("stored balance %d %v, want 1015", acc.Balance, err)
+	}
+}
+
+// TestOneStuckPartitionDoesNotHoldTheOthers: while the log refuses the
+// records one partition's commands caused, the other partitions' flushes
+// commit as usual (one flush serves every partition; it leaves the stuck
+// one for later instead of waiting for it).
+func TestOneStuckPartitionDoesNotHoldTheOthers(t *testing.T) {
+	// Two brokers: a produce request goes to one partition's leader, so the
+	// refused partition's requests are not the others'.
+	broker, err := kfake.NewCluster(kfake.NumBrokers(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	var (
+		refusing atomic.Bool
+		eventsID atomic.Value
+	)
+	refuseCausedIn(broker, &refusing, &eventsID, kerr.UnknownServerError.Code, 0)
+	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	ctx := context.Background()
+	adm := kadm.NewClient(r.client)
+	topics, err := adm.ListTopics(ctx, kafkalog.TopicEvents)
+	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
+		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
+	}
+	detail := topics[kafkalog.TopicEvents]
+	eventsID.Store([16]byte(detail.ID))
+	other := int32(-1)
+	for p, pd := range detail.Partitions {
+		if p != 0 && pd.Leader != detail.Partitions[0].Leader {
+			other = p
+		}
+	}
+	if other < 0 {
+		t.Fatalf("every events partition has the same leader: %+v", detail.Partitions)
+	}
+	stuck, free := accountIn(0, r.slots), accountIn(other, r.slots)
+	r.apply(openCmd(stuck))
+	r.apply(openCmd(free))
+	r.waitCommitted(t)
+	refusing.Store(true)
+	r.apply(money(ledger.KindCredit, stuck, 10, "s1"))
+	for i := range 3 {
+		r.apply(money(ledger.KindCredit, free, 10, "f"+strconv.Itoa(i)))
+	}
+	// The free partition commits everything it applied; the stuck one
+	// stays before its credit.
+	ends, err := kafkalog.EndOffsets(ctx, r.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows, err := r.store.Partitions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed := map[int32]int64{}
+		for _, row := range rows {
+			committed[row.Partition] = row.NextOffset
+		}
+		if committed[0] >= ends[0] {
+			t.Fatalf("partition 0 committed past a command whose records the log refused: %d of %d", committed[0], ends[0])
+		}
+		if committed[other] >= ends[other] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition %d committed %d of %d while partition 0 is stuck", other, committed[other], ends[other])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	refusing.Store(false)
+	r.waitCommitted(t)
+	if err := r.eng.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := r.store.Audit(ctx, nil); err != nil || !rep.Clean {
+		t.Fatalf("audit: %v %+v", err, rep)
 	}
 }

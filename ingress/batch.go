@@ -78,6 +78,10 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) *apiError {
 	if aerr != nil {
 		return aerr
 	}
+	// A full disk refuses the whole batch, as before anything per item.
+	if aerr := s.refuseWrites(); aerr != nil {
+		return aerr
+	}
 	items := make([]batchItem, len(decoded))
 	valid := make([]int, 0, len(decoded)) // indexes of the items to submit
 	for i := range decoded {

@@ -858,6 +858,20 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	return nil
 }
 
+// readFailed is the answer to a read of PostgreSQL (what: transactions,
+// history) that failed: DATABASE_UNAVAILABLE when PostgreSQL does not
+// answer a ping either, else UNAVAILABLE (a timeout under load, or an
+// error of the query itself, which the log shows).
+func (s *Server) readFailed(what string, err error) *apiError {
+	s.log.Warn(what+" read failed", "err", err)
+	c, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if perr := s.store.Ping(c); perr != nil {
+		return bad(ledger.CodeDatabaseUnavailable, "reading "+what+" needs PostgreSQL, which cannot be reached now; retry shortly")
+	}
+	return bad(ledger.CodeUnavailable, "cannot read "+what+" now; retry shortly")
+}
+
 func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	id, aerr := parseID(idText, "transaction_id")
 	if aerr != nil {
@@ -867,8 +881,7 @@ func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError 
 	defer cancel()
 	recs, err := s.store.Transaction(c, id)
 	if err != nil {
-		s.log.Warn("transaction read failed", "err", err)
-		return bad(ledger.CodeDatabaseUnavailable, "transactions are read from PostgreSQL, which cannot be reached now; retry shortly")
+		return s.readFailed("transactions", err)
 	}
 	if len(recs) == 0 {
 		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
@@ -907,8 +920,7 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	defer cancel()
 	recs, err := s.store.History(c, id, before, limit+1)
 	if err != nil {
-		s.log.Warn("history read failed", "err", err)
-		return bad(ledger.CodeDatabaseUnavailable, "history is read from PostgreSQL, which cannot be reached now; retry shortly")
+		return s.readFailed("history", err)
 	}
 	if len(recs) == 0 && before == 0 && s.engine != nil {
 		// No rows: an unknown account is 404, as its balance is; an account

@@ -56,7 +56,11 @@ func (l *brokerLog) Logf(level kfake.LogLevel, format string, args ...any) {
 	if noSpace != nil && l.onNoSpace != nil {
 		l.onNoSpace(noSpace)
 	}
-	suppressed, ok := l.admit(format, time.Now())
+	key := format
+	if noSpace != nil {
+		key += "\x00nospace" // not held back behind another error of the same format
+	}
+	suppressed, ok := l.admit(key, time.Now())
 	if !ok {
 		return
 	}
@@ -67,7 +71,7 @@ func (l *brokerLog) Logf(level kfake.LogLevel, format string, args ...any) {
 	}
 	switch {
 	case noSpace != nil:
-		l.log.Error("embedded broker: no space left on device writing its log; writes fail until space returns", append(attrs, "err", noSpace)...)
+		l.log.Error("embedded broker: no space left on device (or out of quota) writing its log; writes are refused until space returns", append(attrs, "err", noSpace)...)
 	case level == kfake.LogLevelError:
 		l.log.Error("embedded broker error", attrs...)
 	default:

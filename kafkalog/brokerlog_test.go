@@ -65,7 +65,7 @@ func TestBrokerLogHoldsBackRepeats(t *testing.T) {
 		t.Fatalf("%d lines for 500 failures (told %d):\n%s", n, told, buf.String())
 	}
 	// A second later the next one is logged with the count held back.
-	l.last["persist batch %s-%d: %v"].at = time.Now().Add(-2 * brokerLogEvery)
+	l.last["persist batch %s-%d: %v\x00nospace"].at = time.Now().Add(-2 * brokerLogEvery)
 	l.Logf(kfake.LogLevelWarn, "persist batch %s-%d: %v", "t", 0, full)
 	if !strings.Contains(buf.String(), "similar_lines_suppressed=499") {
 		t.Fatalf("no count of the held-back lines:\n%s", buf.String())

@@ -287,7 +287,7 @@ func endOffsets(ctx context.Context, adm *kadm.Client) (map[topicPartition]int64
 // startJournal is StartBroker's journal step once the broker runs: replay
 // what an unclean stop left (repairSegments ran before the broker
 // started), checkpoint, and start the journal at the end offsets.
-func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs []int64, st *recoveryStats, log *slog.Logger, onSync, onCheckpoint func(time.Duration, error)) (*journal, error) {
+func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs []int64, st *recoveryStats, log *slog.Logger, onSync, onCheckpoint func(time.Duration, error), onNoSpace func(error)) (*journal, error) {
 	dir := filepath.Join(dataDir, "journal")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -325,7 +325,10 @@ func startJournal(dataDir, kafkaDir string, addrs []string, names []string, seqs
 	}
 	return newJournal(dir, kafkaDir, ends, seq, journalConfig{onSync: onSync, onCheckpoint: onCheckpoint, noPrealloc: testNoPrealloc,
 		onNoSpace: func(err error) {
-			log.Error("embedded broker's journal: no space left on device; the round waits for space and writes again (nothing is lost)", "err", err)
+			log.Error("embedded broker's journal: out of space (or quota) on its disk; the round waits for space and writes again (nothing is lost)", "err", err)
+			if onNoSpace != nil {
+				onNoSpace(err)
+			}
 		}})
 }
 

@@ -120,8 +120,10 @@ type BrokerConfig struct {
 	// (brokerLog) and, with SyncJournal, reports of a journal round waiting
 	// for disk space. Default slog.Default().
 	Log *slog.Logger
-	// OnNoSpace, if set, is told of every write of the broker's own files
-	// that failed for want of space (ENOSPC, EDQUOT).
+	// OnNoSpace, if set, is told of writes of the broker's own files and
+	// of its journal that failed for want of space (ENOSPC, EDQUOT): each
+	// failed file write, and every fifth second of a journal round waiting
+	// for space.
 	OnNoSpace func(error)
 }
 
@@ -220,7 +222,7 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 		return nil, fmt.Errorf("kafkalog: start broker: %w", err)
 	}
 	if mode == SyncJournal {
-		if b.j, err = startJournal(cfg.DataDir, dir, b.c.ListenAddrs(), jNames, jSeqs, &st, log, cfg.OnSync, cfg.OnCheckpoint); err != nil {
+		if b.j, err = startJournal(cfg.DataDir, dir, b.c.ListenAddrs(), jNames, jSeqs, &st, log, cfg.OnSync, cfg.OnCheckpoint, cfg.OnNoSpace); err != nil {
 			b.c.Close()
 			return nil, err
 		}

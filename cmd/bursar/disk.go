@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/bursar/bursar/kafkalog"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -25,9 +28,9 @@ type diskGuard struct {
 
 	full atomic.Bool
 	last atomic.Uint64 // free bytes at the last look
-	// failedWrite: a write failed for want of space since the last look
-	// (noSpace).
-	failedWrite atomic.Bool
+	// tripped: a write failed for want of space (noSpace), and no probe
+	// has succeeded since.
+	tripped atomic.Bool
 }
 
 // diskPollInterval is how often the guard looks.
@@ -71,14 +74,26 @@ func (g *diskGuard) look() {
 	free := st.Bavail * uint64(st.Bsize)
 	prev := g.last.Swap(free)
 	g.free.Set(float64(free))
-	full := free < g.reserve || g.failedWrite.Swap(false)
+	// A failed write tripped the guard (noSpace): the free space does not
+	// tell whether a write would succeed now (a quota; free space above a
+	// small reserve but below a write's size), a probe does.
+	tripped := g.tripped.Load()
+	if tripped && free >= g.reserve {
+		if err := g.probe(); err == nil {
+			g.tripped.Store(false)
+			tripped = false
+		} else if !kafkalog.NoSpace(err) {
+			g.log.Warn("probing the data directory for space failed", "dir", g.dir, "err", err)
+		}
+	}
+	full := free < g.reserve || tripped
 	switch {
 	case full && !g.full.Load():
 		g.full.Store(true)
 		g.transitions.WithLabelValues("full").Inc()
 		g.log.Error("data directory's file system is full (no space left on device below the reserve): writes are refused with 503 STORAGE_FULL until space returns; reads go on",
 			"dir", g.dir, "free_bytes", free, "reserve_bytes", g.reserve)
-	case !full && g.full.Load():
+	case !full && g.full.Load() && !g.tripped.Load(): // not tripped again meanwhile
 		g.full.Store(false)
 		g.transitions.WithLabelValues("ok").Inc()
 		g.log.Warn("space returned to the data directory's file system: writes resume", "dir", g.dir, "free_bytes", free)
@@ -87,16 +102,35 @@ func (g *diskGuard) look() {
 	}
 }
 
+// probeBytes is the size of the probe write: larger than the batches the
+// broker writes at once, so that a probe that fits says they fit.
+const probeBytes = 1 << 20
+
+// probe writes probeBytes to a file in the data directory, syncs it and
+// removes it.
+func (g *diskGuard) probe() error {
+	f, err := os.CreateTemp(g.dir, ".space-probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(make([]byte, probeBytes))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	return errors.Join(werr, f.Close())
+}
+
 // noSpace is told of a write that failed for want of space, which the
 // free space may not show (a quota, or less free than a write needed while
 // above the reserve): writes are refused at once, and resume once a look
-// finds the free space at or above the reserve and no write has failed
-// since the previous look.
+// finds the space above the reserve and a probe write of probeBytes
+// succeeds.
 func (g *diskGuard) noSpace(err error) {
-	g.failedWrite.Store(true)
+	g.tripped.Store(true)
 	if !g.full.Swap(true) {
 		g.transitions.WithLabelValues("full").Inc()
-		g.log.Error("a write to the data directory failed: no space left on device; writes are refused with 503 STORAGE_FULL until space returns; reads go on",
+		g.log.Error("a write to the data directory failed: no space left on device (or out of quota); writes are refused with 503 STORAGE_FULL until space returns; reads go on",
 			"dir", g.dir, "err", err)
 	}
 }

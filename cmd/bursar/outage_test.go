@@ -378,6 +378,15 @@ func TestBrokerOutOfSpaceIsNamed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitMetric(t, n.addr, "bursar_broker_no_space_errors_total")
+	// While the disk stays full, writes stay refused: the guard's looks
+	// (every 0.5 s) see free space at or above a reserve of 0, but its
+	// probe write does not fit.
+	for i := range 8 {
+		if r := deposit("held-" + strconv.Itoa(i)); r.status != 503 || r.errCode() != "STORAGE_FULL" {
+			t.Fatalf("deposit %d while the disk is still full: %d %s, want 503 STORAGE_FULL", i, r.status, r.raw)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if r, err := c.do(ctx, "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil); err != nil || r.status != 200 {
 		t.Fatalf("read on a full disk: %v %+v", err, r)
 	}
