@@ -30,7 +30,7 @@ test:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	$(GO) vet ./...
 	CI=$${CI:-true} $(GO) test -count=1 -timeout 30m ./...
-	CI=$${CI:-true} $(GO) test -count=1 -race -timeout 20m ./engine/... ./ingress/ ./actors/ ./cluster/ ./storage/ ./kafkalog/ ./retry/
+	CI=$${CI:-true} $(GO) test -count=1 -race -timeout 20m ./engine/... ./ingress/ ./actors/ ./cluster/ ./storage/ ./kafkalog/ ./retry/ ./auth/
 	bash k6/smoke-ci.sh
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s).
