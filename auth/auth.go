@@ -42,6 +42,7 @@ func ParseScopes(text string) ([]Scope, error) {
 	for _, s := range strings.Split(text, ",") {
 		s = strings.TrimSpace(s)
 		switch {
+		case s == "":
 		case s == "all":
 			for _, sc := range Scopes {
 				if sc != Admin && !slices.Contains(out, sc) {

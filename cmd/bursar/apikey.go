@@ -15,7 +15,7 @@ import (
 	"github.com/bursar/bursar/storage"
 )
 
-const apikeyUsage = "usage: bursar apikey create --name NAME --scopes SCOPES | ls | revoke KEY_ID  [--database-url URL]"
+const apikeyUsage = "usage: bursar apikey create --name NAME --scopes SCOPES | ls | revoke KEY_ID  [--database-url URL] (or DATABASE_URL)"
 
 // runAPIKey manages API keys in PostgreSQL: create prints a new token
 // once (only its hash is stored), ls lists keys without their tokens,
@@ -157,13 +157,16 @@ func apikeyList(args []string, stdout io.Writer) error {
 func apikeyRevoke(args []string, stdout io.Writer) error {
 	fs := newFlagSet("apikey revoke", "Revokes an API key by its ID: every node refuses it within its --auth-refresh.")
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return parseFlags(fs, args)
+		}
 		return &exitError{code: 2, err: errors.New("usage: bursar apikey revoke KEY_ID [--database-url URL]")}
 	}
-	id := fs.Arg(0)
+	id := args[0]
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := openKeyStore(ctx, *url)

@@ -186,3 +186,87 @@ func TestStrangerCannotJoinAKeyedNode(t *testing.T) {
 		t.Fatalf("the stranger sees %d members, want itself only", len(stranger.Members()))
 	}
 }
+
+// TestAPIKeyLifecycle: a key made with `bursar apikey create` works at
+// once on a running node, within its scopes; revoked with `bursar apikey
+// revoke`, it is refused within --auth-refresh; `ls` shows it revoked and
+// never a token. A node with --auth=off lets a request in without a key
+// and says so in /readyz.
+func TestAPIKeyLifecycle(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "2", "--auth-refresh", "300ms")
+	cli := func(args ...string) (string, int) {
+		t.Helper()
+		out, err := exec.Command(binPath, append([]string{"apikey"}, append(args, "--database-url", dbURL)...)...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := cli("create", "--name", "reader", "--scopes", "accounts:read")
+	token := strings.SplitN(out, "\n", 2)[0]
+	if code != 0 || !strings.HasPrefix(token, "bsk_") {
+		t.Fatalf("apikey create: exit %d: %s", code, out)
+	}
+	reader := newClient(n.addr)
+	reader.key = token
+	ctx := context.Background()
+	acct := newClient(n.addr).openAccount(t, "lifecycle-open") // with the harness's admin key
+	if r, err := reader.do(ctx, "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil); err != nil || r.status != 200 {
+		t.Fatalf("a new key, at once: %v %+v", err, r)
+	}
+	if r, err := reader.do(ctx, "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD"}, nil); err != nil || r.status != 403 || r.errCode() != "FORBIDDEN" {
+		t.Fatalf("a write with a read key: %v %+v", err, r)
+	}
+	id := strings.SplitN(strings.TrimPrefix(token, "bsk_"), "_", 2)[0]
+	if out, code := cli("revoke", id); code != 0 {
+		t.Fatalf("apikey revoke: exit %d: %s", code, out)
+	}
+	revoked := time.Now()
+	for {
+		r, err := reader.do(ctx, "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status == 401 && r.errCode() == "UNAUTHENTICATED" {
+			break
+		}
+		if time.Since(revoked) > 3*time.Second {
+			t.Fatalf("a key revoked 3 s ago still works with --auth-refresh 300ms: %d %s", r.status, r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, code = cli("ls", "--format", "json")
+	if code != 0 || strings.Contains(out, "bsk_") || !strings.Contains(out, `"key_id": "`+id+`"`) || strings.Count(out, `"revoked_at": null`) != 1 {
+		t.Fatalf("apikey ls: exit %d: %s", code, out) // the harness's admin key live, the reader revoked
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"create", "--name", "x", "--scopes", "accounts:delete"}, "unknown scope"},
+		{[]string{"create", "--scopes", "admin"}, "--name"},
+		{[]string{"create", "--name", "x"}, "no scope"},
+		{[]string{"revoke", "nosuchkey"}, "no API key"},
+		{[]string{"rotate"}, "usage"},
+	} {
+		if out, code := cli(tc.args...); code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("apikey %v: exit %d, %q; want a refusal naming %q", tc.args, code, out, tc.want)
+		}
+	}
+	n.stop()
+
+	open := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2", "--auth", "off")
+	c := newClient(open.addr)
+	if c.key != "" {
+		t.Fatal("the harness gave a key to a node without auth")
+	}
+	c.openAccount(t, "no-auth-open")
+	if r := c.readyz(t); r.status != 200 || !strings.HasPrefix(r.check("auth"), "off") {
+		t.Fatalf("/readyz of a node with --auth=off: %d %s", r.status, r.raw)
+	}
+}
