@@ -122,6 +122,9 @@ type Principal struct {
 	scopes      []Scope
 }
 
+// String is the principal as commands and rows record it (created_by).
+func (p *Principal) String() string { return "apikey:" + p.KeyID }
+
 // Allows reports whether p carries scope s (admin carries every scope).
 func (p *Principal) Allows(s Scope) bool {
 	return slices.Contains(p.scopes, s) || slices.Contains(p.scopes, Admin)

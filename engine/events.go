@@ -43,6 +43,7 @@ type Event struct {
 	Timestamp      string `json:"timestamp"`
 	Partition      int32  `json:"partition"`
 	Offset         int64  `json:"offset"`
+	CreatedBy      string `json:"created_by,omitempty"` // the principal that asked for the transaction
 }
 
 // eventTypes says which events one applied command causes: the
@@ -195,5 +196,9 @@ func appendEventTail(dst []byte, c *ledger.Command, r *ledger.Result, p int32, o
 	dst = strconv.AppendInt(dst, int64(p), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, off, 10)
+	if c.CreatedBy != "" {
+		dst = append(dst, `,"created_by":`...)
+		dst = jsonw.AppendString(dst, c.CreatedBy)
+	}
 	return append(dst, '}')
 }

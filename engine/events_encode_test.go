@@ -37,7 +37,7 @@ func randomEvent(rng *rand.Rand) Event {
 		AccountID: eventText(rng), CounterpartyID: eventText(rng), Amount: eventText(rng), Delta: eventText(rng),
 		Currency: eventText(rng), Status: eventText(rng), Code: eventText(rng), Balance: eventText(rng),
 		Available: eventText(rng), Version: rng.Int64() - rng.Int64(), Timestamp: eventText(rng),
-		Partition: rng.Int32() - rng.Int32(), Offset: rng.Int64() - rng.Int64(),
+		Partition: rng.Int32() - rng.Int32(), Offset: rng.Int64() - rng.Int64(), CreatedBy: eventText(rng),
 	}
 }
 
@@ -54,6 +54,9 @@ func randomApplied(rng *rand.Rand) (ledger.Command, ledger.Result) {
 	}
 	if rng.IntN(2) == 0 {
 		c.Counterparty = uuid.New()
+	}
+	if rng.IntN(2) == 0 {
+		c.CreatedBy = "apikey:" + strconv.FormatUint(rng.Uint64(), 32) // as the ingress sets it
 	}
 	r := ledger.Result{
 		TxID: c.TxID, Kind: c.Kind, AccountID: c.AccountID, Status: ledger.TxStatus(1 + rng.IntN(3)),
@@ -83,7 +86,7 @@ func eventsFor(c *ledger.Command, r *ledger.Result, p int32, off int64) []Event 
 		Currency: r.Currency, Status: r.Status.String(),
 		Balance: ledger.FormatAmount(r.Balance, exp), Available: ledger.FormatAmount(r.Available, exp),
 		Version: r.Version, Timestamp: time.UnixMicro(r.TimestampUs).UTC().Format(time.RFC3339Nano),
-		Partition: p, Offset: off,
+		Partition: p, Offset: off, CreatedBy: c.CreatedBy,
 	}
 	if c.Counterparty != uuid.Nil {
 		base.CounterpartyID = c.Counterparty.String()

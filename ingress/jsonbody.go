@@ -167,7 +167,19 @@ func (b recordBody) appendJSON(w *jsonw.Writer) {
 	if r.Counterparty != uuid.Nil {
 		w.UUID("counterparty_account_id", r.Counterparty)
 	}
+	createdBy(w, r.CreatedBy)
 	w.Close()
+}
+
+// createdBy writes member created_by: the principal that asked for the
+// transaction, null when it is not known (written without authentication,
+// or before it was recorded).
+func createdBy(w *jsonw.Writer, by string) {
+	if by == "" {
+		w.Null("created_by")
+		return
+	}
+	w.String("created_by", by)
 }
 
 // pendingBody is the 202 answer to a write whose outcome did not arrive
@@ -241,6 +253,7 @@ func (b transferBody) appendJSON(w *jsonw.Writer) {
 	if t.code != ledger.OK {
 		w.String("error_code", t.code.String())
 	}
+	createdBy(w, d.CreatedBy)
 	w.Key("legs")
 	w.OpenArray()
 	for _, l := range [...]*storage.TxRecord{t.debit, t.credit, t.refund} {

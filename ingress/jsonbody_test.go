@@ -64,6 +64,10 @@ func refRecordJSON(r *storage.TxRecord) map[string]any {
 	if r.Counterparty != uuid.Nil {
 		m["counterparty_account_id"] = r.Counterparty.String()
 	}
+	m["created_by"] = nil
+	if r.CreatedBy != "" {
+		m["created_by"] = r.CreatedBy
+	}
 	return m
 }
 
@@ -105,6 +109,10 @@ func refTransferJSON(t *transfer) map[string]any {
 	}
 	if t.code != ledger.OK {
 		m["error_code"] = t.code.String()
+	}
+	m["created_by"] = nil
+	if d.CreatedBy != "" {
+		m["created_by"] = d.CreatedBy
 	}
 	legs := []map[string]any{}
 	for _, l := range []*storage.TxRecord{t.debit, t.credit, t.refund} {
@@ -226,7 +234,7 @@ func randomRecord(rng *rand.Rand) storage.TxRecord {
 	return storage.TxRecord{
 		Result: randomResult(rng), Counterparty: randomID(rng),
 		Description: trickyText(rng), ReferenceID: trickyText(rng),
-		Partition: rng.Int32(), Offset: rng.Int64(),
+		Partition: rng.Int32(), Offset: rng.Int64(), CreatedBy: []string{"", "apikey:kwsgtrsxflbwghsx", trickyText(rng)}[rng.IntN(3)],
 	}
 }
 

@@ -659,8 +659,19 @@ func (s *Server) decodeAndSubmit(ctx *fasthttp.RequestCtx, kind ledger.Kind,
 	if aerr != nil {
 		return c, nil, aerr
 	}
+	c.CreatedBy = createdByOf(ctx)
 	res, aerr := s.submit(ctx, &c)
 	return c, res, aerr
+}
+
+// createdByOf is the principal authorize let in ("" without auth): what
+// the command records as created_by. It comes from the credential only,
+// never from the body.
+func createdByOf(ctx *fasthttp.RequestCtx) string {
+	if p, ok := ctx.UserValue(principalKey).(*auth.Principal); ok {
+		return p.String()
+	}
+	return ""
 }
 
 func markReplay(ctx *fasthttp.RequestCtx, r *ledger.Result) {

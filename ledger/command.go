@@ -52,6 +52,7 @@ const (
 	DescriptionLenMax = 512
 	ReferenceLenMax   = 128
 	ReplyNodeLenMax   = 128
+	CreatedByLenMax   = 64
 )
 
 // Command is one record of the bursar.commands log. It mutates exactly one
@@ -87,9 +88,22 @@ type Command struct {
 
 	// FailCode carries the refusal reason on a refund leg.
 	FailCode Code
+
+	// CreatedBy is the principal that asked for the command ("apikey:" and
+	// the key ID), set by the ingress from the credential, never from the
+	// body; empty when the node runs without authentication. A transfer's
+	// legs carry their debit's. It is not part of HashRequest: a retry
+	// under another key is still the same request.
+	CreatedBy string
 }
 
-const commandVersion = 1
+// Record versions: 1 has no CreatedBy; 2 appends it. A command without
+// CreatedBy is written as version 1, so that each command has one
+// encoding and a version-1 record re-encodes to its own bytes.
+const (
+	commandVersion   = 1
+	commandVersionBy = 2
+)
 
 // Encoding errors.
 var (
@@ -105,7 +119,11 @@ var (
 // version byte followed by fixed-width fields and length-prefixed strings;
 // it is stable across releases and decoded by DecodeCommand.
 func (c *Command) AppendBinary(dst []byte) []byte {
-	dst = append(dst, commandVersion, byte(c.Kind))
+	version := byte(commandVersion)
+	if c.CreatedBy != "" {
+		version = commandVersionBy
+	}
+	dst = append(dst, version, byte(c.Kind))
 	dst = append(dst, c.TxID[:]...)
 	dst = append(dst, c.AccountID[:]...)
 	dst = append(dst, c.Counterparty[:]...)
@@ -119,6 +137,10 @@ func (c *Command) AppendBinary(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		dst = append(dst, s...)
 	}
+	if version == commandVersionBy {
+		dst = binary.AppendUvarint(dst, uint64(len(c.CreatedBy)))
+		dst = append(dst, c.CreatedBy...)
+	}
 	return dst
 }
 
@@ -131,7 +153,8 @@ func DecodeCommand(b []byte) (Command, error) {
 	if len(b) < 1 {
 		return c, ErrShortRecord
 	}
-	if b[0] != commandVersion {
+	version := b[0]
+	if version != commandVersion && version != commandVersionBy {
 		return c, ErrBadVersion
 	}
 	if len(b) < fixedLen {
@@ -154,8 +177,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	c.ReplySeq = u64()
 	c.FailCode = Code(binary.BigEndian.Uint16(b[p:]))
 	p += 2
-	limits := [...]int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax}
-	dsts := [...]*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode}
+	limits := []int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax}
+	dsts := []*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode}
+	if version == commandVersionBy {
+		limits, dsts = append(limits, CreatedByLenMax), append(dsts, &c.CreatedBy)
+	}
 	for i, dst := range dsts {
 		n, w := binary.Uvarint(b[p:])
 		if w <= 0 {
@@ -179,6 +205,9 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	if p != len(b) {
 		return c, ErrTrailingBytes
+	}
+	if version == commandVersionBy && c.CreatedBy == "" {
+		return c, ErrNonCanonical // written as version 1
 	}
 	return c, nil
 }

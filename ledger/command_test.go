@@ -142,8 +142,15 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"nil", nil, ErrShortRecord},
 		{"empty", []byte{}, ErrShortRecord},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b }), ErrBadVersion},
-		{"version 2", with(func(b []byte) []byte { b[0] = 2; return b }), ErrBadVersion},
-		{"version only 2", []byte{2}, ErrBadVersion},
+		{"version 2 without its created_by", with(func(b []byte) []byte { b[0] = 2; return b }), ErrShortRecord},
+		{"version 2 with an empty created_by", with(func(b []byte) []byte { b[0] = 2; return append(b, 0) }), ErrNonCanonical},
+		{"created_by too long", with(func(b []byte) []byte {
+			b[0] = 2
+			return append(binary.AppendUvarint(b, CreatedByLenMax+1), strings.Repeat("k", CreatedByLenMax+1)...)
+		}), ErrFieldTooLong},
+		{"version 3", with(func(b []byte) []byte { b[0] = 3; return b }), ErrBadVersion},
+		{"version only 2", []byte{2}, ErrShortRecord},
+		{"version only 3", []byte{3}, ErrBadVersion},
 		{"kind invalid", with(func(b []byte) []byte { b[1] = byte(KindInvalid); return b }), ErrBadKind},
 		{"kind past the table", with(func(b []byte) []byte { b[1] = byte(kindCount); return b }), ErrBadKind},
 		{"kind 255", with(func(b []byte) []byte { b[1] = 255; return b }), ErrBadKind},
@@ -311,7 +318,32 @@ func fuzzCommandSeeds() [][]byte {
 	long := filledCommand(KindOpen)
 	long.Description = strings.Repeat("d", DescriptionLenMax)
 	seeds = append(seeds, long.AppendBinary(nil))
+	by := filledCommand(KindTransferDebit)
+	by.CreatedBy = "apikey:kwsgtrsxflbwghsx"
+	seeds = append(seeds, by.AppendBinary(nil))
 	return seeds
+}
+
+// TestCreatedByRoundTrips: a command with CreatedBy is a version-2
+// record ending in it, and decodes to the same command; one without is
+// the version-1 record it always was.
+func TestCreatedByRoundTrips(t *testing.T) {
+	c := filledCommand(KindCredit)
+	v1 := c.AppendBinary(nil)
+	c.CreatedBy = "apikey:kwsgtrsxflbwghsx"
+	v2 := c.AppendBinary(nil)
+	if v1[0] != 1 || v2[0] != 2 || !bytes.Equal(v2[1:len(v1)], v1[1:]) || !bytes.Equal(v2[len(v1):], append([]byte{23}, c.CreatedBy...)) {
+		t.Fatalf("encodings:\n v1 %x\n v2 %x", v1, v2)
+	}
+	got, err := DecodeCommand(v2)
+	if err != nil || got != c {
+		t.Fatalf("DecodeCommand(v2) = %+v, %v; want %+v", got, err, c)
+	}
+	if HashRequest(&got) != HashRequest(&Command{Kind: c.Kind, AccountID: c.AccountID, Counterparty: c.Counterparty, Amount: c.Amount,
+		OverdraftLimit: c.OverdraftLimit, Currency: c.Currency, CustomerID: c.CustomerID, AccountType: c.AccountType,
+		Description: c.Description, ReferenceID: c.ReferenceID}) {
+		t.Fatal("CreatedBy changes the request hash: a retry under another key would be refused")
+	}
 }
 
 func FuzzDecodeCommand(f *testing.F) {

@@ -63,7 +63,7 @@ var ErrInvariant = errors.New("storage: ledger invariant violated")
 var txColumns = []string{
 	"account_id", "seq", "transaction_id", "kind", "counterparty_id", "status", "code",
 	"amount", "delta", "currency", "balance_after", "version_after", "description",
-	"reference_id", "idem_key", "request_hash", "created_at", "partition", "kafka_offset",
+	"reference_id", "idem_key", "request_hash", "created_at", "partition", "kafka_offset", "created_by",
 }
 
 // txSource streams Batch rows into CopyFrom without building a [][]any.
@@ -99,7 +99,7 @@ func appendTxValues(dst []any, r *TxRow) []any {
 		[16]byte(res.AccountID), res.Seq, [16]byte(res.TxID), res.Kind.String(), counterparty,
 		res.Status.String(), code, res.Amount, res.Delta, res.Currency, res.Balance, res.Version,
 		c.Description, c.ReferenceID, key, int64(c.RequestHash), time.UnixMicro(res.TimestampUs).UTC(),
-		r.Partition, r.Offset,
+		r.Partition, r.Offset, c.CreatedBy,
 	)
 }
 

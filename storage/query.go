@@ -18,9 +18,10 @@ type TxRecord struct {
 	ReferenceID  string
 	Partition    int32
 	Offset       int64
+	CreatedBy    string // the principal that asked for it; "" if unknown
 }
 
-const recordColumns = `t.account_id, t.counterparty_id, t.description, t.reference_id, t.partition, t.kafka_offset, ` + resultColumns
+const recordColumns = `t.account_id, t.counterparty_id, t.description, t.reference_id, t.partition, t.kafka_offset, t.created_by, ` + resultColumns
 
 func scanRecord(row pgx.Row) (TxRecord, error) {
 	var (
@@ -28,7 +29,7 @@ func scanRecord(row pgx.Row) (TxRecord, error) {
 		id      [16]byte
 		counter *[16]byte
 	)
-	r, err := scanResult(row, &id, &counter, &rec.Description, &rec.ReferenceID, &rec.Partition, &rec.Offset)
+	r, err := scanResult(row, &id, &counter, &rec.Description, &rec.ReferenceID, &rec.Partition, &rec.Offset, &rec.CreatedBy)
 	if err != nil {
 		return rec, err
 	}

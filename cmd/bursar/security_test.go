@@ -270,3 +270,64 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		t.Fatalf("/readyz of a node with --auth=off: %d %s", r.status, r.raw)
 	}
 }
+
+// TestCreatedByComesFromTheCredential: every transaction records the key
+// that asked for it, on the transfer and each of its legs, in
+// GET /transactions/{id}, in history and in the rows; a body cannot name
+// it.
+func TestCreatedByComesFromTheCredential(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4")
+	c := newClient(n.addr)
+	want := "apikey:" + strings.SplitN(strings.TrimPrefix(c.key, "bsk_"), "_", 2)[0]
+	ctx := context.Background()
+	a, b := c.openAccount(t, "by-a"), c.openAccount(t, "by-b")
+	if r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": a, "amount": "5.00", "currency": "USD", "created_by": "apikey:mallory"}, nil); err != nil || r.status != 400 || r.errCode() != "MALFORMED_REQUEST" {
+		t.Fatalf("a body naming created_by: %v %+v", err, r)
+	}
+	if r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": a, "amount": "5.00", "currency": "USD"}, nil); err != nil || r.status != 201 {
+		t.Fatalf("credit: %v %+v", err, r)
+	}
+	tr, err := c.do(ctx, "POST", "/api/v1/transactions/transfer",
+		map[string]any{"source_account_id": a, "destination_account_id": b, "amount": "2.00", "currency": "USD"}, nil)
+	if err != nil || tr.status != 201 {
+		t.Fatalf("transfer: %v %+v", err, tr)
+	}
+	var got *apiResponse
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got, err = c.do(ctx, "GET", "/api/v1/transactions/"+tr.str("transaction_id"), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if legs, _ := got.body["legs"].([]any); got.status == 200 && len(legs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transfer not readable with both legs: %d %s", got.status, got.raw)
+		}
+	}
+	if got.str("created_by") != want {
+		t.Fatalf("transfer created_by %q, want %q: %s", got.str("created_by"), want, got.raw)
+	}
+	for _, l := range got.body["legs"].([]any) {
+		if by := l.(map[string]any)["created_by"]; by != want {
+			t.Fatalf("leg created_by %v, want %q: %s", by, want, got.raw)
+		}
+	}
+	h, err := c.do(ctx, "GET", "/api/v1/accounts/"+a+"/transactions", nil, nil)
+	if err != nil || h.status != 200 {
+		t.Fatalf("history: %v %+v", err, h)
+	}
+	for _, row := range h.body["transactions"].([]any) {
+		if by := row.(map[string]any)["created_by"]; by != want {
+			t.Fatalf("history row created_by %v, want %q: %s", by, want, h.raw)
+		}
+	}
+	n.stop()
+	out, err := exec.Command("psql", dbURL, "-Atc", "SELECT DISTINCT created_by FROM transactions").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		t.Fatalf("created_by in the rows: %q %v, want only %q", out, err, want)
+	}
+}
