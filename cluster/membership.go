@@ -25,11 +25,14 @@ import (
 // Meta is what a node gossips about itself. It must stay within
 // memberlist's meta limit (512 bytes); Encode checks.
 type Meta struct {
-	ID       string   `json:"id"`
-	Roles    []string `json:"roles"`
-	HTTP     string   `json:"http"`
-	Remote   string   `json:"remote"`
-	Draining bool     `json:"draining,omitempty"`
+	ID     string   `json:"id"`
+	Roles  []string `json:"roles"`
+	HTTP   string   `json:"http"`
+	Remote string   `json:"remote"`
+	// Admin is the node's admin listener (/internal/*, profiles), which
+	// the operator commands reach every node at.
+	Admin    string `json:"admin,omitempty"`
+	Draining bool   `json:"draining,omitempty"`
 }
 
 // HasRole reports whether the node runs role.

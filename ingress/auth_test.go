@@ -24,6 +24,7 @@ import (
 // the keys.
 type authRig struct {
 	api      *testAPI
+	admin    *testAPI // the admin listener
 	store    *storage.Store
 	producer *kgo.Client
 	verifier *auth.Verifier
@@ -67,8 +68,9 @@ func newAuthRig(t *testing.T) *authRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetAdmin(func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, map[string]string{"admin": "reached"}) }, nil)
-	return &authRig{api: serveTestAPI(t, srv), store: store, producer: producer, verifier: v}
+	reached := func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, map[string]string{"admin": "reached"}) }
+	srv.SetAdmin(reached, reached, nil)
+	return &authRig{api: serveTestAPI(t, srv), admin: serveTestHTTP(t, srv, srv.NewAdminHTTPServer()), store: store, producer: producer, verifier: v}
 }
 
 // key creates a key with scopes and returns its token and ID.
@@ -113,18 +115,27 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 	routes := []struct {
 		req   testReq
 		scope auth.Scope
+		admin bool // on the admin listener
 	}{
-		{testReq{method: "POST", path: "/api/v1/accounts", body: `{"customer_id":"c","account_type":"checking","currency":"USD"}`}, auth.AccountsWrite},
-		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount}, auth.AccountsRead},
-		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/balance"}, auth.AccountsRead},
-		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/transactions"}, auth.TransactionsRead},
-		{testReq{method: "POST", path: "/api/v1/transactions/credit", body: money}, auth.TransactionsWrite},
-		{testReq{method: "POST", path: "/api/v1/transactions/debit", body: money}, auth.TransactionsWrite},
-		{testReq{method: "POST", path: "/api/v1/transactions/transfer", body: transfer}, auth.TransactionsWrite},
-		{testReq{method: "POST", path: "/api/v1/transactions/batch", body: `{"items":[{"type":"credit","account_id":"` + testAccount + `","amount":"1.00","currency":"USD"}]}`}, auth.TransactionsWrite},
-		{testReq{method: "GET", path: "/api/v1/transactions/" + testAccount}, auth.TransactionsRead},
-		{testReq{method: "GET", path: "/metrics"}, auth.MetricsRead},
-		{testReq{method: "GET", path: "/internal/members"}, auth.Admin},
+		{testReq{method: "POST", path: "/api/v1/accounts", body: `{"customer_id":"c","account_type":"checking","currency":"USD"}`}, auth.AccountsWrite, false},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount}, auth.AccountsRead, false},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/balance"}, auth.AccountsRead, false},
+		{testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/transactions"}, auth.TransactionsRead, false},
+		{testReq{method: "POST", path: "/api/v1/transactions/credit", body: money}, auth.TransactionsWrite, false},
+		{testReq{method: "POST", path: "/api/v1/transactions/debit", body: money}, auth.TransactionsWrite, false},
+		{testReq{method: "POST", path: "/api/v1/transactions/transfer", body: transfer}, auth.TransactionsWrite, false},
+		{testReq{method: "POST", path: "/api/v1/transactions/batch", body: `{"items":[{"type":"credit","account_id":"` + testAccount + `","amount":"1.00","currency":"USD"}]}`}, auth.TransactionsWrite, false},
+		{testReq{method: "GET", path: "/api/v1/transactions/" + testAccount}, auth.TransactionsRead, false},
+		{testReq{method: "GET", path: "/metrics"}, auth.MetricsRead, false},
+		{testReq{method: "GET", path: "/internal/members"}, auth.Admin, true},
+		{testReq{method: "POST", path: "/internal/drain"}, auth.Admin, true},
+		{testReq{method: "GET", path: "/debug/pprof/heap"}, auth.Admin, true},
+	}
+	listener := func(admin bool) *testAPI {
+		if admin {
+			return r.admin
+		}
+		return r.api
 	}
 	revoked, revokedID := r.key(t, auth.Scopes...)
 	if err := r.store.RevokeAPIKey(context.Background(), revokedID); err != nil {
@@ -173,14 +184,14 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 			if ref.header != "" {
 				req.header = map[string]string{"Authorization": ref.header}
 			}
-			resp := r.api.do(t, req)
+			resp := listener(rt.admin).do(t, req)
 			if resp.status != 401 || !strings.Contains(string(resp.body), `"UNAUTHENTICATED"`) {
 				t.Errorf("%s %s, %s: %d %s, want 401 UNAUTHENTICATED", req.method, req.path, ref.name, resp.status, resp.body)
 			}
 		}
 		req := rt.req
 		req.header = map[string]string{"Authorization": "Bearer " + lacking[rt.scope]}
-		if resp := r.api.do(t, req); resp.status != 403 {
+		if resp := listener(rt.admin).do(t, req); resp.status != 403 {
 			t.Errorf("%s %s without %s: %d %s, want 403 FORBIDDEN", req.method, req.path, rt.scope, resp.status, resp.body)
 		} else {
 			assertError(t, resp, ledger.CodeForbidden)
@@ -198,7 +209,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		for _, token := range []string{own[rt.scope], admin} {
 			req := rt.req
 			req.header = map[string]string{"Authorization": "bearer " + token} // the scheme in any case
-			if resp := r.api.do(t, req); resp.status == 401 || resp.status == 403 {
+			if resp := listener(rt.admin).do(t, req); resp.status == 401 || resp.status == 403 {
 				t.Errorf("%s %s with scope %s: %d %s", req.method, req.path, rt.scope, resp.status, resp.body)
 			}
 		}
@@ -214,6 +225,15 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 	}
 	if !slices.Contains(auth.Scopes, auth.MetricsRead) {
 		t.Fatal("scopes changed: update the route table above")
+	}
+	// The operator endpoints are not on the API's listener at all, and the
+	// API's routes not on the admin listener, whatever the key.
+	for _, tc := range []struct {
+		on   *testAPI
+		path string
+	}{{r.api, "/internal/members"}, {r.api, "/debug/pprof/heap"}, {r.admin, "/api/v1/accounts/" + testAccount}} {
+		resp := tc.on.do(t, testReq{method: "GET", path: tc.path, header: map[string]string{"Authorization": "Bearer " + admin}})
+		assertError(t, resp, ledger.CodeRouteNotFound)
 	}
 }
 

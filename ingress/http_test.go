@@ -39,8 +39,14 @@ func newTestAPI(t *testing.T) *testAPI {
 // serveTestAPI serves srv on an in-memory listener until the test ends.
 func serveTestAPI(t *testing.T, srv *Server) *testAPI {
 	t.Helper()
+	return serveTestHTTP(t, srv, srv.NewHTTPServer())
+}
+
+// serveTestHTTP serves hs (one of srv's listeners) on an in-memory
+// listener until the test ends.
+func serveTestHTTP(t *testing.T, srv *Server, hs *fasthttp.Server) *testAPI {
+	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
-	hs := srv.NewHTTPServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(hs, ln) }()
 	api := &testAPI{ln: ln, client: &fasthttp.HostClient{

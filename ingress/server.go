@@ -34,6 +34,9 @@ type Config struct {
 	// Auth checks every route's credential but /healthz and /readyz; nil
 	// lets every request in (--auth=off).
 	Auth Authenticator
+	// MetricsOnAdmin serves /metrics on the admin listener only, not on
+	// the API's.
+	MetricsOnAdmin bool
 	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond) on
 	// every route but the batch. Default 16 KiB.
 	MaxBodyBytes int
@@ -164,7 +167,8 @@ type Server struct {
 	reqSeq   atomic.Uint64
 	boot     string
 
-	admin fasthttp.RequestHandler
+	admin fasthttp.RequestHandler // /internal/*, on the admin listener
+	pprof fasthttp.RequestHandler // /debug/pprof/*, on the admin listener
 	ready ReadyCheck
 
 	requests *prometheus.CounterVec
@@ -220,10 +224,65 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 // check says when it cannot.
 type ReadyCheck func(pgDown bool) (check, reason string)
 
-// SetAdmin routes /internal/ to h (the cluster's operator endpoints) and
-// makes /readyz also require ready.
-func (s *Server) SetAdmin(h fasthttp.RequestHandler, ready ReadyCheck) {
-	s.admin, s.ready = h, ready
+// SetAdmin routes the admin listener's /internal/ to h (the cluster's
+// operator endpoints) and /debug/pprof/ to pprof (nil: none), and makes
+// /readyz also require ready.
+func (s *Server) SetAdmin(h, pprof fasthttp.RequestHandler, ready ReadyCheck) {
+	s.admin, s.pprof, s.ready = h, pprof, ready
+}
+
+// NewAdminHTTPServer is NewHTTPServer for the admin listener
+// (--admin-addr): /healthz, /readyz, /internal/* and /debug/pprof/*
+// (admin scope) and, with MetricsOnAdmin, /metrics.
+func (s *Server) NewAdminHTTPServer() *fasthttp.Server {
+	srv := s.NewHTTPServer()
+	srv.Handler = s.serveAdmin
+	return srv
+}
+
+func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	rid := s.requestID(ctx)
+	ctx.SetUserValue("rid", rid)
+	ctx.Response.Header.Set("X-Request-ID", rid)
+	name, err := s.routeAdmin(ctx)
+	if err != nil {
+		s.fail(ctx, err)
+	}
+	s.requests.WithLabelValues(name, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+	s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}
+
+// routeAdmin routes the admin listener; every route but /healthz and
+// /readyz needs the admin scope (metrics:read for /metrics).
+func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) (string, *apiError) {
+	path := string(ctx.Path())
+	if orig := ctx.URI().PathOriginal(); string(orig) != path {
+		return "unknown", bad(ledger.CodeRouteNotFound, "no route for this path: paths must be in canonical form (no dot or empty segments, no percent-escapes)")
+	}
+	switch {
+	case path == "/healthz" || path == "/readyz":
+		return s.route(ctx)
+	case path == "/metrics" && s.cfg.MetricsOnAdmin && s.metrics != nil:
+		if err := s.authorize(ctx, auth.MetricsRead); err != nil {
+			return "metrics", err
+		}
+		s.metrics(ctx)
+		return "metrics", nil
+	case strings.HasPrefix(path, "/internal/") && s.admin != nil:
+		if err := s.authorize(ctx, auth.Admin); err != nil {
+			return "internal", err
+		}
+		s.admin(ctx)
+		return "internal", nil
+	case strings.HasPrefix(path, "/debug/pprof/") && s.pprof != nil:
+		if err := s.authorize(ctx, auth.Admin); err != nil {
+			return "pprof", err
+		}
+		s.pprof(ctx)
+		return "pprof", nil
+	}
+	return "unknown", bad(ledger.CodeRouteNotFound, "no admin route for "+string(ctx.Method())+" "+path)
 }
 
 // Handler returns the fasthttp handler.
@@ -396,8 +455,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		}
 		return "readyz", s.readyz(ctx)
 	case "/metrics":
-		if s.metrics == nil {
-			return "metrics", bad(ledger.CodeRouteNotFound, "metrics are not enabled")
+		if s.metrics == nil || s.cfg.MetricsOnAdmin {
+			return "metrics", bad(ledger.CodeRouteNotFound, "metrics are not served on this listener")
 		}
 		if err := s.authorize(ctx, auth.MetricsRead); err != nil {
 			return "metrics", err
@@ -444,13 +503,6 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 			return "batch", err
 		}
 		return "batch", s.batch(ctx)
-	}
-	if s.admin != nil && strings.HasPrefix(path, "/internal/") {
-		if err := s.authorize(ctx, auth.Admin); err != nil {
-			return "internal", err
-		}
-		s.admin(ctx)
-		return "internal", nil
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) >= 4 && parts[0] == "api" && parts[1] == "v1" {

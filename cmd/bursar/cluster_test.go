@@ -50,6 +50,17 @@ func (tc *testCluster) start(id string) *node {
 	return n
 }
 
+// liveIDs returns the IDs of the nodes still running, sorted.
+func (tc *testCluster) liveIDs() []string {
+	var out []string
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		if _, ok := tc.nodes[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // live returns the HTTP addresses of the nodes still running, sorted by ID.
 func (tc *testCluster) live() []string {
 	var out []string
@@ -64,7 +75,8 @@ func (tc *testCluster) live() []string {
 // status runs `bursar cluster status --format json` against a live node.
 func (tc *testCluster) status() (*clusterView, int) {
 	tc.t.Helper()
-	cmd := exec.Command(binPath, "cluster", "status", "--addr", tc.live()[0], "--api-key", keyFor(tc.live()[0]), "--kafka-brokers", tc.broker, "--format", "json")
+	first := tc.nodes[tc.liveIDs()[0]]
+	cmd := exec.Command(binPath, "cluster", "status", "--addr", first.admin, "--api-key", keyFor(first.admin), "--kafka-brokers", tc.broker, "--format", "json")
 	out, err := cmd.Output()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -198,7 +210,7 @@ func TestClusterMembershipAndFailover(t *testing.T) {
 	run(4*time.Second, func() { tc.start("n4") })
 	checkpoint("after adding n4", "n1", "n2", "n3", "n4")
 	run(4*time.Second, func() {
-		out, err := exec.Command(binPath, "node", "drain", "n2", "--addr", tc.nodes["n1"].addr, "--api-key", keyFor(tc.nodes["n1"].addr), "--wait", "60s").CombinedOutput()
+		out, err := exec.Command(binPath, "node", "drain", "n2", "--addr", tc.nodes["n1"].admin, "--api-key", keyFor(tc.nodes["n1"].admin), "--wait", "60s").CombinedOutput()
 		if err != nil {
 			t.Errorf("node drain: %v\n%s", err, out)
 		}
@@ -392,7 +404,7 @@ func TestReadyzTellsTheTruth(t *testing.T) {
 	if r := c.readyz(t); r.status != 200 || r.body["ready"] != true || r.body["degraded"] != false {
 		t.Fatalf("a serving node: %d %s", r.status, r.raw)
 	}
-	if r, err := c.do(context.Background(), "POST", "/internal/drain", nil, nil); err != nil || r.status != 202 {
+	if r, err := newClient(n.admin).do(context.Background(), "POST", "/internal/drain", nil, nil); err != nil || r.status != 202 {
 		t.Fatalf("drain: %v %+v", err, r)
 	}
 	deadline := time.Now().Add(15 * time.Second)

@@ -96,7 +96,7 @@ func gatherCluster(ctx context.Context, addr, key string, brokers []string, part
 			Ready      bool                    `json:"ready"`
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if m.HTTP != "" && getJSON(ctx, "http://"+m.HTTP+"/internal/node", key, &st) == nil {
+		if m.Admin != "" && getJSON(ctx, "http://"+m.Admin+"/internal/node", key, &st) == nil {
 			nv.Reachable, nv.Ready, nv.Partitions = true, st.Ready, st.Partitions
 		}
 		for _, p := range nv.Partitions {
@@ -124,7 +124,7 @@ func runCluster(args []string, stdout io.Writer) error {
 		return &exitError{code: 2, err: errors.New("usage: bursar cluster status [--addr HOST:PORT] [--kafka-brokers …] [--format table|json]")}
 	}
 	fs := newFlagSet("cluster status", "Shows the cluster as its nodes see it: nodes, roles, health, partitions owned with epoch,\napplied and committed offsets, unflushed rows, and (with --kafka-brokers) consumer lag and\nunflushed records per partition. Exit 1 when a partition has no owner or a node is unreachable.")
-	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address of any node")
+	addr := fs.String("addr", "127.0.0.1:9090", "admin address (--admin-addr) of any node")
 	key := apiKeyFlag(fs)
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, for log end offsets (optional)")
 	parts := fs.Int("partitions", 64, "partition count, when --kafka-brokers is not given")
@@ -191,7 +191,7 @@ func runNode(args []string, stdout io.Writer) error {
 	}
 	node := args[1]
 	fs := newFlagSet("node drain", "Moves every partition off a node (it keeps serving as ingress); once it owns none it can be\nstopped safely. Waits until the node owns no partition.")
-	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address of any node")
+	addr := fs.String("addr", "127.0.0.1:9090", "admin address (--admin-addr) of any node")
 	key := apiKeyFlag(fs)
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the partitions to move")
 	if err := parseFlags(fs, args[2:]); err != nil {
@@ -212,7 +212,10 @@ func runNode(args []string, stdout io.Writer) error {
 	if target == nil {
 		return &exitError{code: 1, err: fmt.Errorf("no live node %q", node)}
 	}
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+target.HTTP+"/internal/drain", nil)
+	if target.Admin == "" {
+		return &exitError{code: 1, err: fmt.Errorf("node %q has no admin listener (an engine-only node, or an older release)", node)}
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+target.Admin+"/internal/drain", nil)
 	if *key != "" {
 		req.Header.Set("Authorization", "Bearer "+*key)
 	}
@@ -230,7 +233,7 @@ func runNode(args []string, stdout io.Writer) error {
 		var st struct {
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if err := getJSON(ctx, "http://"+target.HTTP+"/internal/node", *key, &st); err != nil {
+		if err := getJSON(ctx, "http://"+target.Admin+"/internal/node", *key, &st); err != nil {
 			return err
 		}
 		if len(st.Partitions) == 0 {

@@ -102,9 +102,10 @@ func argValue(args []string, name string) string {
 
 // node is a running `bursar serve` process.
 type node struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
+	t     *testing.T
+	cmd   *exec.Cmd
+	addr  string
+	admin string // --admin-addr: /internal/*
 	log  *syncBuffer
 	done chan error
 }
@@ -134,13 +135,18 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 	if !slices.Contains(args, "--gossip-addr") {
 		all = append(all, "--gossip-addr", freePort(t), "--remote-addr", freePort(t))
 	}
+	admin := argValue(args, "--admin-addr")
+	if admin == "" {
+		admin = freePort(t)
+		all = append(all, "--admin-addr", admin)
+	}
 	if db := argValue(args, "--database-url"); db != "" && argValue(args, "--auth") != "off" {
 		key := adminKey(t, db)
 		keysMu.Lock()
-		addrKeys[addr] = key
+		addrKeys[addr], addrKeys[admin] = key, key
 		keysMu.Unlock()
 	}
-	n := &node{t: t, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
+	n := &node{t: t, addr: addr, admin: admin, log: &syncBuffer{}, done: make(chan error, 1)}
 	n.cmd = exec.Command(binPath, all...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {

@@ -74,7 +74,10 @@ type runningNode struct {
 	httpSrv interface {
 		ShutdownWithContext(context.Context) error
 	}
-	httpErr chan error
+	httpErr  chan error
+	adminSrv interface {
+		ShutdownWithContext(context.Context) error
+	}
 }
 
 func (n *runningNode) deferClose(fn func()) { n.closers = append(n.closers, fn) }
@@ -284,7 +287,7 @@ func (n *runningNode) checkLogIdentity(ctx context.Context) error {
 func (n *runningNode) checkPorts(context.Context) error {
 	f := n.f
 	type bind struct{ flag, network, addr string }
-	binds := []bind{{"--http-addr", "tcp", f.httpAddr}, {"--remote-addr", "tcp", f.remoteAddr},
+	binds := []bind{{"--http-addr", "tcp", f.httpAddr}, {"--admin-addr", "tcp", f.adminAddr}, {"--remote-addr", "tcp", f.remoteAddr},
 		{"--gossip-addr", "tcp", f.gossipAddr}, {"--gossip-addr", "udp", f.gossipAddr}}
 	if f.kafkaBrokers == "" {
 		binds = append(binds, bind{"--broker-listen", "tcp", f.brokerListen})
@@ -361,10 +364,15 @@ func (n *runningNode) startCluster(context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--http-addr: %w", err)}
 	}
+	adminHost, adminPort, err := hostPort(f.adminAddr)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--admin-addr: %w", err)}
+	}
 	n.members, err = cluster.Join(cluster.MembershipConfig{
 		Meta: cluster.Meta{
 			ID: f.nodeID, Roles: roles,
 			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
+			Admin:  net.JoinHostPort(advertiseHost(adminHost, f.advertiseHost), strconv.Itoa(adminPort)),
 			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
 		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval, Keys: f.gossipKeys,
@@ -508,7 +516,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		n.log.Warn("AUTHENTICATION IS OFF (--auth=off): anyone who reaches the API can open accounts, move money and drain this node; use it for local experiments only")
 	}
 	api, err := ingress.New(ingress.Config{
-		Auth:       verifier,
+		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin",
 		Partitions: n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.
@@ -527,11 +535,25 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if n.eng != nil {
 		stats = func() any { return n.eng.Stats() }
 	}
-	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats), n.readyCheck)
+	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats),
+		fasthttpadaptor.NewFastHTTPHandlerFunc(http.DefaultServeMux.ServeHTTP), n.readyCheck) // net/http/pprof's handlers
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("--http-addr %s: %w", f.httpAddr, err)}
 	}
+	aln, err := net.Listen("tcp", f.adminAddr)
+	if err != nil {
+		ln.Close()
+		return &exitError{code: 1, err: fmt.Errorf("--admin-addr %s: %w", f.adminAddr, err)}
+	}
+	asrv := api.NewAdminHTTPServer()
+	n.adminSrv = asrv
+	n.log.Info("serving the admin listener", "addr", aln.Addr().String())
+	go func() {
+		if err := api.Serve(asrv, aln); err != nil {
+			n.httpErr <- fmt.Errorf("admin listener: %w", err)
+		}
+	}()
 	srv := api.NewHTTPServer()
 	n.httpSrv = srv
 	n.log.Info("serving HTTP", "addr", ln.Addr().String())
@@ -586,6 +608,11 @@ func (n *runningNode) shutdown(runErr error) error {
 	if n.httpSrv != nil {
 		if err := n.httpSrv.ShutdownWithContext(sctx); err != nil {
 			n.log.Warn("http shutdown", "err", err)
+		}
+	}
+	if n.adminSrv != nil {
+		if err := n.adminSrv.ShutdownWithContext(sctx); err != nil {
+			n.log.Warn("admin listener shutdown", "err", err)
 		}
 	}
 	// Hand partitions off before going: gossip that this node is draining

@@ -24,10 +24,10 @@ import (
 )
 
 // TestDefaultsListenOnLoopback: a node started with no address flags
-// binds every one of its sockets (HTTP, gossip over TCP and UDP, remote,
-// the embedded broker) to loopback only, as /proc/net shows them.
+// binds every one of its sockets (HTTP, admin, gossip over TCP and UDP,
+// remote, the embedded broker) to loopback only, as /proc/net shows them.
 func TestDefaultsListenOnLoopback(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:7946", "127.0.0.1:8090"} {
+	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:7946", "127.0.0.1:8090"} {
 		if err := canListen("tcp", addr); err != nil {
 			t.Skipf("a default port is taken on this machine (%s: %v); the defaults cannot be started here", addr, err)
 		}
@@ -74,9 +74,9 @@ func TestDefaultsListenOnLoopback(t *testing.T) {
 			}
 		}
 	}
-	// HTTP, remote, gossip TCP, the broker; gossip UDP.
-	if len(bound) < 5 {
-		t.Fatalf("found %d bound sockets of the node, want at least 5: %v", len(bound), bound)
+	// HTTP, admin, remote, gossip TCP, the broker; gossip UDP.
+	if len(bound) < 6 {
+		t.Fatalf("found %d bound sockets of the node, want at least 6: %v", len(bound), bound)
 	}
 	t.Logf("bound: %v", bound)
 }
@@ -179,7 +179,7 @@ func TestStrangerCannotJoinAKeyedNode(t *testing.T) {
 		t.Fatalf("/readyz after a stranger tried to join: %d %s", r.status, r.raw)
 	}
 	var members []map[string]any
-	if err := getJSON(context.Background(), "http://"+n.addr+"/internal/members", keyFor(n.addr), &members); err != nil || len(members) != 1 {
+	if err := getJSON(context.Background(), "http://"+n.admin+"/internal/members", keyFor(n.admin), &members); err != nil || len(members) != 1 {
 		t.Fatalf("members after a stranger tried to join: %v %v", err, members)
 	}
 	if len(stranger.Members()) != 1 {
