@@ -106,8 +106,8 @@ type node struct {
 	cmd   *exec.Cmd
 	addr  string
 	admin string // --admin-addr: /internal/*
-	log  *syncBuffer
-	done chan error
+	log   *syncBuffer
+	done  chan error
 }
 
 type syncBuffer struct {
