@@ -38,6 +38,10 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--http-idle-timeout", "0s"}, "--http-idle-timeout"},
 		{[]string{"--http-max-conns", "0"}, "--http-max-conns"},
 		{[]string{"--http-max-conns-per-ip", "-1"}, "--http-max-conns-per-ip"},
+		{[]string{"--tls-cert", "/nonexistent/cert.pem"}, "--tls-key"},
+		{[]string{"--metrics-on", "both"}, "--metrics-on"},
+		{[]string{"--auth", "maybe"}, "--auth"},
+		{[]string{"--auth-refresh", "1ms"}, "--auth-refresh"},
 		{[]string{"--gossip-key", "not base64!"}, "--gossip-key"},
 		{[]string{"--gossip-key", "c2hvcnQ="}, "--gossip-key"}, // 5 bytes
 		{[]string{"--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg==,c2hvcnQ="}, "key 2"},

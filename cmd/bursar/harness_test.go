@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -163,8 +164,14 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
+	// A node with --tls-cert speaks HTTPS; readiness is all this asks of
+	// it, so the certificate is not checked here (its tests check it).
+	scheme, hc := "http://", http.DefaultClient
+	if argValue(args, "--tls-cert") != "" {
+		scheme, hc = "https://", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness only
+	}
 	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
+		resp, err := hc.Get(scheme + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -299,7 +300,8 @@ func (n *runningNode) checkPorts(context.Context) error {
 		if err := canListen(b.network, b.addr); err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("%s %s: %w", b.flag, b.addr, err)}
 		}
-		if b.network == "tcp" && !loopback(b.addr) {
+		tlsOn := f.tlsCert != "" && (b.flag == "--http-addr" || b.flag == "--admin-addr")
+		if b.network == "tcp" && !loopback(b.addr) && !tlsOn {
 			n.log.Warn("a listener binds beyond loopback without TLS: what it carries (requests, answers, gossip) is readable and forgeable by anyone on the network",
 				"flag", b.flag, "addr", b.addr)
 		}
@@ -545,6 +547,20 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if err != nil {
 		ln.Close()
 		return &exitError{code: 1, err: fmt.Errorf("--admin-addr %s: %w", f.adminAddr, err)}
+	}
+	if f.tlsCert != "" {
+		certs, err := newCertReloader(f.tlsCert, f.tlsKey, n.log.With("component", "tls"), n.reg)
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return &exitError{code: 1, err: err}
+		}
+		rctx, rstop := context.WithCancel(context.Background())
+		go certs.run(rctx)
+		n.deferClose(rstop)
+		// Inside the connection limits: they count and frame what TLS
+		// decrypted.
+		ln, aln = tls.NewListener(ln, certs.config()), tls.NewListener(aln, certs.config())
 	}
 	asrv := api.NewAdminHTTPServer()
 	n.adminSrv = asrv

@@ -4,11 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,5 +339,115 @@ func TestCreatedByComesFromTheCredential(t *testing.T) {
 	out, err := exec.Command("psql", dbURL, "-Atc", "SELECT DISTINCT created_by FROM transactions").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != want {
 		t.Fatalf("created_by in the rows: %q %v, want only %q", out, err, want)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 with serial, signed by
+// ca (itself when ca is nil), and its key, as PEM files at certPath and
+// keyPath.
+func selfSigned(t *testing.T, serial int64, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "bursar test " + strconv.FormatInt(serial, 10)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: ca == nil,
+	}
+	parent, signer := tmpl, key
+	if ca != nil {
+		parent, signer = ca, caKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certPath != "" {
+		if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cert, key
+}
+
+// TestHTTPSAndCertificateReload: with --tls-cert and --tls-key both
+// listeners speak HTTPS only; a renewed certificate is served after
+// SIGHUP without a restart, and a broken one is refused while the one in
+// use stays.
+func TestHTTPSAndCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca, caKey := selfSigned(t, 1, nil, nil, "", "")
+	selfSigned(t, 2, ca, caKey, certPath, keyPath)
+	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2",
+		"--tls-cert", certPath, "--tls-key", keyPath)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+	served := func(addr, path string) (int, int64) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+addr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+keyFor(n.addr))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("GET https://%s%s: %v", addr, path, err)
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained
+		return resp.StatusCode, resp.TLS.PeerCertificates[0].SerialNumber.Int64()
+	}
+	for _, addr := range []string{n.addr, n.admin} {
+		path := "/readyz"
+		if addr == n.admin {
+			path = "/internal/members"
+		}
+		if status, serial := served(addr, path); status != 200 || serial != 2 {
+			t.Fatalf("https://%s%s: %d with certificate %d, want 200 with 2", addr, path, status, serial)
+		}
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Fatalf("plain HTTP answered 200 on the TLS listener %s", addr)
+			}
+		}
+	}
+	// Renewed: served after SIGHUP.
+	selfSigned(t, 3, ca, caKey, certPath, keyPath)
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, serial := served(n.addr, "/readyz"); serial == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate is not served 10 s after SIGHUP")
+		}
+	}
+	// Broken: refused, the renewed one stays, the node goes on.
+	if err := os.WriteFile(keyPath, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(n.log.String(), "reloading the TLS certificate failed"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a broken key was not reported:\n%s", n.log.String())
+		}
+	}
+	if status, serial := served(n.addr, "/readyz"); status != 200 || serial != 3 {
+		t.Fatalf("after a broken reload: %d with certificate %d, want 200 with 3", status, serial)
 	}
 }

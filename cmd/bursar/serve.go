@@ -40,6 +40,7 @@ type serveFlags struct {
 	gossipKey                                              string
 	authMode                                               string
 	adminAddr, metricsOn                                   string
+	tlsCert, tlsKey                                        string
 	authRefresh                                            time.Duration
 	gossipKeys                                             [][]byte // parsed from gossipKey
 
@@ -73,6 +74,8 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.advertiseHost, "advertise-host", "127.0.0.1", "host other nodes reach this one at, when an address above binds all interfaces")
 	fs.DurationVar(&f.probeInterval, "probe-interval", time.Second, "memberlist failure-detector probe interval; a dead node is declared after a few")
 	fs.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: /internal/* (members, node, drain) and /debug/pprof/* with the admin scope, /healthz, /readyz and, with --metrics-on admin, /metrics; bursar cluster status and node drain talk to it")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) of the HTTP listeners (--http-addr, --admin-addr); with --tls-key they speak only HTTPS. Reloaded on SIGHUP and when the file changes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.metricsOn, "metrics-on", "api", "the listener /metrics is served on: api (--http-addr) or admin (--admin-addr); both need the metrics:read scope")
 	fs.StringVar(&f.authMode, "auth", "on", "on: every route but /healthz and /readyz needs an API key (Authorization: Bearer bsk_…; bursar apikey create); off: every request is let in (local experiments only: logged loudly, shown by /readyz)")
 	fs.DurationVar(&f.authRefresh, "auth-refresh", 5*time.Second, "how often API keys are reloaded from PostgreSQL: a revoked key stops working within this time")
@@ -163,6 +166,9 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return &exitError{code: 2, err: errors.New("--tls-cert and --tls-key go together")}
 	}
 	if f.metricsOn != "api" && f.metricsOn != "admin" {
 		return &exitError{code: 2, err: fmt.Errorf("--metrics-on must be api or admin, got %q", f.metricsOn)}
