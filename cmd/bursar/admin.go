@@ -136,6 +136,7 @@ func runAudit(args []string, stdout io.Writer) error {
 	fs := newFlagSet("audit", "Checks the money invariants in PostgreSQL: conservation per currency, no balance below its\noverdraft limit, balance = sum of entries, no gaps, no duplicated operation, transfer legs matched.\nWith --kafka-brokers it also compares committed offsets with the log and waits (up to --wait)\nfor unflushed work instead of judging a half-written state.\nExit 0 clean, 1 violation, 2 could not check.")
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, to measure unflushed work (optional)")
+	sec := kafkaSecurityFlags(fs)
 	wait := fs.Duration("wait", 30*time.Second, "with --kafka-brokers: how long to wait for unflushed work to drain")
 	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -146,7 +147,11 @@ func runAudit(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+5*time.Minute)
 	defer cancel()
-	rep, err := audit(ctx, *url, splitList(*brokers), *wait)
+	kafkaOpts, err := sec.Options()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	rep, err := audit(ctx, *url, splitList(*brokers), kafkaOpts, *wait)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -162,9 +167,23 @@ func runAudit(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// kafkaSecurityFlags registers the flags of the Kafka clients' TLS and
+// SASL (kafkalog.Security), for a broker that asks for them.
+func kafkaSecurityFlags(fs *flag.FlagSet) *kafkalog.Security {
+	s := &kafkalog.Security{}
+	fs.BoolVar(&s.TLS, "kafka-tls", false, "dial the Kafka brokers over TLS (implied by the other --kafka-tls-* flags)")
+	fs.StringVar(&s.CAFile, "kafka-tls-ca", "", "PEM CA the brokers' certificates are checked against (default: the system's roots)")
+	fs.StringVar(&s.CertFile, "kafka-tls-cert", "", "PEM client certificate, for brokers that want mutual TLS")
+	fs.StringVar(&s.KeyFile, "kafka-tls-key", "", "PEM key of --kafka-tls-cert")
+	fs.StringVar(&s.SASLMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN (over TLS only), SCRAM-SHA-256 or SCRAM-SHA-512; empty: none")
+	fs.StringVar(&s.SASLUser, "kafka-sasl-user", "", "SASL user")
+	fs.StringVar(&s.SASLPassword, "kafka-sasl-password", "", "SASL password (prefer the environment variable to the flag: flags show in process lists)")
+	return s
+}
+
 // audit runs the storage audit, first waiting for the log to be flushed
 // when brokers are given.
-func audit(ctx context.Context, url string, brokers []string, wait time.Duration) (*storage.AuditReport, error) {
+func audit(ctx context.Context, url string, brokers []string, kafkaOpts []kgo.Opt, wait time.Duration) (*storage.AuditReport, error) {
 	store, err := storage.Open(ctx, storage.Config{URL: url, MaxConns: 2})
 	if err != nil {
 		return nil, err
@@ -172,7 +191,7 @@ func audit(ctx context.Context, url string, brokers []string, wait time.Duration
 	defer store.Close()
 	var ends map[int32]int64
 	if len(brokers) > 0 {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafkaOpts...)...)
 		if err != nil {
 			return nil, err
 		}

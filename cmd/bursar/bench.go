@@ -355,7 +355,7 @@ func bursarAudit(log *slog.Logger, url string, brokers []string, wait time.Durat
 		}
 		ctx, cancel := context.WithTimeout(ctx, wait+5*time.Minute)
 		defer cancel()
-		rep, err := audit(ctx, url, brokers, wait)
+		rep, err := audit(ctx, url, brokers, nil, wait)
 		if err != nil {
 			return bench.AuditOutcome{}, err
 		}

@@ -71,14 +71,14 @@ func getJSON(ctx context.Context, url, key string, v any) error {
 
 // gatherCluster asks addr for the members, then every member for its
 // partitions.
-func gatherCluster(ctx context.Context, addr, key string, brokers []string, partitions int32) (*clusterView, error) {
+func gatherCluster(ctx context.Context, addr, key string, brokers []string, kafkaOpts []kgo.Opt, partitions int32) (*clusterView, error) {
 	var members []cluster.Member
 	if err := getJSON(ctx, "http://"+addr+"/internal/members", key, &members); err != nil {
 		return nil, fmt.Errorf("asking %s for the members: %w", addr, err)
 	}
 	var ends map[int32]int64
 	if len(brokers) > 0 {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafkaOpts...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -127,6 +127,7 @@ func runCluster(args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:9090", "admin address (--admin-addr) of any node")
 	key := apiKeyFlag(fs)
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, for log end offsets (optional)")
+	sec := kafkaSecurityFlags(fs)
 	parts := fs.Int("partitions", 64, "partition count, when --kafka-brokers is not given")
 	format := formatFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
@@ -137,7 +138,11 @@ func runCluster(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	view, err := gatherCluster(ctx, *addr, *key, splitList(*brokers), int32(*parts))
+	kafkaOpts, err := sec.Options()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	view, err := gatherCluster(ctx, *addr, *key, splitList(*brokers), kafkaOpts, int32(*parts))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -119,7 +121,7 @@ func (n *runningNode) startLog(ctx context.Context) error {
 		brokers = addrs
 	}
 	client := func(suffix string) (*kgo.Client, error) {
-		cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + suffix, Linger: f.kafkaLinger}.Options()...)
+		cl, err := kgo.NewClient(append(kafkalog.ClientConfig{Brokers: brokers, ClientID: "bursar-" + f.nodeID + suffix, Linger: f.kafkaLinger}.Options(), f.kafkaOpts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("kafka client: %w", err)
 		}
@@ -135,6 +137,21 @@ func (n *runningNode) startLog(ctx context.Context) error {
 	}
 	if n.eventsClient, err = client("-events"); err != nil {
 		return err
+	}
+	if f.kafkaSecurity.Enabled() {
+		// A refused credential or certificate will not pass by retrying:
+		// say so now, naming the flags, rather than retry in silence.
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := n.engineClient.Ping(pctx)
+		cancel()
+		switch {
+		case err != nil && kafkaAuthError(err):
+			return &exitError{code: 1, err: fmt.Errorf("reaching Kafka at %s: %w (check --kafka-tls-* and --kafka-sasl-*)", f.kafkaBrokers, err)}
+		case err != nil:
+			// Some brokers close the connection on a bad credential
+			// rather than answer with an error.
+			return &exitError{code: 1, err: fmt.Errorf("reaching Kafka at %s with TLS or SASL: %w (a refused credential or certificate, or no broker there: check --kafka-brokers, --kafka-tls-* and --kafka-sasl-*)", f.kafkaBrokers, err)}
+		}
 	}
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", f.dataDir, err)
@@ -169,6 +186,19 @@ func (n *runningNode) startLog(ctx context.Context) error {
 		n.log.Warn("event topic exists with a different partition count; using it", "partitions", n.eventParts, "flag", eventParts)
 	}
 	return nil
+}
+
+// kafkaAuthError reports whether err is a broker refusing the client's
+// SASL credential or the client refusing the broker's certificate.
+func kafkaAuthError(err error) bool {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+	)
+	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) ||
+		errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &record)
 }
 
 // startBroker starts the embedded broker and returns its addresses.

@@ -31,6 +31,7 @@ import (
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // TestDefaultsListenOnLoopback: a node started with no address flags
@@ -449,5 +450,67 @@ func TestHTTPSAndCertificateReload(t *testing.T) {
 	}
 	if status, serial := served(n.addr, "/readyz"); status != 200 || serial != 3 {
 		t.Fatalf("after a broken reload: %d with certificate %d, want 200 with 3", status, serial)
+	}
+}
+
+// TestNodeOverKafkaTLSAndSASL: a node reaches a broker that wants TLS and
+// SCRAM (as a managed Kafka does) with the --kafka-tls-* and
+// --kafka-sasl-* flags, and serves; with a wrong password it never gets
+// ready, and the embedded broker refuses the flags.
+func TestNodeOverKafkaTLSAndSASL(t *testing.T) {
+	dir := t.TempDir()
+	caPath, caKeyPath, certPath, keyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca, caKey := selfSigned(t, 1, nil, nil, caPath, caKeyPath)
+	selfSigned(t, 2, ca, caKey, certPath, keyPath)
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "bursar", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	brokers := strings.Join(broker.ListenAddrs(), ",")
+	sec := []string{"--kafka-brokers", brokers, "--kafka-tls-ca", caPath, "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "bursar"}
+	dbURL := pgtest.NewDatabase(t)
+	n := startNode(t, freePort(t), append([]string{"--database-url", dbURL, "--partitions", "2", "--kafka-sasl-password", "s3cret"}, sec...)...)
+	c := newClient(n.addr)
+	acct := c.openAccount(t, "over-tls")
+	if r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": acct, "amount": "3.00", "currency": "USD"}, nil); err != nil || r.status != 201 {
+		t.Fatalf("credit over Kafka TLS and SASL: %v %+v", err, r)
+	}
+	n.stop()
+	if code, out := auditProcess(t, dbURL, append([]string{"--kafka-sasl-password", "s3cret"}, sec...)...); code != 0 {
+		t.Fatalf("audit over Kafka TLS and SASL: exit %d\n%s", code, out)
+	}
+
+	// A wrong password: the node never serves.
+	bad := exec.Command(binPath, append([]string{"serve", "--http-addr", freePort(t), "--admin-addr", freePort(t), "--gossip-addr", freePort(t),
+		"--remote-addr", freePort(t), "--database-url", pgtest.NewDatabase(t), "--partitions", "2", "--kafka-sasl-password", "guess"}, sec...)...)
+	out := &syncBuffer{}
+	bad.Stdout, bad.Stderr = out, out
+	if err := bad.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- bad.Wait() }()
+	select {
+	case err := <-exited:
+		if err == nil || !strings.Contains(out.String(), "--kafka-sasl-") {
+			t.Fatalf("a node with a wrong SASL password: exit %v, want an error naming --kafka-sasl-*:\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		bad.Process.Kill() //nolint:errcheck // it did not give up by itself
+		<-exited
+		t.Fatalf("a node with a wrong SASL password kept retrying for 30 s:\n%s", out.String())
+	}
+
+	// The flags are for an external broker.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"serve", "--database-url", dbURL, "--kafka-tls"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--kafka-brokers") {
+		t.Fatalf("--kafka-tls with the embedded broker: exit %d %q", code, stderr.String())
 	}
 }

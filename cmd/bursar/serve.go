@@ -19,6 +19,7 @@ import (
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/kafkalog"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/bursar/bursar/ledger"
 )
 
@@ -41,6 +42,8 @@ type serveFlags struct {
 	authMode                                               string
 	adminAddr, metricsOn                                   string
 	tlsCert, tlsKey                                        string
+	kafkaSecurity                                          *kafkalog.Security
+	kafkaOpts                                              []kgo.Opt // from kafkaSecurity
 	authRefresh                                            time.Duration
 	gossipKeys                                             [][]byte // parsed from gossipKey
 
@@ -64,6 +67,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.dataDir, "data-dir", "./bursar-data", "embedded broker's log and other local state")
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
+	f.kafkaSecurity = kafkaSecurityFlags(fs)
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
 	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. An account's events go to its command partition modulo this count, so they stay in one partition while the counts do not change; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
@@ -167,6 +171,14 @@ func runServe(args []string, _ io.Writer) error {
 	if f.eventPartitions < 0 || f.eventPartitions > 10000 {
 		return &exitError{code: 2, err: errors.New("--event-partitions must be between 0 and 10000")}
 	}
+	if f.kafkaSecurity.Enabled() && f.kafkaBrokers == "" {
+		return &exitError{code: 2, err: errors.New("--kafka-tls and --kafka-sasl-* are for --kafka-brokers: the embedded broker listens in plaintext on --broker-listen")}
+	}
+	kafkaOpts, err := f.kafkaSecurity.Options()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	f.kafkaOpts = kafkaOpts
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return &exitError{code: 2, err: errors.New("--tls-cert and --tls-key go together")}
 	}
