@@ -28,7 +28,9 @@ type Security struct {
 }
 
 // Enabled reports whether s asks for TLS or SASL.
-func (s Security) Enabled() bool { return s.TLS || s.CAFile != "" || s.CertFile != "" || s.SASLMechanism != "" }
+func (s Security) Enabled() bool {
+	return s.TLS || s.CAFile != "" || s.CertFile != "" || s.SASLMechanism != ""
+}
 
 // Options returns the kgo options of s, or why s cannot be used (a file
 // that does not load, an unknown mechanism, SASL without credentials).

@@ -19,8 +19,8 @@ import (
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/kafkalog"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/bursar/bursar/ledger"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type serveFlags struct {
