@@ -23,6 +23,7 @@ import (
 // broker (kfake over TCP), an echoEngine and a real PostgreSQL that holds
 // the keys.
 type authRig struct {
+	srv      *Server
 	api      *testAPI
 	admin    *testAPI // the admin listener
 	store    *storage.Store
@@ -70,7 +71,7 @@ func newAuthRig(t *testing.T) *authRig {
 	}
 	reached := func(ctx *fasthttp.RequestCtx) { writeJSON(ctx, 200, map[string]string{"admin": "reached"}) }
 	srv.SetAdmin(reached, reached, nil)
-	return &authRig{api: serveTestAPI(t, srv), admin: serveTestHTTP(t, srv, srv.NewAdminHTTPServer()), store: store, producer: producer, verifier: v}
+	return &authRig{srv: srv, api: serveTestAPI(t, srv), admin: serveTestHTTP(t, srv, srv.NewAdminHTTPServer()), store: store, producer: producer, verifier: v}
 }
 
 // key creates a key with scopes and returns its token and ID.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type Config struct {
 	// MetricsOnAdmin serves /metrics on the admin listener only, not on
 	// the API's.
 	MetricsOnAdmin bool
+	// AuthFailuresPerMinute is how many failed authentications a source
+	// address may make in a minute before its requests are refused with
+	// 429 until it earns some back (authThrottle); 0: no limit.
+	AuthFailuresPerMinute int
 	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond) on
 	// every route but the batch. Default 16 KiB.
 	MaxBodyBytes int
@@ -179,6 +184,8 @@ type Server struct {
 
 	conns    *connLimits            // conns.go
 	timeouts *prometheus.CounterVec // conns.go
+
+	authThrottle *authThrottle // authlimit.go; nil: no limit
 }
 
 // New returns a server. metrics serves /metrics (nil: 404).
@@ -204,6 +211,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	}
 	s.initBatch(reg)
 	s.initConns(reg)
+	s.authThrottle = newAuthThrottle(cfg.AuthFailuresPerMinute)
 	if reg != nil {
 		reg.MustRegister(s.requests, s.rejected, s.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_ingress_inflight", Help: "Writes waiting for their answer."},
@@ -557,6 +565,31 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError
 	if s.cfg.Auth == nil {
 		return nil
 	}
+	addr := sourceAddrOf(ctx)
+	if s.authThrottle != nil && addr.IsValid() {
+		if wait := s.authThrottle.wait(addr); wait > 0 {
+			s.rejected.WithLabelValues("auth_throttled").Inc()
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			return bad(ledger.CodeRateLimited, "too many failed authentications from this address; retry after Retry-After seconds")
+		}
+	}
+	aerr := s.checkCredential(ctx, scope)
+	if aerr != nil && aerr.code == ledger.CodeUnauthenticated && s.authThrottle != nil && addr.IsValid() {
+		if !s.authThrottle.fail(addr) {
+			s.rejected.WithLabelValues("auth_throttle_full").Inc()
+		}
+	}
+	return aerr
+}
+
+// sourceAddrOf is the request's source address (invalid if not TCP).
+func sourceAddrOf(ctx *fasthttp.RequestCtx) netip.Addr {
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
+}
+
+// checkCredential is authorize's check of the request's credential.
+func (s *Server) checkCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError {
 	h := ctx.Request.Header.Peek("Authorization")
 	if len(h) == 0 {
 		s.rejected.WithLabelValues("unauthenticated").Inc()

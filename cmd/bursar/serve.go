@@ -45,6 +45,7 @@ type serveFlags struct {
 	kafkaSecurity                                          *kafkalog.Security
 	kafkaOpts                                              []kgo.Opt // from kafkaSecurity
 	authRefresh                                            time.Duration
+	authFailLimit                                          int
 	gossipKeys                                             [][]byte // parsed from gossipKey
 
 	// HTTP limits (ingress.Config).
@@ -82,6 +83,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.metricsOn, "metrics-on", "api", "the listener /metrics is served on: api (--http-addr) or admin (--admin-addr); both need the metrics:read scope")
 	fs.StringVar(&f.authMode, "auth", "on", "on: every route but /healthz and /readyz needs an API key (Authorization: Bearer bsk_…; bursar apikey create); off: every request is let in (local experiments only: logged loudly, shown by /readyz)")
+	fs.IntVar(&f.authFailLimit, "auth-fail-limit", 30, "failed authentications one source address may make per minute; beyond, its requests get 429 RATE_LIMITED until it earns some back; 0: no limit (behind a proxy every client shares the proxy's address)")
 	fs.DurationVar(&f.authRefresh, "auth-refresh", 5*time.Second, "how often API keys are reloaded from PostgreSQL: a revoked key stops working within this time")
 	fs.StringVar(&f.gossipKey, "gossip-key", "", "base64 keys (16, 24 or 32 bytes each), comma-separated, that encrypt and authenticate gossip: the first encrypts, all decrypt (rotate by adding the new key second, then first, then dropping the old); empty: gossip is open to anyone who reaches --gossip-addr")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
@@ -187,6 +189,9 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.authMode != "on" && f.authMode != "off" {
 		return &exitError{code: 2, err: fmt.Errorf("--auth must be on or off, got %q", f.authMode)}
+	}
+	if f.authFailLimit < 0 {
+		return &exitError{code: 2, err: errors.New("--auth-fail-limit must not be negative (0: no limit)")}
 	}
 	if f.authRefresh < 100*time.Millisecond || f.authRefresh > time.Hour {
 		return &exitError{code: 2, err: errors.New("--auth-refresh must be between 100ms and 1h")}
