@@ -330,7 +330,8 @@ func (n *runningNode) checkPorts(context.Context) error {
 		if err := canListen(b.network, b.addr); err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("%s %s: %w", b.flag, b.addr, err)}
 		}
-		tlsOn := f.tlsCert != "" && (b.flag == "--http-addr" || b.flag == "--admin-addr")
+		tlsOn := (f.tlsCert != "" && (b.flag == "--http-addr" || b.flag == "--admin-addr")) ||
+			(f.remoteTLSCert != "" && b.flag == "--remote-addr") || (len(f.gossipKeys) > 0 && b.flag == "--gossip-addr")
 		if b.network == "tcp" && !loopback(b.addr) && !tlsOn {
 			n.log.Warn("a listener binds beyond loopback without TLS: what it carries (requests, answers, gossip) is readable and forgeable by anyone on the network",
 				"flag", b.flag, "addr", b.addr)
@@ -381,8 +382,12 @@ func (n *runningNode) startCluster(context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--remote-addr: %w", err)}
 	}
-	rem := remote.NewRemote(n.system, remote.Configure(remoteHost, remotePort,
-		remote.WithAdvertisedHost(net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)))))
+	remoteOpts, err := remoteTLS(f.remoteTLSCert, f.remoteTLSKey, f.remoteTLSCA)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	remoteOpts = append(remoteOpts, remote.WithAdvertisedHost(net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort))))
+	rem := remote.NewRemote(n.system, remote.Configure(remoteHost, remotePort, remoteOpts...))
 	rem.Start()
 	n.deferClose(func() { rem.Shutdown(false) })
 	var roles []string

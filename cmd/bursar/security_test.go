@@ -356,7 +356,7 @@ func selfSigned(t *testing.T, serial int64, ca *x509.Certificate, caKey *ecdsa.P
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "bursar test " + strconv.FormatInt(serial, 10)},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: ca == nil,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true, IsCA: ca == nil,
 	}
 	parent, signer := tmpl, key
 	if ca != nil {
@@ -512,5 +512,86 @@ func TestNodeOverKafkaTLSAndSASL(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"serve", "--database-url", dbURL, "--kafka-tls"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--kafka-brokers") {
 		t.Fatalf("--kafka-tls with the embedded broker: exit %d %q", code, stderr.String())
+	}
+}
+
+// TestRemoteMutualTLS: two nodes whose protoactor remote is mutual TLS
+// (--remote-tls-*) answer writes and serve strong reads for each other's
+// partitions; a peer without a certificate of the cluster's CA gets no
+// exchange with a node's remote port.
+func TestRemoteMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPath := filepath.Join(dir, "ca.pem")
+	ca, caKey := selfSigned(t, 1, nil, nil, caPath, filepath.Join(dir, "ca-key.pem"))
+	broker := startBroker(t)
+	dbURL := pgtest.NewDatabase(t)
+	seed := freePort(t)
+	var nodes []*node
+	for i, id := range []string{"n1", "n2"} {
+		cert, key := filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem")
+		selfSigned(t, int64(10+i), ca, caKey, cert, key)
+		gossip := seed
+		if i > 0 {
+			gossip = freePort(t)
+		}
+		nodes = append(nodes, startNode(t, freePort(t), "--node-id", id, "--database-url", dbURL, "--kafka-brokers", broker,
+			"--partitions", "8", "--gossip-addr", gossip, "--remote-addr", freePort(t), "--join", seed, "--probe-interval", "200ms",
+			"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", caPath))
+	}
+	// Both own partitions.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		owning := 0
+		for _, n := range nodes {
+			var st struct {
+				Partitions []map[string]any `json:"partitions"`
+			}
+			if getJSON(context.Background(), "http://"+n.admin+"/internal/node", keyFor(n.admin), &st) == nil && len(st.Partitions) > 0 {
+				owning++
+			}
+		}
+		if owning == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the two nodes did not share the partitions within 30 s")
+		}
+	}
+	// Through n1 only: accounts of n2's partitions are answered and read
+	// over remote.
+	c := newClient(nodes[0].addr)
+	for i := range 32 {
+		acct := c.openAccount(t, "mtls-"+strconv.Itoa(i))
+		r, err := c.do(context.Background(), "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil)
+		if err != nil || r.status != 200 {
+			t.Fatalf("balance of account %d through n1: %v %+v", i, err, r)
+		}
+	}
+	// A stranger without a certificate: no exchange.
+	remoteAddr := ""
+	var members []map[string]any
+	if err := getJSON(context.Background(), "http://"+nodes[0].admin+"/internal/members", keyFor(nodes[0].admin), &members); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m["id"] == "n1" {
+			remoteAddr, _ = m["remote"].(string)
+		}
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", remoteAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a stranger's dial
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck // bounded read below
+		_, werr := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+		buf := make([]byte, 64)
+		_, rerr := conn.Read(buf)
+		conn.Close()
+		if werr == nil && rerr == nil {
+			t.Fatal("a peer without a certificate exchanged data with a node's remote port")
+		}
+	}
+	for _, n := range nodes {
+		n.stop()
+	}
+	if code, out := auditProcess(t, dbURL, "--kafka-brokers", broker); code != 0 {
+		t.Fatalf("audit: exit %d\n%s", code, out)
 	}
 }

@@ -42,6 +42,7 @@ type serveFlags struct {
 	authMode                                               string
 	adminAddr, metricsOn                                   string
 	tlsCert, tlsKey                                        string
+	remoteTLSCert, remoteTLSKey, remoteTLSCA               string
 	kafkaSecurity                                          *kafkalog.Security
 	kafkaOpts                                              []kgo.Opt // from kafkaSecurity
 	authRefresh                                            time.Duration
@@ -81,6 +82,9 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: /internal/* (members, node, drain) and /debug/pprof/* with the admin scope, /healthz, /readyz and, with --metrics-on admin, /metrics; bursar cluster status and node drain talk to it")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) of the HTTP listeners (--http-addr, --admin-addr); with --tls-key they speak only HTTPS. Reloaded on SIGHUP and when the file changes")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.remoteTLSCert, "remote-tls-cert", "", "PEM certificate this node presents to the others on protoactor remote (answers, strong reads), as server and client; with --remote-tls-key and --remote-tls-ca, remote is mutual TLS")
+	fs.StringVar(&f.remoteTLSKey, "remote-tls-key", "", "PEM key of --remote-tls-cert")
+	fs.StringVar(&f.remoteTLSCA, "remote-tls-ca", "", "PEM CA that signed every node's --remote-tls-cert: a peer without such a certificate is refused")
 	fs.StringVar(&f.metricsOn, "metrics-on", "api", "the listener /metrics is served on: api (--http-addr) or admin (--admin-addr); both need the metrics:read scope")
 	fs.StringVar(&f.authMode, "auth", "on", "on: every route but /healthz and /readyz needs an API key (Authorization: Bearer bsk_…; bursar apikey create); off: every request is let in (local experiments only: logged loudly, shown by /readyz)")
 	fs.IntVar(&f.authFailLimit, "auth-fail-limit", 30, "failed authentications one source address may make per minute; beyond, its requests get 429 RATE_LIMITED until it earns some back; 0: no limit (behind a proxy every client shares the proxy's address)")
@@ -181,6 +185,9 @@ func runServe(args []string, _ io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	f.kafkaOpts = kafkaOpts
+	if _, err := remoteTLS(f.remoteTLSCert, f.remoteTLSKey, f.remoteTLSCA); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return &exitError{code: 2, err: errors.New("--tls-cert and --tls-key go together")}
 	}
