@@ -69,7 +69,7 @@ func remoteTLS(certFile, keyFile, caFile string) ([]remote.ConfigOption, error) 
 		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
 		// The chain is checked by verify, against the CA, without the
 		// host name (see above).
-		InsecureSkipVerify: true, //nolint:gosec // verified in VerifyPeerCertificate
+		InsecureSkipVerify:    true, //nolint:gosec // verified in VerifyPeerCertificate
 		VerifyPeerCertificate: verify,
 	}
 	return []remote.ConfigOption{
