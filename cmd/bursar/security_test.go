@@ -515,10 +515,11 @@ func TestNodeOverKafkaTLSAndSASL(t *testing.T) {
 	}
 }
 
-// TestRemoteMutualTLS: two nodes whose protoactor remote is mutual TLS
-// (--remote-tls-*) answer writes and serve strong reads for each other's
-// partitions; a peer without a certificate of the cluster's CA gets no
-// exchange with a node's remote port.
+// TestRemoteMutualTLS: three nodes with a gossip key and mutual TLS on
+// protoactor remote (--remote-tls-*) form a cluster, and answer writes and
+// serve strong reads for each other's partitions; a peer without a
+// certificate of the cluster's CA gets no exchange with a node's remote
+// port.
 func TestRemoteMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	caPath := filepath.Join(dir, "ca.pem")
@@ -527,7 +528,8 @@ func TestRemoteMutualTLS(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	seed := freePort(t)
 	var nodes []*node
-	for i, id := range []string{"n1", "n2"} {
+	gossipKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{5}, 32))
+	for i, id := range []string{"n1", "n2", "n3"} {
 		cert, key := filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem")
 		selfSigned(t, int64(10+i), ca, caKey, cert, key)
 		gossip := seed
@@ -536,9 +538,9 @@ func TestRemoteMutualTLS(t *testing.T) {
 		}
 		nodes = append(nodes, startNode(t, freePort(t), "--node-id", id, "--database-url", dbURL, "--kafka-brokers", broker,
 			"--partitions", "8", "--gossip-addr", gossip, "--remote-addr", freePort(t), "--join", seed, "--probe-interval", "200ms",
-			"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", caPath))
+			"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", caPath, "--gossip-key", gossipKey))
 	}
-	// Both own partitions.
+	// Every one owns partitions.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		owning := 0
 		for _, n := range nodes {
@@ -549,15 +551,15 @@ func TestRemoteMutualTLS(t *testing.T) {
 				owning++
 			}
 		}
-		if owning == 2 {
+		if owning == len(nodes) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the two nodes did not share the partitions within 30 s")
+			t.Fatalf("the %d nodes did not share the partitions within 30 s", len(nodes))
 		}
 	}
-	// Through n1 only: accounts of n2's partitions are answered and read
-	// over remote.
+	// Through n1 only: accounts of the others' partitions are answered and
+	// read over remote.
 	c := newClient(nodes[0].addr)
 	for i := range 32 {
 		acct := c.openAccount(t, "mtls-"+strconv.Itoa(i))
