@@ -31,8 +31,12 @@ type Meta struct {
 	Remote string   `json:"remote"`
 	// Admin is the node's admin listener (/internal/*, profiles), which
 	// the operator commands reach every node at.
-	Admin    string `json:"admin,omitempty"`
-	Draining bool   `json:"draining,omitempty"`
+	Admin string `json:"admin,omitempty"`
+	// Records is the newest command record version the node's engine
+	// decodes (ledger.RecordVersionMax); absent (0) on releases before
+	// version 2, which decode version 1 only.
+	Records  int  `json:"records,omitempty"`
+	Draining bool `json:"draining,omitempty"`
 }
 
 // HasRole reports whether the node runs role.
@@ -91,8 +95,9 @@ type Membership struct {
 }
 
 type memberIndex struct {
-	gen  uint64
-	byID map[string]Member
+	gen     uint64
+	byID    map[string]Member
+	records int // RecordVersion: the least among the engine members (0: none)
 }
 
 // Join starts gossiping and joins the seeds (if any). It keeps trying the
@@ -312,19 +317,44 @@ func (m *Membership) Members() []Member {
 
 // Member returns the live member with the given ID.
 func (m *Membership) Member(id string) (Member, bool) {
+	mem, ok := m.index().byID[id]
+	return mem, ok
+}
+
+// index returns the member index of the current view, rebuilt when gen
+// has moved on.
+func (m *Membership) index() *memberIndex {
 	g := m.gen.Load()
 	idx := m.byID.Load()
 	if idx == nil || idx.gen != g {
 		// Built from a view at least as new as g; a change during the
 		// build bumps gen again, so the next lookup rebuilds.
-		idx = &memberIndex{gen: g, byID: make(map[string]Member)}
+		idx = &memberIndex{gen: g, byID: make(map[string]Member), records: 0}
 		for _, mem := range m.Members() {
 			idx.byID[mem.ID] = mem
+			if mem.HasRole("engine") {
+				v := max(mem.Records, 1)
+				if idx.records == 0 || v < idx.records {
+					idx.records = v
+				}
+			}
 		}
 		m.byID.Store(idx)
 	}
-	mem, ok := idx.byID[id]
-	return mem, ok
+	return idx
+}
+
+// RecordVersion is the newest command record version every engine node
+// in view decodes: what an ingress may write without a node of an older
+// release dead-lettering it during a rolling upgrade. With no engine in
+// view it is this node's own.
+func (m *Membership) RecordVersion() int {
+	if v := m.index().records; v > 0 {
+		return v
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(m.meta.Records, 1)
 }
 
 // Changed signals membership or metadata changes (coalesced).

@@ -101,3 +101,46 @@ func TestGossipKeyKeepsStrangersOut(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordVersionIsTheOldestEngines: the record version an ingress may
+// write is the least that the engine members read; a member of a release
+// before version 2 (no records field) reads 1; ingress-only members do
+// not count.
+func TestRecordVersionIsTheOldestEngines(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	seed := freeAddr(t)
+	first, err := Join(MembershipConfig{Meta: Meta{ID: "new", Roles: []string{"engine"}, Records: 2}, BindAddr: seed}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Leave(0)
+	if v := first.RecordVersion(); v != 2 {
+		t.Fatalf("alone: %d, want 2", v)
+	}
+	wait := func(want int, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); first.RecordVersion() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: record version %d, want %d", what, first.RecordVersion(), want)
+			}
+		}
+	}
+	ingress, err := Join(MembershipConfig{Meta: Meta{ID: "old-ingress", Roles: []string{"ingress"}}, BindAddr: freeAddr(t), Join: []string{seed}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingress.Leave(0)
+	for deadline := time.Now().Add(5 * time.Second); len(first.Members()) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the ingress did not join")
+		}
+	}
+	wait(2, "with an old ingress-only member")
+	old, err := Join(MembershipConfig{Meta: Meta{ID: "old-engine", Roles: []string{"engine"}}, BindAddr: freeAddr(t), Join: []string{seed}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(1, "with an engine of an older release")
+	old.Leave(time.Second)
+	wait(2, "once the old engine left")
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,4 +279,55 @@ func FuzzAuthorizationHeader(f *testing.F) {
 			t.Fatalf("bearer(%q) = %q", h, token)
 		}
 	})
+}
+
+// TestCreatedByWaitsForEveryEngine: the command records the key that
+// asked for it; while some engine node reads only version-1 records (a
+// rolling upgrade), the ingress writes version 1 without it rather than a
+// record that node would dead-letter.
+func TestCreatedByWaitsForEveryEngine(t *testing.T) {
+	r := newAuthRig(t)
+	token, id := r.key(t, auth.TransactionsWrite)
+	if err := r.verifier.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var version atomic.Int32
+	version.Store(2)
+	r.srv.cfg.RecordVersion = func() int { return int(version.Load()) }
+	credit := func(ref string) {
+		t.Helper()
+		resp := r.api.do(t, testReq{method: "POST", path: "/api/v1/transactions/credit", header: map[string]string{"Authorization": "Bearer " + token},
+			body: `{"account_id":"` + testAccount + `","amount":"1.00","currency":"USD","reference_id":"` + ref + `"}`})
+		if resp.status != 201 {
+			t.Fatalf("credit %s: %d %s", ref, resp.status, resp.body)
+		}
+	}
+	credit("by-v2")
+	version.Store(1)
+	credit("by-v1")
+	cl, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: r.producer.OptValue(kgo.SeedBrokers).([]string)}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := ledger.NewSlotMap(8).PartitionOfAccount(testAccountID)
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{kafkalog.TopicCommands: {p: kgo.NewOffset().AtStart()}})
+	got := map[string]ledger.Command{}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for len(got) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			c, err := ledger.DecodeCommand(rec.Value)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			got[c.ReferenceID] = c
+			if c.ReferenceID == "by-v1" && rec.Value[0] != 1 {
+				t.Errorf("record version %d while an engine reads only 1", rec.Value[0])
+			}
+		})
+	}
+	if got["by-v2"].CreatedBy != "apikey:"+id || got["by-v1"].CreatedBy != "" {
+		t.Fatalf("created_by: v2 %q, v1 %q; want %q and none", got["by-v2"].CreatedBy, got["by-v1"].CreatedBy, "apikey:"+id)
+	}
 }

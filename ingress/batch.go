@@ -84,7 +84,7 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	items := make([]batchItem, len(decoded))
 	valid := make([]int, 0, len(decoded)) // indexes of the items to submit
-	by := createdByOf(ctx)
+	by := s.createdBy(ctx)
 	for i := range decoded {
 		items[i].cmd, items[i].err = decoded[i].cmd, decoded[i].err
 		items[i].cmd.CreatedBy = by

@@ -38,6 +38,10 @@ type Config struct {
 	// MetricsOnAdmin serves /metrics on the admin listener only, not on
 	// the API's.
 	MetricsOnAdmin bool
+	// RecordVersion, if set, is the newest command record version every
+	// engine node reads; below 2 the ingress records no created_by (a
+	// rolling upgrade with older engines). Nil: the newest.
+	RecordVersion func() int
 	// AuthFailuresPerMinute is how many failed authentications a source
 	// address may make in a minute before its requests are refused with
 	// 429 until it earns some back (authThrottle); 0: no limit.
@@ -744,19 +748,26 @@ func (s *Server) decodeAndSubmit(ctx *fasthttp.RequestCtx, kind ledger.Kind,
 	if aerr != nil {
 		return c, nil, aerr
 	}
-	c.CreatedBy = createdByOf(ctx)
+	c.CreatedBy = s.createdBy(ctx)
 	res, aerr := s.submit(ctx, &c)
 	return c, res, aerr
 }
 
-// createdByOf is the principal authorize let in ("" without auth): what
+// createdBy is the principal authorize let in ("" without auth): what
 // the command records as created_by. It comes from the credential only,
-// never from the body.
-func createdByOf(ctx *fasthttp.RequestCtx) string {
-	if p, ok := ctx.UserValue(principalKey).(*auth.Principal); ok {
-		return p.String()
+// never from the body. While an engine node of an older release is in
+// the cluster (it reads record version 1 only, and would dead-letter a
+// version 2 record: a lost command), it is left out.
+func (s *Server) createdBy(ctx *fasthttp.RequestCtx) string {
+	p, ok := ctx.UserValue(principalKey).(*auth.Principal)
+	if !ok {
+		return ""
 	}
-	return ""
+	if s.cfg.RecordVersion != nil && s.cfg.RecordVersion() < 2 {
+		s.rejected.WithLabelValues("created_by_withheld").Inc()
+		return ""
+	}
+	return p.String()
 }
 
 func markReplay(ctx *fasthttp.RequestCtx, r *ledger.Result) {

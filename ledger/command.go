@@ -103,6 +103,10 @@ type Command struct {
 const (
 	commandVersion   = 1
 	commandVersionBy = 2
+	// RecordVersionMax is the newest version DecodeCommand reads. An
+	// ingress writes version 2 (CreatedBy) only once every engine node
+	// reads it (cluster.Membership.RecordVersion).
+	RecordVersionMax = commandVersionBy
 )
 
 // Encoding errors.

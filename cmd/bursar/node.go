@@ -20,6 +20,7 @@ import (
 	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/ingress"
 	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -408,9 +409,10 @@ func (n *runningNode) startCluster(context.Context) error {
 	n.members, err = cluster.Join(cluster.MembershipConfig{
 		Meta: cluster.Meta{
 			ID: f.nodeID, Roles: roles,
-			HTTP:   net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
-			Admin:  net.JoinHostPort(advertiseHost(adminHost, f.advertiseHost), strconv.Itoa(adminPort)),
-			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
+			HTTP:    net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
+			Admin:   net.JoinHostPort(advertiseHost(adminHost, f.advertiseHost), strconv.Itoa(adminPort)),
+			Records: ledger.RecordVersionMax,
+			Remote:  net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
 		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval, Keys: f.gossipKeys,
 	}, n.log.With("component", "cluster"))
