@@ -260,7 +260,7 @@ func FuzzCheck(f *testing.F) {
 	}
 	// No store: the keys count as loaded after every miss, which then
 	// does not reload.
-	v := &Verifier{keys: map[string]key{}, log: quiet, loadedAt: time.Now().Add(time.Hour)}
+	v := &Verifier{keys: map[string]key{}, log: quiet, loadedAt: time.Now().Add(time.Hour), reload: make(chan struct{}, 1)}
 	f.Fuzz(func(t *testing.T, token []byte) {
 		id, ok := KeyID(token)
 		if ok && (len(id) != idLen || string(token[len(Prefix):len(Prefix)+idLen]) != id) {
@@ -270,4 +270,49 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("Check(%q) accepted with no keys: %+v", token, p)
 		}
 	})
+}
+
+// TestMissesDoNotQueueWhilePostgreSQLHangs: with the keys table locked (a
+// reload hangs), unknown tokens are refused within about the miss reload's
+// timeout each, not one timeout after another; the keys loaded before go
+// on working.
+func TestMissesDoNotQueueWhilePostgreSQLHangs(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	good, _ := create(t, s, "good", AccountsRead)
+	v, err := NewVerifier(ctx, s, time.Hour, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // released at the end
+	if _, err := tx.Exec(ctx, `LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	// The periodic refresh hangs too (its timeout is 5 s): the misses do
+	// not wait behind it.
+	go v.load(ctx) //nolint:errcheck // it fails once its timeout passes
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, _, _ := NewToken()
+			if _, err := v.Check(ctx, []byte(tok)); !errors.Is(err, ErrUnknown) {
+				t.Errorf("unknown key while the table is locked: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 4*missReloadTimeout {
+		t.Fatalf("8 unknown keys with a hanging database took %s: they queued", took)
+	}
+	if _, err := v.Check(ctx, []byte(good)); err != nil {
+		t.Fatalf("a loaded key while the database hangs: %v", err)
+	}
 }

@@ -14,7 +14,7 @@ import (
 
 // Source is where keys come from: PostgreSQL (storage.Store).
 type Source interface {
-	APIKeys(ctx context.Context) ([]storage.APIKey, error)
+	LiveAPIKeys(ctx context.Context) ([]storage.APIKey, error)
 }
 
 // Verifier checks tokens against the keys it loaded. It reloads them
@@ -33,8 +33,9 @@ type Verifier struct {
 	keys     map[string]key
 	loadedAt time.Time
 
-	reload   sync.Mutex // one load at a time
-	missedAt time.Time  // when the last reload for a miss started (under reload)
+	reload       chan struct{} // one load at a time: held while it has its token (lockReload)
+	missedAt     time.Time     // when the last reload for a miss started (under reload)
+	missFailedAt time.Time     // when the last reload for a miss failed (under reload)
 
 	// Counters, read by the node's metrics.
 	Loads, LoadErrors atomic.Uint64
@@ -52,7 +53,7 @@ const missReloadEvery = time.Second
 // NewVerifier loads the keys once; refresh is the reload interval (the
 // revocation bound).
 func NewVerifier(ctx context.Context, src Source, refresh time.Duration, log *slog.Logger) (*Verifier, error) {
-	v := &Verifier{src: src, refresh: refresh, log: log, keys: map[string]key{}}
+	v := &Verifier{src: src, refresh: refresh, log: log, keys: map[string]key{}, reload: make(chan struct{}, 1)}
 	if err := v.load(ctx); err != nil {
 		return nil, err
 	}
@@ -79,16 +80,20 @@ func (v *Verifier) Run(ctx context.Context) {
 func (v *Verifier) Reload(ctx context.Context) error { return v.load(ctx) }
 
 func (v *Verifier) load(ctx context.Context) error {
-	v.reload.Lock()
-	defer v.reload.Unlock()
-	return v.loadLocked(ctx)
+	v.reload <- struct{}{}
+	defer v.unlockReload()
+	return v.loadLocked(ctx, 5*time.Second)
 }
 
-// loadLocked loads the keys; the caller holds v.reload.
-func (v *Verifier) loadLocked(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// loadLocked loads the keys within timeout; the caller holds the reload
+// token.
+// LoadedAt becomes the moment the query started: a key committed after it
+// may be missing from the result.
+func (v *Verifier) loadLocked(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	rows, err := v.src.APIKeys(ctx)
+	started := time.Now()
+	rows, err := v.src.LiveAPIKeys(ctx)
 	if err != nil {
 		v.LoadErrors.Add(1)
 		return err
@@ -106,7 +111,7 @@ func (v *Verifier) loadLocked(ctx context.Context) error {
 		keys[r.ID] = k
 	}
 	v.mu.Lock()
-	v.keys, v.loadedAt = keys, time.Now()
+	v.keys, v.loadedAt = keys, started
 	v.mu.Unlock()
 	v.Loads.Add(1)
 	return nil
@@ -128,12 +133,22 @@ var (
 
 // Check returns the principal of token, or why it is refused.
 func (v *Verifier) Check(ctx context.Context, token []byte) (*Principal, error) {
+	return v.check(ctx, token, true)
+}
+
+// CheckLoaded is Check against the keys loaded, without a reload for an
+// unknown ID: for a caller that is being throttled.
+func (v *Verifier) CheckLoaded(token []byte) (*Principal, error) {
+	return v.check(context.Background(), token, false)
+}
+
+func (v *Verifier) check(ctx context.Context, token []byte, reload bool) (*Principal, error) {
 	id, ok := KeyID(token)
 	if !ok {
 		return nil, ErrMalformed
 	}
 	k, found := v.lookup(id)
-	if !found && v.missReload(ctx, time.Now()) {
+	if !found && reload && v.missReload(ctx, time.Now()) {
 		k, found = v.lookup(id)
 	}
 	// The hash is compared even for an unknown ID (against zeros), so the
@@ -159,18 +174,34 @@ func (v *Verifier) lookup(id string) (key, bool) {
 
 // missReload makes sure the keys were loaded after missedAt, the moment a
 // token's ID was not found: a key created a moment ago is then found.
-// Reloads for misses are at least missReloadEvery apart, and misses share
-// them: a miss waits (at most about missReloadEvery) for the next one
-// rather than cause its own, so a flood of unknown tokens costs one query
-// a second and is slowed down, not the database. It reports whether the
+// Reloads for misses are at least missReloadEvery apart and bounded by
+// missReloadTimeout, and misses share them: a miss waits (without holding
+// the lock) for the next one rather than cause its own, so a flood of
+// unknown tokens costs one query a second. After a failed reload (the
+// database down or hanging), misses within missReloadEvery give up at
+// once instead of queueing behind one another. It reports whether the
 // keys are now newer than the miss.
 func (v *Verifier) missReload(ctx context.Context, missedAt time.Time) bool {
-	v.reload.Lock()
-	defer v.reload.Unlock()
-	if v.LoadedAt().After(missedAt) {
-		return true // loaded meanwhile, by another miss or the refresh
-	}
-	if wait := missReloadEvery - time.Since(v.missedAt); wait > 0 {
+	for {
+		if v.LoadedAt().After(missedAt) {
+			return true
+		}
+		if !v.lockReload(ctx, missReloadTimeout) {
+			return false // a load has held it that long: the database hangs
+		}
+		switch {
+		case v.LoadedAt().After(missedAt):
+			v.unlockReload()
+			return true // loaded meanwhile, by another miss or the refresh
+		case time.Since(v.missFailedAt) < missReloadEvery:
+			v.unlockReload()
+			return false
+		}
+		wait := missReloadEvery - time.Since(v.missedAt)
+		if wait <= 0 {
+			break // our turn; still holding the lock
+		}
+		v.unlockReload()
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -179,10 +210,33 @@ func (v *Verifier) missReload(ctx context.Context, missedAt time.Time) bool {
 		case <-t.C:
 		}
 	}
+	defer v.unlockReload()
 	v.missedAt = time.Now()
-	if err := v.loadLocked(ctx); err != nil {
+	if err := v.loadLocked(ctx, missReloadTimeout); err != nil {
+		v.missFailedAt = time.Now()
 		v.log.Warn("reloading API keys for an unknown key ID failed", "err", err)
 		return false
 	}
 	return true
 }
+
+// lockReload takes the reload token, waiting at most d; it reports
+// whether it has it.
+func (v *Verifier) lockReload(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case v.reload <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (v *Verifier) unlockReload() { <-v.reload }
+
+// missReloadTimeout bounds a reload a miss makes, and its wait for one in
+// progress.
+const missReloadTimeout = time.Second

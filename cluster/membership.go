@@ -84,6 +84,10 @@ type Membership struct {
 
 	mu   sync.Mutex
 	meta Meta
+	// lowRecords is the record version of the oldest engine seen within
+	// recordVersionHold (lowSeen), 0 if none reads less than this node.
+	lowRecords int
+	lowSeen    time.Time
 
 	rejected atomic.Uint64 // gossip messages no key opened (gossipLog)
 
@@ -345,17 +349,38 @@ func (m *Membership) index() *memberIndex {
 }
 
 // RecordVersion is the newest command record version every engine node
-// in view decodes: what an ingress may write without a node of an older
-// release dead-lettering it during a rolling upgrade. With no engine in
-// view it is this node's own.
+// decodes: what an ingress may write without a node of an older release
+// dead-lettering it during a rolling upgrade. It is 1 while no engine is
+// in view (gossip has not converged yet), and stays at the lowest version
+// seen for recordVersionHold after the last engine that reads less was
+// seen: an old node that restarts, or is suspected for a while, must not
+// come back to records it cannot read.
 func (m *Membership) RecordVersion() int {
-	if v := m.index().records; v > 0 {
-		return v
-	}
+	v := m.index().records
+	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return max(m.meta.Records, 1)
+	switch {
+	case v == 0:
+		return 1
+	case v < m.lowRecords || m.lowRecords == 0 || now.Sub(m.lowSeen) >= recordVersionHold:
+		if v < max(m.meta.Records, 1) {
+			m.lowRecords, m.lowSeen = v, now
+		} else {
+			m.lowRecords = 0
+		}
+	case v == m.lowRecords:
+		m.lowSeen = now
+	}
+	if m.lowRecords > 0 {
+		return min(v, m.lowRecords)
+	}
+	return v
 }
+
+// recordVersionHold is how long an ingress keeps writing the records an
+// older engine reads after it last saw one.
+const recordVersionHold = 10 * time.Minute
 
 // Changed signals membership or metadata changes (coalesced).
 func (m *Membership) Changed() <-chan struct{} { return m.changed }

@@ -142,5 +142,23 @@ func TestRecordVersionIsTheOldestEngines(t *testing.T) {
 	}
 	wait(1, "with an engine of an older release")
 	old.Leave(time.Second)
-	wait(2, "once the old engine left")
+	for deadline := time.Now().Add(5 * time.Second); len(first.Members()) > 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the old engine did not leave")
+		}
+	}
+	// Held: an old node that restarts must not come back to records it
+	// cannot read.
+	if v := first.RecordVersion(); v != 1 {
+		t.Fatalf("just after the old engine left: %d, want 1 for recordVersionHold", v)
+	}
+	// No engine in view at all (an ingress before gossip converged): 1.
+	lone, err := Join(MembershipConfig{Meta: Meta{ID: "lone-ingress", Roles: []string{"ingress"}, Records: 2}, BindAddr: freeAddr(t)}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lone.Leave(0)
+	if v := lone.RecordVersion(); v != 1 {
+		t.Fatalf("an ingress with no engine in view: %d, want 1", v)
+	}
 }

@@ -22,7 +22,18 @@ type authThrottle struct {
 	max   int        // addresses tracked at most
 	mu    sync.Mutex //
 	by    map[netip.Addr]*failBucket
+	swept time.Time // the last sweep of a full table
 	now   func() time.Time
+}
+
+// throttleKey is the bucket an address spends from: itself for IPv4, its
+// /64 for IPv6 (one host commonly holds a whole /64).
+func throttleKey(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return a
+	}
+	p, _ := a.Prefix(64)
+	return p.Addr()
 }
 
 type failBucket struct {
@@ -51,6 +62,7 @@ func (t *authThrottle) refill(b *failBucket, now time.Time) {
 // wait returns how long addr must wait before its credential is looked
 // at again (0: not throttled).
 func (t *authThrottle) wait(addr netip.Addr) time.Duration {
+	addr = throttleKey(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.by[addr]
@@ -67,12 +79,20 @@ func (t *authThrottle) wait(addr netip.Addr) time.Duration {
 // fail spends one of addr's failures; it reports false when addr could not
 // be tracked (every slot holds an address still throttled or refilling).
 func (t *authThrottle) fail(addr netip.Addr) bool {
+	addr = throttleKey(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	b := t.by[addr]
 	if b == nil {
 		if len(t.by) >= t.max {
+			// A sweep costs one pass over the table: at most one a
+			// second, so a flood of new addresses cannot make every
+			// failure (and every request waiting on t.mu) pay for one.
+			if now.Sub(t.swept) < time.Second {
+				return false
+			}
+			t.swept = now
 			for a, old := range t.by {
 				if t.refill(old, now); old.tokens >= t.limit {
 					delete(t.by, a)

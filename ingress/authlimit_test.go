@@ -52,12 +52,23 @@ func TestAuthThrottle(t *testing.T) {
 	if !th.fail(c) || len(th.by) > 2 {
 		t.Fatalf("after the others refilled: tracked %d", len(th.by))
 	}
+	// A full table is swept at most once a second.
+	th.by = map[netip.Addr]*failBucket{a: {tokens: 0, at: now}, b: {tokens: 0, at: now}}
+	th.swept = now
+	if th.fail(c) {
+		t.Fatal("tracked a third address past the bound")
+	}
+	now = now.Add(2 * time.Minute) // both refilled, and a sweep is due
+	if !th.fail(c) {
+		t.Fatal("no sweep once one was due")
+	}
 }
 
 // TestRepeatedAuthFailuresAreThrottled: past the limit, an address's
-// requests are refused with 429 RATE_LIMITED and Retry-After before any
-// credential is looked at, a good one included, until it earns a failure
-// back.
+// requests without a live key are refused with 429 RATE_LIMITED and
+// Retry-After, and an unknown key costs no reload; a live key still gets
+// in (the address may be a proxy's); after the wait the address may fail
+// again.
 func TestRepeatedAuthFailuresAreThrottled(t *testing.T) {
 	r := newAuthRig(t)
 	good, _ := r.key(t, auth.AccountsRead)
@@ -78,13 +89,41 @@ func TestRepeatedAuthFailuresAreThrottled(t *testing.T) {
 	for range 3 {
 		assertError(t, get(""), ledger.CodeUnauthenticated)
 	}
-	resp := get(good)
-	assertError(t, resp, ledger.CodeRateLimited)
-	if resp.status != 429 {
-		t.Fatalf("throttled: %d", resp.status)
+	unknown, _, _ := auth.NewToken()
+	loads := r.verifier.Loads.Load()
+	for _, tok := range []string{"", unknown, "bsk_malformed"} {
+		resp := get(tok)
+		assertError(t, resp, ledger.CodeRateLimited)
+		if resp.status != 429 {
+			t.Fatalf("throttled, token %q: %d", tok, resp.status)
+		}
+	}
+	if r.verifier.Loads.Load() != loads {
+		t.Fatal("a throttled unknown key made the keys reload")
+	}
+	if resp := get(good); resp.status != 200 {
+		t.Fatalf("a live key from a throttled address: %d %s", resp.status, resp.body)
 	}
 	now = now.Add(21 * time.Second) // one failure earned back (3 a minute)
-	if resp := get(good); resp.status != 200 {
-		t.Fatalf("after the wait, a good key: %d %s", resp.status, resp.body)
+	assertError(t, get(""), ledger.CodeUnauthenticated)
+	assertError(t, get(""), ledger.CodeRateLimited)
+}
+
+// TestAuthThrottleKeysIPv6By64: the addresses of one IPv6 /64 share a
+// bucket; IPv4 addresses do not.
+func TestAuthThrottleKeysIPv6By64(t *testing.T) {
+	th := newAuthThrottle(2)
+	th.fail(netip.MustParseAddr("2001:db8:1:2::1"))
+	th.fail(netip.MustParseAddr("2001:db8:1:2:ffff::9"))
+	if th.wait(netip.MustParseAddr("2001:db8:1:2::77")) == 0 {
+		t.Fatal("another address of the same /64 is not throttled")
+	}
+	if th.wait(netip.MustParseAddr("2001:db8:1:3::1")) != 0 {
+		t.Fatal("another /64 throttled")
+	}
+	th.fail(netip.MustParseAddr("192.0.2.1"))
+	th.fail(netip.MustParseAddr("192.0.2.1"))
+	if th.wait(netip.MustParseAddr("192.0.2.2")) != 0 {
+		t.Fatal("a neighbouring IPv4 address throttled")
 	}
 }

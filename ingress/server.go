@@ -145,6 +145,8 @@ func (c *Config) setDefaults() {
 // Authenticator checks a bearer token (auth.Verifier).
 type Authenticator interface {
 	Check(ctx context.Context, token []byte) (*auth.Principal, error)
+	// CheckLoaded checks against the keys in memory only (no reload).
+	CheckLoaded(token []byte) (*auth.Principal, error)
 }
 
 // Engine is the engine as the API uses it.
@@ -252,7 +254,11 @@ func (s *Server) NewAdminHTTPServer() *fasthttp.Server {
 	return srv
 }
 
+// adminListenerKey marks a request of the admin listener.
+const adminListenerKey = "bursar.admin"
+
 func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
+	ctx.SetUserValue(adminListenerKey, true)
 	start := time.Now()
 	rid := s.requestID(ctx)
 	ctx.SetUserValue("rid", rid)
@@ -572,6 +578,12 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError
 	addr := sourceAddrOf(ctx)
 	if s.authThrottle != nil && addr.IsValid() {
 		if wait := s.authThrottle.wait(addr); wait > 0 {
+			// A live key still gets in (an address may be shared: a
+			// proxy, a NAT); anything else waits, and costs nothing: no
+			// reload for an unknown key.
+			if p, ok := s.loadedPrincipal(ctx); ok {
+				return s.admit(ctx, p, scope)
+			}
 			s.rejected.WithLabelValues("auth_throttled").Inc()
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			return bad(ledger.CodeRateLimited, "too many failed authentications from this address; retry after Retry-After seconds")
@@ -612,12 +624,28 @@ func (s *Server) checkCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *ap
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar", error="invalid_token"`)
 		return bad(ledger.CodeUnauthenticated, err.Error())
 	}
+	return s.admit(ctx, p, scope)
+}
+
+// admit lets principal p in when it has scope (403 FORBIDDEN otherwise).
+func (s *Server) admit(ctx *fasthttp.RequestCtx, p *auth.Principal, scope auth.Scope) *apiError {
 	if !p.Allows(scope) {
 		s.rejected.WithLabelValues("forbidden").Inc()
 		return bad(ledger.CodeForbidden, "API key "+p.KeyID+" lacks the scope "+string(scope)+" this route needs")
 	}
 	ctx.SetUserValue(principalKey, p)
 	return nil
+}
+
+// loadedPrincipal is the principal of the request's bearer token among the
+// keys in memory, if it is a live one.
+func (s *Server) loadedPrincipal(ctx *fasthttp.RequestCtx) (*auth.Principal, bool) {
+	token, ok := bearer(ctx.Request.Header.Peek("Authorization"))
+	if !ok {
+		return nil, false
+	}
+	p, err := s.cfg.Auth.CheckLoaded(token)
+	return p, err == nil
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" value
@@ -639,18 +667,27 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	defer cancel()
 	checks := map[string]string{"postgres": "ok", "kafka": "ok", "partitions": "ok"}
 	ok, degraded := true, false
+	// The API's listener is open to anyone: it names what fails, not how
+	// (a driver's error names hosts, users and databases); the admin
+	// listener's /readyz gives the errors.
+	detail := func(err error) string {
+		if onAdmin, _ := ctx.UserValue(adminListenerKey).(bool); onAdmin {
+			return err.Error()
+		}
+		return "unreachable"
+	}
 	pgErr := s.store.Ping(c)
 	if pgErr != nil {
 		if s.ready != nil {
 			// Writes go on while the write-behind has room; the node's
 			// check below fails it when that room is gone.
-			checks["postgres"], degraded = "degraded: "+pgErr.Error(), true
+			checks["postgres"], degraded = "degraded: "+detail(pgErr), true
 		} else {
-			checks["postgres"], ok = pgErr.Error(), false
+			checks["postgres"], ok = detail(pgErr), false
 		}
 	}
 	if err := s.producer.Ping(c); err != nil {
-		checks["kafka"], ok = err.Error(), false
+		checks["kafka"], ok = detail(err), false
 	}
 	if s.engine != nil && !s.engine.Ready() {
 		checks["partitions"], ok = "recovering", false

@@ -181,10 +181,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	c.ReplySeq = u64()
 	c.FailCode = Code(binary.BigEndian.Uint16(b[p:]))
 	p += 2
-	limits := []int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax}
-	dsts := []*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode}
+	limits := [...]int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax, CreatedByLenMax}
+	all := [...]*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode, &c.CreatedBy}
+	dsts := all[:len(all)-1] // version 1 ends before CreatedBy
 	if version == commandVersionBy {
-		limits, dsts = append(limits, CreatedByLenMax), append(dsts, &c.CreatedBy)
+		dsts = all[:]
 	}
 	for i, dst := range dsts {
 		n, w := binary.Uvarint(b[p:])

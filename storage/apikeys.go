@@ -50,7 +50,12 @@ func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) error {
 
 // APIKeys returns every key, revoked ones included, oldest first.
 func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT key_id, name, token_hash, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id`)
+	return collectKeys(s.pool.Query(ctx, `SELECT `+keyColumns+` FROM api_keys ORDER BY created_at, key_id`))
+}
+
+const keyColumns = `key_id, name, token_hash, scopes, created_at, revoked_at`
+
+func collectKeys(rows pgx.Rows, err error) ([]APIKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: api keys: %w", err)
 	}
@@ -63,6 +68,15 @@ func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
 		return nil, fmt.Errorf("storage: api keys: %w", err)
 	}
 	return keys, nil
+}
+
+// LiveAPIKeys returns the keys a node checks tokens against: the live
+// ones, and those revoked within the last day (so that a revoked key is
+// reported as revoked for a while); older revoked keys stay in the table
+// for `apikey ls` but are not loaded.
+func (s *Store) LiveAPIKeys(ctx context.Context) ([]APIKey, error) {
+	return collectKeys(s.pool.Query(ctx, `SELECT `+keyColumns+` FROM api_keys
+WHERE revoked_at IS NULL OR revoked_at > now() - interval '1 day'`))
 }
 
 // ErrNoSuchKey is RevokeAPIKey's error for an unknown key ID.

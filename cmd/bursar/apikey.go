@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/bursar/bursar/auth"
@@ -65,7 +66,7 @@ func apikeyCreate(args []string, stdout io.Writer) error {
 	if err := checkFormat(*format); err != nil {
 		return err
 	}
-	if n := utf8.RuneCountInString(*name); n < 1 || n > 100 || strings.ContainsFunc(*name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if n := utf8.RuneCountInString(*name); n < 1 || n > 100 || !utf8.ValidString(*name) || strings.ContainsFunc(*name, func(r rune) bool { return !unicode.IsPrint(r) }) {
 		return &exitError{code: 2, err: errors.New("--name must be 1-100 printable characters")}
 	}
 	sc, err := auth.ParseScopes(*scopes)

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -46,11 +49,52 @@ type clusterView struct {
 // apiKeyFlag registers --api-key: the credential (admin scope) the
 // operator commands send to the nodes.
 func apiKeyFlag(fs *flag.FlagSet) *string {
-	return fs.String("api-key", "", "API key with the admin scope (bursar apikey create --scopes admin); needed unless the nodes run --auth=off")
+	return fs.String("api-key", "", "API key with the admin scope (bursar apikey create --scopes admin); needed unless the nodes run --auth=off. Prefer BURSAR_API_KEY to the flag: flags show in process lists")
+}
+
+// adminClient talks to the nodes' admin listeners: over HTTPS when they
+// run --tls-cert (its --tls-ca checks them), with the admin API key. The
+// key goes to every member's admin address as gossip tells it: run the
+// cluster with --gossip-key so that no stranger can advertise one.
+type adminClient struct {
+	scheme, key string
+	hc          *http.Client
+}
+
+// adminFlags registers --api-key and --tls-ca and returns the function
+// that builds the client once the flags are parsed.
+func adminFlags(fs *flag.FlagSet) func() (*adminClient, error) {
+	key := apiKeyFlag(fs)
+	ca := fs.String("tls-ca", "", "PEM CA of the nodes' --tls-cert: talk HTTPS to their admin listeners (without it: plain HTTP, and the key travels in the clear beyond loopback)")
+	return func() (*adminClient, error) {
+		a := &adminClient{scheme: "http://", key: *key, hc: &http.Client{Timeout: 30 * time.Second}}
+		if *ca == "" {
+			return a, nil
+		}
+		pem, err := os.ReadFile(*ca)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", *ca)
+		}
+		a.scheme = "https://"
+		a.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		return a, nil
+	}
+}
+
+func (a *adminClient) get(ctx context.Context, addr, path string, v any) error {
+	return getJSONWith(ctx, a.hc, a.scheme+addr+path, a.key, v)
 }
 
 // getJSON GETs url, with the API key key (admin scope) when it is set.
 func getJSON(ctx context.Context, url, key string, v any) error {
+	return getJSONWith(ctx, http.DefaultClient, url, key, v)
+}
+
+func getJSONWith(ctx context.Context, hc *http.Client, url, key string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return err
@@ -58,7 +102,7 @@ func getJSON(ctx context.Context, url, key string, v any) error {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -71,9 +115,9 @@ func getJSON(ctx context.Context, url, key string, v any) error {
 
 // gatherCluster asks addr for the members, then every member for its
 // partitions.
-func gatherCluster(ctx context.Context, addr, key string, brokers []string, kafkaOpts []kgo.Opt, partitions int32) (*clusterView, error) {
+func gatherCluster(ctx context.Context, ac *adminClient, addr string, brokers []string, kafkaOpts []kgo.Opt, partitions int32) (*clusterView, error) {
 	var members []cluster.Member
-	if err := getJSON(ctx, "http://"+addr+"/internal/members", key, &members); err != nil {
+	if err := ac.get(ctx, addr, "/internal/members", &members); err != nil {
 		return nil, fmt.Errorf("asking %s for the members: %w", addr, err)
 	}
 	var ends map[int32]int64
@@ -96,7 +140,7 @@ func gatherCluster(ctx context.Context, addr, key string, brokers []string, kafk
 			Ready      bool                    `json:"ready"`
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if m.Admin != "" && getJSON(ctx, "http://"+m.Admin+"/internal/node", key, &st) == nil {
+		if m.Admin != "" && ac.get(ctx, m.Admin, "/internal/node", &st) == nil {
 			nv.Reachable, nv.Ready, nv.Partitions = true, st.Ready, st.Partitions
 		}
 		for _, p := range nv.Partitions {
@@ -125,7 +169,7 @@ func runCluster(args []string, stdout io.Writer) error {
 	}
 	fs := newFlagSet("cluster status", "Shows the cluster as its nodes see it: nodes, roles, health, partitions owned with epoch,\napplied and committed offsets, unflushed rows, and (with --kafka-brokers) consumer lag and\nunflushed records per partition. Exit 1 when a partition has no owner or a node is unreachable.")
 	addr := fs.String("addr", "127.0.0.1:9090", "admin address (--admin-addr) of any node")
-	key := apiKeyFlag(fs)
+	newAdmin := adminFlags(fs)
 	brokers := fs.String("kafka-brokers", "", "Kafka seed brokers, for log end offsets (optional)")
 	sec := kafkaSecurityFlags(fs)
 	parts := fs.Int("partitions", 64, "partition count, when --kafka-brokers is not given")
@@ -142,7 +186,11 @@ func runCluster(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	view, err := gatherCluster(ctx, *addr, *key, splitList(*brokers), kafkaOpts, int32(*parts))
+	ac, err := newAdmin()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	view, err := gatherCluster(ctx, ac, *addr, splitList(*brokers), kafkaOpts, int32(*parts))
 	if err != nil {
 		return err
 	}
@@ -197,15 +245,19 @@ func runNode(args []string, stdout io.Writer) error {
 	node := args[1]
 	fs := newFlagSet("node drain", "Moves every partition off a node (it keeps serving as ingress); once it owns none it can be\nstopped safely. Waits until the node owns no partition.")
 	addr := fs.String("addr", "127.0.0.1:9090", "admin address (--admin-addr) of any node")
-	key := apiKeyFlag(fs)
+	newAdmin := adminFlags(fs)
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the partitions to move")
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}
+	ac, err := newAdmin()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait+10*time.Second)
 	defer cancel()
 	var members []cluster.Member
-	if err := getJSON(ctx, "http://"+*addr+"/internal/members", *key, &members); err != nil {
+	if err := ac.get(ctx, *addr, "/internal/members", &members); err != nil {
 		return err
 	}
 	var target *cluster.Member
@@ -220,11 +272,11 @@ func runNode(args []string, stdout io.Writer) error {
 	if target.Admin == "" {
 		return &exitError{code: 1, err: fmt.Errorf("node %q has no admin listener (an engine-only node, or an older release)", node)}
 	}
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+target.Admin+"/internal/drain", nil)
-	if *key != "" {
-		req.Header.Set("Authorization", "Bearer "+*key)
+	req, _ := http.NewRequestWithContext(ctx, "POST", ac.scheme+target.Admin+"/internal/drain", nil)
+	if ac.key != "" {
+		req.Header.Set("Authorization", "Bearer "+ac.key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ac.hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -238,7 +290,7 @@ func runNode(args []string, stdout io.Writer) error {
 		var st struct {
 			Partitions []engine.PartitionStats `json:"partitions"`
 		}
-		if err := getJSON(ctx, "http://"+target.Admin+"/internal/node", *key, &st); err != nil {
+		if err := ac.get(ctx, target.Admin, "/internal/node", &st); err != nil {
 			return err
 		}
 		if len(st.Partitions) == 0 {

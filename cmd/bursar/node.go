@@ -406,11 +406,16 @@ func (n *runningNode) startCluster(context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--admin-addr: %w", err)}
 	}
+	// Only a node with the ingress role serves the admin listener.
+	adminAdvertised := ""
+	if n.runIngress {
+		adminAdvertised = net.JoinHostPort(advertiseHost(adminHost, f.advertiseHost), strconv.Itoa(adminPort))
+	}
 	n.members, err = cluster.Join(cluster.MembershipConfig{
 		Meta: cluster.Meta{
 			ID: f.nodeID, Roles: roles,
 			HTTP:    net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
-			Admin:   net.JoinHostPort(advertiseHost(adminHost, f.advertiseHost), strconv.Itoa(adminPort)),
+			Admin:   adminAdvertised,
 			Records: ledger.RecordVersionMax,
 			Remote:  net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
@@ -555,8 +560,9 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		n.log.Warn("AUTHENTICATION IS OFF (--auth=off): anyone who reaches the API can open accounts, move money and drain this node; use it for local experiments only")
 	}
 	api, err := ingress.New(ingress.Config{
-		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin",
-		Partitions: n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
+		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
+		RecordVersion: n.members.RecordVersion,
+		Partitions:    n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,

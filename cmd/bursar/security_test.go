@@ -31,6 +31,7 @@ import (
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -389,10 +390,16 @@ func selfSigned(t *testing.T, serial int64, ca *x509.Certificate, caKey *ecdsa.P
 func TestHTTPSAndCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	ca, caKey := selfSigned(t, 1, nil, nil, "", "")
+	caPath := filepath.Join(dir, "ca.pem")
+	ca, caKey := selfSigned(t, 1, nil, nil, caPath, filepath.Join(dir, "ca-key.pem"))
 	selfSigned(t, 2, ca, caKey, certPath, keyPath)
 	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2",
 		"--tls-cert", certPath, "--tls-key", keyPath)
+	// The operator commands speak HTTPS to the admin listener with --tls-ca.
+	if out, err := exec.Command(binPath, "cluster", "status", "--addr", n.admin, "--api-key", keyFor(n.admin), "--tls-ca", caPath,
+		"--partitions", "2", "--format", "json").CombinedOutput(); err != nil {
+		t.Fatalf("cluster status over HTTPS: %v\n%s", err, out)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
@@ -596,4 +603,24 @@ func TestRemoteMutualTLS(t *testing.T) {
 	if code, out := auditProcess(t, dbURL, "--kafka-brokers", broker); code != 0 {
 		t.Fatalf("audit: exit %d\n%s", code, out)
 	}
+}
+
+// TestFailedAuthenticationsAreThrottled: a node's --auth-fail-limit takes
+// effect: past it, an address's requests without a live key get 429
+// RATE_LIMITED with Retry-After, and a live key still gets in.
+func TestFailedAuthenticationsAreThrottled(t *testing.T) {
+	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2", "--auth-fail-limit", "3")
+	anon := newClient(n.addr)
+	anon.key = ""
+	ctx := context.Background()
+	for i := range 3 {
+		if r, err := anon.do(ctx, "GET", "/api/v1/accounts/"+uuid.NewString(), nil, nil); err != nil || r.status != 401 {
+			t.Fatalf("failure %d: %v %+v", i, err, r)
+		}
+	}
+	r, err := anon.do(ctx, "GET", "/api/v1/accounts/"+uuid.NewString(), nil, nil)
+	if err != nil || r.status != 429 || r.errCode() != "RATE_LIMITED" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("past --auth-fail-limit: %v %+v, want 429 RATE_LIMITED with Retry-After", err, r)
+	}
+	newClient(n.addr).openAccount(t, "throttled-but-live")
 }

@@ -210,6 +210,10 @@ func runServe(args []string, _ io.Writer) error {
 	f.gossipKeys = keys
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the HTTP certificate (tls.go) and does nothing else:
+	// Go's default would end the process, so a fleet-wide HUP after a
+	// certificate renewal would stop every node without TLS.
+	signal.Ignore(syscall.SIGHUP)
 	return serve(ctx, f, slices.Contains(roles, "ingress"), slices.Contains(roles, "engine"), log)
 }
 
