@@ -610,13 +610,13 @@ func (s *Server) checkCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *ap
 	if len(h) == 0 {
 		s.rejected.WithLabelValues("unauthenticated").Inc()
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar"`)
-		return bad(ledger.CodeUnauthenticated, "this route needs a credential: send Authorization: Bearer <API key>")
+		return bad(ledger.CodeUnauthenticated, "this route needs a credential: send the header Authorization: Bearer bsk_… (an API key)")
 	}
 	token, ok := bearer(h)
 	if !ok {
 		s.rejected.WithLabelValues("unauthenticated").Inc()
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar", error="invalid_request"`)
-		return bad(ledger.CodeUnauthenticated, "the Authorization header must be: Bearer <API key>")
+		return bad(ledger.CodeUnauthenticated, "the Authorization header must be: Bearer bsk_… (an API key)")
 	}
 	p, err := s.cfg.Auth.Check(context.Background(), token)
 	if err != nil {
