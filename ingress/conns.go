@@ -104,7 +104,8 @@ func sourceAddr(c net.Conn) netip.Addr {
 // accepts.
 type limitListener struct {
 	net.Listener
-	s *Server
+	s      *Server
+	limits *connLimits // the API's, or the admin listener's own
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -114,11 +115,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := sourceAddr(c)
-		code := l.s.conns.acquire(addr)
+		code := l.limits.acquire(addr)
 		if code == ledger.OK {
-			return &limitConn{Conn: c, s: l.s, addr: addr}, nil
+			return &limitConn{Conn: c, s: l.s, limits: l.limits, addr: addr}, nil
 		}
-		l.s.refuseConn(c, code)
+		l.s.refuseConn(c, l.limits, code)
 	}
 }
 
@@ -127,10 +128,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 const refusalWriteTimeout = 100 * time.Millisecond
 
 // refuseConn answers a connection over a limit and closes it.
-func (s *Server) refuseConn(c net.Conn, code ledger.Code) {
-	reason, msg := "connections", "the server has "+strconv.Itoa(s.conns.total)+" connections open, its limit; retry shortly"
+func (s *Server) refuseConn(c net.Conn, limits *connLimits, code ledger.Code) {
+	reason, msg := "connections", "the server has "+strconv.Itoa(limits.total)+" connections open, its limit; retry shortly"
 	if code == ledger.CodeTooManyConnections {
-		reason, msg = "connections_per_ip", "this address has "+strconv.Itoa(s.conns.perIP)+" connections open, the limit per address; reuse them (keep-alive) or close some"
+		reason, msg = "connections_per_ip", "this address has "+strconv.Itoa(limits.perIP)+" connections open, the limit per address; reuse them (keep-alive) or close some"
 	}
 	s.rejected.WithLabelValues(reason).Inc()
 	info := code.Info()
@@ -151,8 +152,9 @@ func (s *Server) refuseConn(c net.Conn, code ledger.Code) {
 // reads through a framer.
 type limitConn struct {
 	net.Conn
-	s    *Server
-	addr netip.Addr
+	s      *Server
+	limits *connLimits
+	addr   netip.Addr
 
 	// Read runs on the connection's one serving goroutine; Close may run
 	// on another (fasthttp's shutdown closes idle connections).
@@ -186,7 +188,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.s.conns.release(c.addr)
+		c.limits.release(c.addr)
 	}
 	return err
 }
@@ -199,6 +201,9 @@ func isTimeout(err error) bool {
 // initConns creates the connection limits and their metrics.
 func (s *Server) initConns(reg prometheus.Registerer) {
 	s.conns = &connLimits{total: s.cfg.MaxConns, perIP: max(s.cfg.MaxConnsPerIP, 0)}
+	// The admin listener has slots of its own: a flood of the API's
+	// connections must not shut operators out.
+	s.adminConns = &connLimits{total: adminConnsMax, perIP: 0}
 	s.timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bursar_http_timeouts_total",
 		Help: "Connections cut by a read timeout, by what was being read: header (--http-header-timeout; also a new connection that sent nothing), body (--http-body-timeout), idle (--http-idle-timeout between keep-alive requests), unknown (framing the server refuses anyway).",
@@ -212,5 +217,14 @@ func (s *Server) initConns(reg prometheus.Registerer) {
 
 // Serve serves hs (from NewHTTPServer) on ln under the connection limits.
 func (s *Server) Serve(hs *fasthttp.Server, ln net.Listener) error {
-	return hs.Serve(&limitListener{Listener: ln, s: s})
+	return hs.Serve(&limitListener{Listener: ln, s: s, limits: s.conns})
+}
+
+// adminConnsMax bounds the admin listener's connections.
+const adminConnsMax = 256
+
+// ServeAdmin serves hs (from NewAdminHTTPServer) on ln under the admin
+// listener's own connection limit (adminConnsMax).
+func (s *Server) ServeAdmin(hs *fasthttp.Server, ln net.Listener) error {
+	return hs.Serve(&limitListener{Listener: ln, s: s, limits: s.adminConns})
 }

@@ -471,3 +471,29 @@ func TestHTTPConnsDefaults(t *testing.T) {
 		t.Fatalf("per address %d, total %d", cfg.MaxConnsPerIP, cfg.MaxConns)
 	}
 }
+
+// TestAdminListenerHasItsOwnConnections: with every API connection taken,
+// the admin listener still takes operators' connections.
+func TestAdminListenerHasItsOwnConnections(t *testing.T) {
+	const total = 2
+	api := newLimitsAPI(t, Config{MaxConns: total, MaxConnsPerIP: -1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := api.srv.NewAdminHTTPServer()
+	served := make(chan error, 1)
+	go func() { served <- api.srv.ServeAdmin(hs, ln) }()
+	t.Cleanup(func() {
+		if err := hs.Shutdown(); err != nil {
+			t.Errorf("admin shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("admin serve: %v", err)
+		}
+	})
+	api.holdConns(total)
+	api.refused(ledger.CodeUnavailable)
+	admin := &limitsAPI{t: t, addr: ln.Addr().String(), srv: api.srv, reg: api.reg}
+	admin.holdConns(total + 1) // more than the API's whole limit
+}

@@ -188,8 +188,9 @@ type Server struct {
 
 	batchItems *prometheus.CounterVec // batch.go
 
-	conns    *connLimits            // conns.go
-	timeouts *prometheus.CounterVec // conns.go
+	conns      *connLimits            // conns.go
+	adminConns *connLimits            // conns.go: the admin listener's
+	timeouts   *prometheus.CounterVec // conns.go
 
 	authThrottle *authThrottle // authlimit.go; nil: no limit
 }

@@ -609,7 +609,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	n.adminSrv = asrv
 	n.log.Info("serving the admin listener", "addr", aln.Addr().String())
 	go func() {
-		if err := api.Serve(asrv, aln); err != nil {
+		if err := api.ServeAdmin(asrv, aln); err != nil {
 			n.httpErr <- fmt.Errorf("admin listener: %w", err)
 		}
 	}()
