@@ -84,16 +84,21 @@ func TestGossipKeyKeepsStrangersOut(t *testing.T) {
 				return slices.ContainsFunc(first.Members(), func(x Member) bool { return x.ID == "n-"+tc.name })
 			}
 			if tc.joins {
-				for deadline := time.Now().Add(5 * time.Second); !joined(); time.Sleep(20 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatal("not joined after 5 s")
-					}
-				}
+				waitMembers(t, first, 5*time.Second, joined, "the member joined")
 				return
 			}
-			time.Sleep(time.Second) // five probe intervals: a join would be in
-			if joined() {
-				t.Fatal("joined a keyed cluster")
+			// Absence takes a window: five probe intervals, woken by
+			// every membership change in it (a join would be one).
+			window := time.After(time.Second)
+			for done := false; !done; {
+				select {
+				case <-first.Changed():
+				case <-window:
+					done = true
+				}
+				if joined() {
+					t.Fatal("joined a keyed cluster")
+				}
 			}
 			if first.Rejected() == before {
 				t.Fatal("the refusal was not counted")
@@ -119,22 +124,14 @@ func TestRecordVersionIsTheOldestEngines(t *testing.T) {
 	}
 	wait := func(want int, what string) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); first.RecordVersion() != want; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: record version %d, want %d", what, first.RecordVersion(), want)
-			}
-		}
+		waitMembers(t, first, 5*time.Second, func() bool { return first.RecordVersion() == want }, what)
 	}
 	ingress, err := Join(MembershipConfig{Meta: Meta{ID: "old-ingress", Roles: []string{"ingress"}}, BindAddr: freeAddr(t), Join: []string{seed}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ingress.Leave(0)
-	for deadline := time.Now().Add(5 * time.Second); len(first.Members()) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the ingress did not join")
-		}
-	}
+	waitMembers(t, first, 5*time.Second, func() bool { return len(first.Members()) >= 2 }, "the ingress joined")
 	wait(2, "with an old ingress-only member")
 	old, err := Join(MembershipConfig{Meta: Meta{ID: "old-engine", Roles: []string{"engine"}}, BindAddr: freeAddr(t), Join: []string{seed}}, log)
 	if err != nil {
@@ -142,11 +139,7 @@ func TestRecordVersionIsTheOldestEngines(t *testing.T) {
 	}
 	wait(1, "with an engine of an older release")
 	old.Leave(time.Second)
-	for deadline := time.Now().Add(5 * time.Second); len(first.Members()) > 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the old engine did not leave")
-		}
-	}
+	waitMembers(t, first, 5*time.Second, func() bool { return len(first.Members()) <= 2 }, "the old engine left")
 	// Held: an old node that restarts must not come back to records it
 	// cannot read.
 	if v := first.RecordVersion(); v != 1 {
@@ -160,5 +153,19 @@ func TestRecordVersionIsTheOldestEngines(t *testing.T) {
 	defer lone.Leave(0)
 	if v := lone.RecordVersion(); v != 1 {
 		t.Fatalf("an ingress with no engine in view: %d, want 1", v)
+	}
+}
+
+// waitMembers waits until ok holds, looking again at each change of m's
+// membership (Changed) rather than on a clock, for at most d.
+func waitMembers(t *testing.T, m *Membership, d time.Duration, ok func() bool, what string) {
+	t.Helper()
+	deadline := time.After(d)
+	for !ok() {
+		select {
+		case <-m.Changed():
+		case <-deadline:
+			t.Fatalf("not within %s: %s", d, what)
+		}
 	}
 }
