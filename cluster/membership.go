@@ -84,12 +84,12 @@ type Membership struct {
 
 	mu   sync.Mutex
 	meta Meta
-	// lowRecords is the record version of the oldest engine seen within
-	// recordVersionHold (lowSeen), 0 if none reads less than this node.
-	lowRecords int
-	lowSeen    time.Time
 
 	rejected atomic.Uint64 // gossip messages no key opened (gossipLog)
+	hold     atomic.Pointer[recordHold]
+	reindex  chan struct{} // notify → indexLoop
+	stop     chan struct{} // closed by Leave
+	stopOnce sync.Once
 
 	// Member lookups (one per answer forwarded to another node) read a
 	// map built from Members, rebuilt when gen has moved on: every
@@ -114,7 +114,8 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 	if cfg.BindAddr == "" {
 		cfg.BindAddr = ":7946"
 	}
-	m := &Membership{log: logger, changed: make(chan struct{}, 1), meta: cfg.Meta, id: cfg.Meta.ID}
+	m := &Membership{log: logger, changed: make(chan struct{}, 1), meta: cfg.Meta, id: cfg.Meta.ID,
+		reindex: make(chan struct{}, 1), stop: make(chan struct{})}
 	if _, err := m.encodeMeta(cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -166,6 +167,7 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 		return nil, fmt.Errorf("cluster: start gossip: %w", err)
 	}
 	m.ml = ml
+	go m.indexLoop()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
 			logger.Warn("no seed answered; retrying in the background", "seeds", cfg.Join, "err", err)
@@ -179,6 +181,7 @@ func Join(cfg MembershipConfig, logger *slog.Logger) (*Membership, error) {
 		if other == ml.LocalNode().Address() {
 			other = addrs[1]
 		}
+		m.stopOnce.Do(func() { close(m.stop) })
 		ml.Shutdown() //nolint:errcheck // refusing anyway
 		return nil, fmt.Errorf("%w: node %q is alive at %s; give each node its own --node-id", ErrNodeIDInUse, cfg.Meta.ID, other)
 	}
@@ -331,6 +334,7 @@ func (m *Membership) index() *memberIndex {
 	g := m.gen.Load()
 	idx := m.byID.Load()
 	if idx == nil || idx.gen != g {
+		prev := idx
 		// Built from a view at least as new as g; a change during the
 		// build bumps gen again, so the next lookup rebuilds.
 		idx = &memberIndex{gen: g, byID: make(map[string]Member), records: 0}
@@ -343,37 +347,46 @@ func (m *Membership) index() *memberIndex {
 				}
 			}
 		}
+		// An older engine was in view up to this change and is not now:
+		// hold its version (RecordVersion).
+		if prev != nil && prev.records > 0 && idx.records != prev.records && prev.records < m.ownRecords() &&
+			(idx.records == 0 || idx.records > prev.records) {
+			m.hold.Store(&recordHold{low: prev.records, until: time.Now().Add(recordVersionHold)})
+		}
 		m.byID.Store(idx)
 	}
 	return idx
 }
 
+// ownRecords is the record version this node reads.
+func (m *Membership) ownRecords() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(m.meta.Records, 1)
+}
+
+// recordHold keeps RecordVersion at low until until: an older engine left
+// the view then.
+type recordHold struct {
+	low   int
+	until time.Time
+}
+
 // RecordVersion is the newest command record version every engine node
 // decodes: what an ingress may write without a node of an older release
 // dead-lettering it during a rolling upgrade. It is 1 while no engine is
-// in view (gossip has not converged yet), and stays at the lowest version
-// seen for recordVersionHold after the last engine that reads less was
-// seen: an old node that restarts, or is suspected for a while, must not
-// come back to records it cannot read.
+// in view (gossip has not converged yet), and stays at an older engine's
+// version for recordVersionHold after that engine left the view: an old
+// node that restarts, or is declared dead for a while, must not come back
+// to records it cannot read. It takes no lock: the ingress asks on every
+// write.
 func (m *Membership) RecordVersion() int {
 	v := m.index().records
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch {
-	case v == 0:
+	if v == 0 {
 		return 1
-	case v < m.lowRecords || m.lowRecords == 0 || now.Sub(m.lowSeen) >= recordVersionHold:
-		if v < max(m.meta.Records, 1) {
-			m.lowRecords, m.lowSeen = v, now
-		} else {
-			m.lowRecords = 0
-		}
-	case v == m.lowRecords:
-		m.lowSeen = now
 	}
-	if m.lowRecords > 0 {
-		return min(v, m.lowRecords)
+	if h := m.hold.Load(); h != nil && time.Now().Before(h.until) {
+		return min(v, h.low)
 	}
 	return v
 }
@@ -391,6 +404,10 @@ func (m *Membership) notify() {
 	case m.changed <- struct{}{}:
 	default:
 	}
+	select {
+	case m.reindex <- struct{}{}:
+	default:
+	}
 }
 
 // Leave tells the cluster this node is going (so it is not suspected) and
@@ -400,6 +417,22 @@ func (m *Membership) Leave(timeout time.Duration) {
 		m.log.Warn("leaving the cluster", "err", err)
 	}
 	m.ml.Shutdown() //nolint:errcheck // shutting down anyway
+	m.stopOnce.Do(func() { close(m.stop) })
+}
+
+// indexLoop rebuilds the member index at every membership change, off
+// memberlist's event goroutine (which holds memberlist's lock): the
+// record-version hold must see an older engine leave even when no write
+// asked in between.
+func (m *Membership) indexLoop() {
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.reindex:
+			m.index()
+		}
+	}
 }
 
 type delegate Membership
