@@ -16,18 +16,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// refuseCaused makes the broker answer every produce request that carries
-// caused records (a bursar.events batch: legs travel with them) with
-// UNKNOWN_SERVER_ERROR while refusing is set: what the embedded broker
-// answers when a write of its files fails (a full disk). It returns how
-// many requests it refused. Produce requests name topics by ID from
-// version 13 on: eventsID holds bursar.events' once the topic exists.
-func refuseCaused(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic.Value, code int16) *atomic.Int64 {
-	return refuseCausedIn(broker, refusing, eventsID, code, -1)
-}
-
-// refuseCausedIn is refuseCaused for the requests that carry records of
-// bursar.events partition only (-1: any).
+// refuseCausedIn makes the broker answer every produce request that
+// carries caused records of bursar.events partition only (-1: any; legs
+// travel in the same requests) with code while refusing is set:
+// UNKNOWN_SERVER_ERROR is what the embedded broker answers when a write
+// of its files fails (a full disk). It returns how many requests it
+// refused. Produce requests name topics by ID from version 13 on:
+// eventsID holds bursar.events' once the topic exists.
 func refuseCausedIn(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atomic.Value, code int16, only int32) *atomic.Int64 {
 	var refused atomic.Int64
 	broker.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -67,14 +62,20 @@ func refuseCausedIn(broker *kfake.Cluster, refusing *atomic.Bool, eventsID *atom
 	return &refused
 }
 
-// TestRefusedCausedRecordsAreProducedAgain: while the log refuses the
-// records applied commands caused, the engine does not stop: commands are
-// applied and answered, balances are read from memory, and nothing
-// commits past them (rule 3). Once the log takes records again, they are
-// produced again and everything commits; the audit is clean and the
-// balances are exact.
-func TestRefusedCausedRecordsAreProducedAgain(t *testing.T) {
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+// refusingRig is a rig on a kfake cluster of brokers brokers whose
+// produce requests carrying records of bursar.events partition only (-1:
+// any) are answered with code while refusing is set; refused counts them,
+// events is bursar.events as the broker describes it.
+type refusingRig struct {
+	*rig
+	refusing *atomic.Bool
+	refused  *atomic.Int64
+	events   kadm.TopicDetail
+}
+
+func newRefusingRig(t *testing.T, brokers int, code int16, only int32) *refusingRig {
+	t.Helper()
+	broker, err := kfake.NewCluster(kfake.NumBrokers(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +84,26 @@ func TestRefusedCausedRecordsAreProducedAgain(t *testing.T) {
 		refusing atomic.Bool
 		eventsID atomic.Value
 	)
-	refused := refuseCaused(broker, &refusing, &eventsID, kerr.UnknownServerError.Code)
+	refused := refuseCausedIn(broker, &refusing, &eventsID, code, only)
 	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
-	ctx := context.Background()
-	topics, err := kadm.NewClient(r.client).ListTopics(ctx, kafkalog.TopicEvents)
+	topics, err := kadm.NewClient(r.client).ListTopics(context.Background(), kafkalog.TopicEvents)
 	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
 		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
 	}
 	eventsID.Store([16]byte(topics[kafkalog.TopicEvents].ID))
+	return &refusingRig{rig: r, refusing: &refusing, refused: refused, events: topics[kafkalog.TopicEvents]}
+}
+
+// TestRefusedCausedRecordsAreProducedAgain: while the log refuses the
+// records applied commands caused, the engine does not stop: commands are
+// applied and answered, balances are read from memory, and nothing
+// commits past them (rule 3). Once the log takes records again, they are
+// produced again and everything commits; the audit is clean and the
+// balances are exact.
+func TestRefusedCausedRecordsAreProducedAgain(t *testing.T) {
+	rr := newRefusingRig(t, 1, kerr.UnknownServerError.Code, -1)
+	r, refusing, refused := rr.rig, rr.refusing, rr.refused
+	ctx := context.Background()
 	a, b := accountIn(0, r.slots), accountIn(2, r.slots)
 	r.apply(openCmd(a))
 	r.apply(openCmd(b))
@@ -157,23 +170,9 @@ func TestRefusedCausedRecordsAreProducedAgain(t *testing.T) {
 // replays them and produces the records again. Nothing is lost or applied
 // twice.
 func TestRejectedCausedRecordsRestartThePartition(t *testing.T) {
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
-	var (
-		refusing atomic.Bool
-		eventsID atomic.Value
-	)
-	refused := refuseCaused(broker, &refusing, &eventsID, kerr.MessageTooLarge.Code)
-	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	rr := newRefusingRig(t, 1, kerr.MessageTooLarge.Code, -1)
+	r, refusing, refused := rr.rig, rr.refusing, rr.refused
 	ctx := context.Background()
-	topics, err := kadm.NewClient(r.client).ListTopics(ctx, kafkalog.TopicEvents)
-	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
-		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
-	}
-	eventsID.Store([16]byte(topics[kafkalog.TopicEvents].ID))
 	a := accountIn(1, r.slots)
 	r.apply(openCmd(a))
 	r.apply(money(ledger.KindCredit, a, 1000, "fund"))
@@ -226,25 +225,9 @@ func TestRejectedCausedRecordsRestartThePartition(t *testing.T) {
 func TestOneStuckPartitionDoesNotHoldTheOthers(t *testing.T) {
 	// Two brokers: a produce request goes to one partition's leader, so the
 	// refused partition's requests are not the others'.
-	broker, err := kfake.NewCluster(kfake.NumBrokers(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
-	var (
-		refusing atomic.Bool
-		eventsID atomic.Value
-	)
-	refuseCausedIn(broker, &refusing, &eventsID, kerr.UnknownServerError.Code, 0)
-	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
+	rr := newRefusingRig(t, 2, kerr.UnknownServerError.Code, 0)
+	r, refusing, detail := rr.rig, rr.refusing, rr.events
 	ctx := context.Background()
-	adm := kadm.NewClient(r.client)
-	topics, err := adm.ListTopics(ctx, kafkalog.TopicEvents)
-	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
-		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
-	}
-	detail := topics[kafkalog.TopicEvents]
-	eventsID.Store([16]byte(detail.ID))
 	other := int32(-1)
 	for p, pd := range detail.Partitions {
 		if p != 0 && pd.Leader != detail.Partitions[0].Leader {
