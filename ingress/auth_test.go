@@ -15,7 +15,6 @@ import (
 	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/bursar/bursar/storage/pgtest"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 )
@@ -44,22 +43,10 @@ func newAuthRig(t *testing.T) *authRig {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
-	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: broker.ListenAddrs()}.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
-	if _, _, err := kafkalog.EnsureTopics(ctx, producer, kafkalog.Topics{Partitions: 8, EventPartitions: 8, Replication: 1}); err != nil {
-		t.Fatal(err)
-	}
+	addrs, producer := newTestBroker(t)
 	replies := NewReplies("n/1", 10)
 	eng := echoEngine{replies: replies}
-	go eng.run(ctx, t, broker.ListenAddrs())
+	go eng.run(ctx, t, addrs)
 	v, err := auth.NewVerifier(ctx, store, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,26 @@ func (e echoEngine) run(ctx context.Context, t *testing.T, addrs []string) {
 	}
 }
 
+// newTestBroker starts a Kafka-protocol broker (kfake over TCP) with the
+// topics of 8 partitions, and returns its addresses and a producer.
+func newTestBroker(t *testing.T) ([]string, *kgo.Client) {
+	t.Helper()
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: broker.ListenAddrs()}.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	if _, _, err := kafkalog.EnsureTopics(context.Background(), producer, kafkalog.Topics{Partitions: 8, EventPartitions: 8, Replication: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return broker.ListenAddrs(), producer
+}
+
 // durableRig is an ingress over a real Kafka-protocol broker, an
 // echoEngine, and a Durable hook held by a gate.
 type durableRig struct {
@@ -73,24 +93,12 @@ type durableRig struct {
 
 func newDurableRig(t *testing.T, wait, late time.Duration) *durableRig {
 	t.Helper()
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { broker.Close() })
-	producer, err := kgo.NewClient(kafkalog.ClientConfig{Brokers: broker.ListenAddrs()}.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if _, _, err := kafkalog.EnsureTopics(ctx, producer, kafkalog.Topics{Partitions: 8, EventPartitions: 8, Replication: 1}); err != nil {
-		t.Fatal(err)
-	}
+	addrs, producer := newTestBroker(t)
 	replies := NewReplies("n/1", 10)
 	eng := echoEngine{replies: replies, late: late}
-	go eng.run(ctx, t, broker.ListenAddrs())
+	go eng.run(ctx, t, addrs)
 	d := &durableRig{gate: make(chan struct{})}
 	srv, err := New(Config{Partitions: 8, WaitTimeout: wait, Durable: func(ctx context.Context) error {
 		d.waits.Add(1)
