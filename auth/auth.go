@@ -63,12 +63,15 @@ func ParseScopes(text string) ([]Scope, error) {
 	return out, nil
 }
 
-func joinScopes(s []Scope) string {
-	names := make([]string, len(s))
-	for i, sc := range s {
+func joinScopes(s []Scope) string { return strings.Join(Names(s), ", ") }
+
+// Names returns the scopes' names, as api_keys stores them.
+func Names(scopes []Scope) []string {
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
 		names[i] = string(sc)
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 // Prefix starts every token.

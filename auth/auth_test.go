@@ -32,11 +32,7 @@ func openStore(t *testing.T) *storage.Store {
 func create(t *testing.T, s *storage.Store, name string, scopes ...Scope) (string, string) {
 	t.Helper()
 	token, id, hash := NewToken()
-	names := make([]string, len(scopes))
-	for i, sc := range scopes {
-		names[i] = string(sc)
-	}
-	if err := s.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: names}); err != nil {
+	if err := s.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: Names(scopes)}); err != nil {
 		t.Fatal(err)
 	}
 	return token, id
@@ -97,18 +93,10 @@ func TestParseScopes(t *testing.T) {
 		{"ADMIN", nil, true},
 	} {
 		got, err := ParseScopes(tc.in)
-		if (err != nil) != tc.bad || strings.Join(scopeNames(got), ",") != strings.Join(scopeNames(tc.want), ",") {
+		if (err != nil) != tc.bad || strings.Join(Names(got), ",") != strings.Join(Names(tc.want), ",") {
 			t.Errorf("ParseScopes(%q) = %v, %v; want %v (error: %v)", tc.in, got, err, tc.want, tc.bad)
 		}
 	}
-}
-
-func scopeNames(s []Scope) []string {
-	out := make([]string, len(s))
-	for i, x := range s {
-		out[i] = string(x)
-	}
-	return out
 }
 
 // TestVerifier: a live key is accepted with its scopes, admin carries

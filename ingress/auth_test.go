@@ -66,11 +66,7 @@ func newAuthRig(t *testing.T) *authRig {
 func (r *authRig) key(t *testing.T, scopes ...auth.Scope) (string, string) {
 	t.Helper()
 	token, id, hash := auth.NewToken()
-	names := make([]string, len(scopes))
-	for i, s := range scopes {
-		names[i] = string(s)
-	}
-	if err := r.store.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: "test", Hash: hash[:], Scopes: names}); err != nil {
+	if err := r.store.CreateAPIKey(context.Background(), storage.APIKey{ID: id, Name: "test", Hash: hash[:], Scopes: auth.Names(scopes)}); err != nil {
 		t.Fatal(err)
 	}
 	return token, id

@@ -36,21 +36,25 @@ func runAPIKey(args []string, stdout io.Writer) error {
 	return &exitError{code: 2, err: errors.New(apikeyUsage)}
 }
 
-// openKeyStore opens PostgreSQL and applies the migrations (the keys
-// table may be new).
-func openKeyStore(ctx context.Context, url string) (*storage.Store, error) {
+// openKeyStore opens PostgreSQL for a key command, with the command's
+// deadline (30 s), and applies the migrations (the keys table may be new);
+// done closes both.
+func openKeyStore(url string) (context.Context, *storage.Store, func(), error) {
 	if url == "" {
-		return nil, &exitError{code: 2, err: errors.New("--database-url (or DATABASE_URL) is required")}
+		return nil, nil, nil, &exitError{code: 2, err: errors.New("--database-url (or DATABASE_URL) is required")}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	store, err := storage.Open(ctx, storage.Config{URL: url, MaxConns: 2})
 	if err != nil {
-		return nil, err
+		cancel()
+		return nil, nil, nil, err
 	}
 	if _, err := store.Migrate(ctx); err != nil {
 		store.Close()
-		return nil, err
+		cancel()
+		return nil, nil, nil, err
 	}
-	return store, nil
+	return ctx, store, func() { store.Close(); cancel() }, nil
 }
 
 func apikeyCreate(args []string, stdout io.Writer) error {
@@ -73,18 +77,13 @@ func apikeyCreate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("--scopes: %w", err)}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := openKeyStore(ctx, *url)
+	ctx, store, done, err := openKeyStore(*url)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer done()
 	token, id, hash := auth.NewToken()
-	names := make([]string, len(sc))
-	for i, s := range sc {
-		names[i] = string(s)
-	}
+	names := auth.Names(sc)
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
@@ -109,13 +108,7 @@ func apikeyCreate(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func scopeList() string {
-	names := make([]string, len(auth.Scopes))
-	for i, s := range auth.Scopes {
-		names[i] = string(s)
-	}
-	return strings.Join(names, ", ")
-}
+func scopeList() string { return strings.Join(auth.Names(auth.Scopes), ", ") }
 
 func apikeyList(args []string, stdout io.Writer) error {
 	fs := newFlagSet("apikey ls", "Lists API keys: ID, name, scopes, created, revoked (never the tokens).")
@@ -127,13 +120,11 @@ func apikeyList(args []string, stdout io.Writer) error {
 	if err := checkFormat(*format); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := openKeyStore(ctx, *url)
+	ctx, store, done, err := openKeyStore(*url)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer done()
 	keys, err := store.APIKeys(ctx)
 	if err != nil {
 		return err
@@ -168,13 +159,11 @@ func apikeyRevoke(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := openKeyStore(ctx, *url)
+	ctx, store, done, err := openKeyStore(*url)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer done()
 	if err := store.RevokeAPIKey(ctx, id); err != nil {
 		if errors.Is(err, storage.ErrNoSuchKey) {
 			return &exitError{code: 1, err: fmt.Errorf("no API key %q", id)}

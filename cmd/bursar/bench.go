@@ -183,7 +183,7 @@ func runBench(args []string, stdout io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	if cfg.APIKey == "" && *dbURL != "" {
-		key, revoke, err := runKey(ctx, *dbURL, "bench "+*runID)
+		key, revoke, err := runKey(*dbURL, "bench "+*runID)
 		if err != nil {
 			return err
 		}
@@ -318,28 +318,24 @@ func runBench(args []string, stdout io.Writer) error {
 
 // runKey creates an API key with every scope but admin for one bench
 // run, and returns it with the function that revokes it.
-func runKey(ctx context.Context, dbURL, name string) (string, func(), error) {
-	store, err := openKeyStore(ctx, dbURL)
+func runKey(dbURL, name string) (string, func(), error) {
+	ctx, store, done, err := openKeyStore(dbURL)
 	if err != nil {
 		return "", nil, err
 	}
 	scopes, _ := auth.ParseScopes("all")
-	names := make([]string, len(scopes))
-	for i, sc := range scopes {
-		names[i] = string(sc)
-	}
 	token, id, hash := auth.NewToken()
-	if err := store.CreateAPIKey(ctx, storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: names}); err != nil {
-		store.Close()
+	if err := store.CreateAPIKey(ctx, storage.APIKey{ID: id, Name: name, Hash: hash[:], Scopes: auth.Names(scopes)}); err != nil {
+		done()
 		return "", nil, err
 	}
 	return token, func() {
+		defer done()
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := store.RevokeAPIKey(rctx, id); err != nil {
 			slog.Warn("revoking the bench's API key", "key_id", id, "err", err)
 		}
-		store.Close()
 	}, nil
 }
 
