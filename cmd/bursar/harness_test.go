@@ -350,6 +350,19 @@ func (c *apiClient) openAccount(t *testing.T, key string) string {
 	return r.str("account_id")
 }
 
+// deposit credits amount USD to acct under the idempotency (and
+// reference) key key.
+func (c *apiClient) deposit(t *testing.T, acct, amount, key string) *apiResponse {
+	t.Helper()
+	r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit",
+		map[string]any{"account_id": acct, "amount": amount, "currency": "USD", "reference_id": key},
+		map[string]string{"Idempotency-Key": key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // auditProcess runs `bursar audit` and returns its exit code and output.
 func auditProcess(t *testing.T, dbURL string, extra ...string) (int, string) {
 	t.Helper()

@@ -57,16 +57,7 @@ func TestPostgresOutageDegrades(t *testing.T) {
 	c := newClient(n.addr)
 	ctx := context.Background()
 	acct := c.openAccount(t, "outage-open")
-	deposit := func(key string) *apiResponse {
-		t.Helper()
-		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
-			map[string]any{"account_id": acct, "amount": "5.00", "currency": "USD", "reference_id": key},
-			map[string]string{"Idempotency-Key": key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	deposit := func(key string) *apiResponse { t.Helper(); return c.deposit(t, acct, "5.00", key) }
 	if r := deposit("before"); r.status != 201 {
 		t.Fatalf("deposit before the outage: %d %s", r.status, r.raw)
 	}
@@ -166,17 +157,7 @@ func TestFullWriteBehindRefusesWrites(t *testing.T) {
 	c := newClient(n.addr)
 	ctx := context.Background()
 	acct := c.openAccount(t, "full-open")
-	deposit := func(i int) *apiResponse {
-		t.Helper()
-		key := "full-" + strconv.Itoa(i)
-		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
-			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": key},
-			map[string]string{"Idempotency-Key": key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	deposit := func(i int) *apiResponse { t.Helper(); return c.deposit(t, acct, "1.00", "full-"+strconv.Itoa(i)) }
 	stopPG()
 	refused, answered := -1, 0
 	for i := 0; i < 60 && refused < 0; i++ {
@@ -255,16 +236,7 @@ func TestFullDiskStopsWritesNotTheNode(t *testing.T) {
 	c := newClient(n.addr)
 	ctx := context.Background()
 	acct := c.openAccount(t, "disk-open")
-	deposit := func(key string) *apiResponse {
-		t.Helper()
-		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
-			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": key},
-			map[string]string{"Idempotency-Key": key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	deposit := func(key string) *apiResponse { t.Helper(); return c.deposit(t, acct, "1.00", key) }
 	if r := deposit("d1"); r.status != 201 {
 		t.Fatalf("deposit with room: %d %s", r.status, r.raw)
 	}
@@ -323,16 +295,7 @@ func TestBrokerOutOfSpaceIsNamed(t *testing.T) {
 	c := newClient(n.addr)
 	ctx := context.Background()
 	acct := c.openAccount(t, "nospace-open")
-	deposit := func(key string) *apiResponse {
-		t.Helper()
-		r, err := c.do(ctx, "POST", "/api/v1/transactions/credit",
-			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": key},
-			map[string]string{"Idempotency-Key": key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	deposit := func(key string) *apiResponse { t.Helper(); return c.deposit(t, acct, "1.00", key) }
 	if r := deposit("n-0"); r.status != 201 {
 		t.Fatalf("deposit with room: %d %s", r.status, r.raw)
 	}
