@@ -86,11 +86,27 @@ func newRefusingRig(t *testing.T, brokers int, code int16, only int32) *refusing
 	)
 	refused := refuseCausedIn(broker, &refusing, &eventsID, code, only)
 	r := newRigOn(t, broker.ListenAddrs(), parts, nil)
-	topics, err := kadm.NewClient(r.client).ListTopics(context.Background(), kafkalog.TopicEvents)
+	adm := kadm.NewClient(r.client)
+	if brokers > 1 {
+		// kfake picks leaders at random; spread the events partitions over
+		// the brokers so that a test can count on two leaders.
+		for p := range int32(parts) {
+			if err := broker.MoveTopicPartition(kafkalog.TopicEvents, p, p%int32(brokers)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	topics, err := adm.ListTopics(context.Background(), kafkalog.TopicEvents)
 	if err != nil || topics[kafkalog.TopicEvents].Err != nil {
 		t.Fatalf("listing %s: %v %v", kafkalog.TopicEvents, err, topics)
 	}
 	eventsID.Store([16]byte(topics[kafkalog.TopicEvents].ID))
+	// The client may answer from metadata it cached before the moves; the
+	// broker itself knows the leaders.
+	for p, pd := range topics[kafkalog.TopicEvents].Partitions {
+		pd.Leader = broker.LeaderFor(kafkalog.TopicEvents, p)
+		topics[kafkalog.TopicEvents].Partitions[p] = pd
+	}
 	return &refusingRig{rig: r, refusing: &refusing, refused: refused, events: topics[kafkalog.TopicEvents]}
 }
 
