@@ -1,5 +1,9 @@
-// Package auth is Bursar's API keys: minting a token, checking one against
-// the keys PostgreSQL holds, and the scopes a route needs.
+// Package auth is who may call Bursar and what they may do: API keys
+// (this file), users with roles and passwords (users.go, password.go), and
+// the short-lived JWTs a user's login returns (token.go); the Verifier
+// (verifier.go) checks either kind of token against what PostgreSQL holds.
+//
+// An API key's token is described here; a user's in token.go.
 //
 // A token is "bsk_" + key ID + "_" + secret: the key ID (16 characters of
 // lower-case base32, 80 random bits) names the key in lists, logs and
@@ -30,13 +34,18 @@ const (
 	TransactionsWrite Scope = "transactions:write"
 	MetricsRead       Scope = "metrics:read"
 	Admin             Scope = "admin"
+	// Cluster is the operator's: draining a node, /internal/*, the
+	// cluster's status.
+	Cluster Scope = "cluster"
 )
 
-// Scopes lists every scope, in the README's order.
-var Scopes = []Scope{AccountsRead, AccountsWrite, TransactionsRead, TransactionsWrite, MetricsRead, Admin}
+// Scopes lists every scope, in the README's order (new ones at the end).
+var Scopes = []Scope{AccountsRead, AccountsWrite, TransactionsRead, TransactionsWrite, MetricsRead, Admin, Cluster}
 
 // ParseScopes reads a comma-separated scope list, refusing unknown names
-// and an empty list; "all" stands for every scope but admin.
+// and an empty list; "all" stands for every data scope: all but admin and
+// cluster (it meant that before cluster existed, and a key minted with
+// "all" for a client should not be able to drain nodes).
 func ParseScopes(text string) ([]Scope, error) {
 	var out []Scope
 	for _, s := range strings.Split(text, ",") {
@@ -45,7 +54,7 @@ func ParseScopes(text string) ([]Scope, error) {
 		case s == "":
 		case s == "all":
 			for _, sc := range Scopes {
-				if sc != Admin && !slices.Contains(out, sc) {
+				if sc != Admin && sc != Cluster && !slices.Contains(out, sc) {
 					out = append(out, sc)
 				}
 			}
@@ -118,15 +127,42 @@ func KeyID(token []byte) (string, bool) {
 	return string(token[len(Prefix) : len(Prefix)+idLen]), true
 }
 
-// Principal is who a request comes from: the key's ID and name, and what
+// Principal is who a request comes from, an API key or a user, and what
 // it may do.
 type Principal struct {
-	KeyID, Name string
-	scopes      []Scope
+	// KeyID is the API key's ID; "" for a user.
+	KeyID string
+	// Name is the key's name, or the user's username.
+	Name string
+	// UserID is the user's ID (a UUID, as text); "" for an API key.
+	UserID string
+	// Role is the user's role; "" for an API key.
+	Role   Role
+	scopes []Scope
 }
 
-// String is the principal as commands and rows record it (created_by).
-func (p *Principal) String() string { return "apikey:" + p.KeyID }
+// String is the principal as commands and rows record it (created_by):
+// "apikey:<key ID>" (20 bytes) or "user:<user ID>" (41 bytes).
+func (p *Principal) String() string {
+	if p.IsUser() {
+		return "user:" + p.UserID
+	}
+	return "apikey:" + p.KeyID
+}
+
+// IsUser reports whether p is a user (logged in with a JWT) rather than
+// an API key.
+func (p *Principal) IsUser() bool { return p.UserID != "" }
+
+// Owner is the user ID p's accounts must belong to: a customer's own ID,
+// and "" (any account) for every other principal. The caller limits a
+// principal with an owner to the accounts whose owner is that ID.
+func (p *Principal) Owner() string {
+	if p.IsUser() && p.Role == RoleCustomer {
+		return p.UserID
+	}
+	return ""
+}
 
 // Allows reports whether p carries scope s (admin carries every scope).
 func (p *Principal) Allows(s Scope) bool {

@@ -15,15 +15,19 @@ import (
 // Source is where keys come from: PostgreSQL (storage.Store).
 type Source interface {
 	LiveAPIKeys(ctx context.Context) ([]storage.APIKey, error)
+	SigningKeys(ctx context.Context) ([]storage.SigningKey, error)
+	DisabledUserIDs(ctx context.Context) ([]string, error)
 }
 
-// Verifier checks tokens against the keys it loaded. It reloads them
-// every Refresh, which bounds how long a revoked key keeps working on this
-// node; a token with an ID it does not know makes it reload at once, at
-// most once per missReloadEvery, so that a key created a moment ago works
-// at once while random tokens cannot make every request a query (they
-// share one reload a second, and wait for it). While PostgreSQL is down it
-// keeps the keys it has.
+// Verifier checks tokens, API keys and users' JWTs, against what it
+// loaded: the API keys, the signing keys and the disabled users. It
+// reloads them every Refresh, which bounds how long a revoked key, a
+// retired signing key or a disabled user's token keeps working on this
+// node; a token with a key ID or kid it does not know makes it reload at
+// once, at most once per missReloadEvery, so that a key created a moment
+// ago works at once while random tokens cannot make every request a query
+// (they share one reload a second, and wait for it). While PostgreSQL is
+// down it keeps what it has.
 type Verifier struct {
 	src     Source
 	refresh time.Duration
@@ -31,14 +35,22 @@ type Verifier struct {
 
 	mu       sync.RWMutex
 	keys     map[string]key
+	signing  signingKeys
+	disabled map[string]struct{} // user IDs
 	loadedAt time.Time
+
+	signerMu sync.Mutex    // held while creating the first signing key (signer)
+	logins   chan struct{} // a token for each login checking a password (LoginsMax)
 
 	reload       chan struct{} // one load at a time: held while it has its token (lockReload)
 	missedAt     time.Time     // when the last reload for a miss started (under reload)
 	missFailedAt time.Time     // when the last reload for a miss failed (under reload)
 
-	// Counters, read by the node's metrics.
-	Loads, LoadErrors atomic.Uint64
+	// Counters, read by the node's metrics: loads and failed loads; logins
+	// that got a token, were refused (ErrBadLogin), and waited in vain for
+	// a turn (ErrLoginBusy).
+	Loads, LoadErrors                atomic.Uint64
+	Logins, LoginFailures, LoginBusy atomic.Uint64
 }
 
 type key struct {
@@ -51,9 +63,9 @@ type key struct {
 const missReloadEvery = time.Second
 
 // NewVerifier loads the keys once; refresh is the reload interval (the
-// revocation bound).
+// bound on revoking a key, retiring a signing key and disabling a user).
 func NewVerifier(ctx context.Context, src Source, refresh time.Duration, log *slog.Logger) (*Verifier, error) {
-	v := &Verifier{src: src, refresh: refresh, log: log, keys: map[string]key{}, reload: make(chan struct{}, 1)}
+	v := &Verifier{src: src, refresh: refresh, log: log, keys: map[string]key{}, reload: make(chan struct{}, 1), logins: make(chan struct{}, LoginsMax)}
 	if err := v.load(ctx); err != nil {
 		return nil, err
 	}
@@ -71,7 +83,7 @@ func (v *Verifier) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := v.load(ctx); err != nil && ctx.Err() == nil {
-			v.log.Warn("reloading API keys failed; keeping the keys loaded before", "err", err, "loaded_at", v.LoadedAt())
+			v.log.Warn("reloading API keys, signing keys and disabled users failed; keeping those loaded before", "err", err, "loaded_at", v.LoadedAt())
 		}
 	}
 }
@@ -85,10 +97,10 @@ func (v *Verifier) load(ctx context.Context) error {
 	return v.loadLocked(ctx, 5*time.Second)
 }
 
-// loadLocked loads the keys within timeout; the caller holds the reload
-// token.
-// LoadedAt becomes the moment the query started: a key committed after it
-// may be missing from the result.
+// loadLocked loads the API keys, the signing keys and the disabled users
+// within timeout, all or nothing; the caller holds the reload token.
+// LoadedAt becomes the moment the first query started: a row committed
+// after it may be missing from the result.
 func (v *Verifier) loadLocked(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -97,6 +109,24 @@ func (v *Verifier) loadLocked(ctx context.Context, timeout time.Duration) error 
 	if err != nil {
 		v.LoadErrors.Add(1)
 		return err
+	}
+	signingRows, err := v.src.SigningKeys(ctx)
+	if err != nil {
+		v.LoadErrors.Add(1)
+		return err
+	}
+	disabledIDs, err := v.src.DisabledUserIDs(ctx)
+	if err != nil {
+		v.LoadErrors.Add(1)
+		return err
+	}
+	signing, bad := newSigningKeys(signingRows)
+	for _, err := range bad {
+		v.log.Warn("a signing key is invalid; it neither signs nor verifies", "err", err)
+	}
+	disabled := make(map[string]struct{}, len(disabledIDs))
+	for _, id := range disabledIDs {
+		disabled[id] = struct{}{}
 	}
 	keys := make(map[string]key, len(rows))
 	for _, r := range rows {
@@ -111,7 +141,7 @@ func (v *Verifier) loadLocked(ctx context.Context, timeout time.Duration) error 
 		keys[r.ID] = k
 	}
 	v.mu.Lock()
-	v.keys, v.loadedAt = keys, started
+	v.keys, v.signing, v.disabled, v.loadedAt = keys, signing, disabled, started
 	v.mu.Unlock()
 	v.Loads.Add(1)
 	return nil
@@ -124,14 +154,18 @@ func (v *Verifier) LoadedAt() time.Time {
 	return v.loadedAt
 }
 
-// Why a token is refused.
+// Why a token is refused. The texts are shown to clients.
 var (
-	ErrMalformed = errors.New("the bearer token is not an API key (bsk_…)")
-	ErrUnknown   = errors.New("no such API key")
-	ErrRevoked   = errors.New("the API key is revoked")
+	ErrMalformed    = errors.New("the bearer token is neither an API key (bsk_…) nor a user's token (JWT)")
+	ErrUnknown      = errors.New("no such API key, or the token's signing key is unknown")
+	ErrRevoked      = errors.New("the API key is revoked")
+	ErrExpired      = errors.New("the token has expired")
+	ErrBadToken     = errors.New("the token is invalid")
+	ErrUserDisabled = errors.New("the user is disabled")
 )
 
-// Check returns the principal of token, or why it is refused.
+// Check returns the principal of token, an API key or a user's JWT, or
+// why it is refused.
 func (v *Verifier) Check(ctx context.Context, token []byte) (*Principal, error) {
 	return v.check(ctx, token, true)
 }
@@ -143,10 +177,20 @@ func (v *Verifier) CheckLoaded(token []byte) (*Principal, error) {
 }
 
 func (v *Verifier) check(ctx context.Context, token []byte, reload bool) (*Principal, error) {
-	id, ok := KeyID(token)
-	if !ok {
+	if len(token) > TokenLenMax {
 		return nil, ErrMalformed
 	}
+	if id, ok := KeyID(token); ok {
+		return v.checkKey(ctx, token, id, reload)
+	}
+	if isJWT(token) {
+		return v.checkJWT(ctx, string(token), reload)
+	}
+	return nil, ErrMalformed
+}
+
+// checkKey checks an API key's token, whose key ID is id.
+func (v *Verifier) checkKey(ctx context.Context, token []byte, id string, reload bool) (*Principal, error) {
 	k, found := v.lookup(id)
 	if !found && reload && v.missReload(ctx, time.Now()) {
 		k, found = v.lookup(id)
@@ -173,7 +217,8 @@ func (v *Verifier) lookup(id string) (key, bool) {
 }
 
 // missReload makes sure the keys were loaded after missedAt, the moment a
-// token's ID was not found: a key created a moment ago is then found.
+// token's key ID or kid was not found: a key created a moment ago is then
+// found.
 // Reloads for misses are at least missReloadEvery apart and bounded by
 // missReloadTimeout, and misses share them: a miss waits (without holding
 // the lock) for the next one rather than cause its own, so a flood of
@@ -214,7 +259,7 @@ func (v *Verifier) missReload(ctx context.Context, missedAt time.Time) bool {
 	v.missedAt = time.Now()
 	if err := v.loadLocked(ctx, missReloadTimeout); err != nil {
 		v.missFailedAt = time.Now()
-		v.log.Warn("reloading API keys for an unknown key ID failed", "err", err)
+		v.log.Warn("reloading keys for an unknown key ID or kid failed", "err", err)
 		return false
 	}
 	return true

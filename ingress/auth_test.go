@@ -112,8 +112,8 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{testReq{method: "POST", path: "/api/v1/transactions/batch", body: `{"items":[{"type":"credit","account_id":"` + testAccount + `","amount":"1.00","currency":"USD"}]}`}, auth.TransactionsWrite, false},
 		{testReq{method: "GET", path: "/api/v1/transactions/" + testAccount}, auth.TransactionsRead, false},
 		{testReq{method: "GET", path: "/metrics"}, auth.MetricsRead, false},
-		{testReq{method: "GET", path: "/internal/members"}, auth.Admin, true},
-		{testReq{method: "POST", path: "/internal/drain"}, auth.Admin, true},
+		{testReq{method: "GET", path: "/internal/members"}, auth.Cluster, true},
+		{testReq{method: "POST", path: "/internal/drain"}, auth.Cluster, true},
 		{testReq{method: "GET", path: "/debug/pprof/heap"}, auth.Admin, true},
 	}
 	listener := func(admin bool) *testAPI {

@@ -16,12 +16,19 @@ import (
 //
 // Behind a proxy every client shares the proxy's address: raise the limit
 // or set it to 0 (off) there.
-type authThrottle struct {
-	limit float64    // failures an address may make in a burst
+//
+// The same throttle, keyed by username, slows down password guessing
+// against one user from many addresses (loginThrottle).
+type authThrottle = failThrottle[netip.Addr]
+
+// failThrottle is a table of failure buckets keyed by K.
+type failThrottle[K comparable] struct {
+	limit float64    // failures a key may make in a burst
 	rate  float64    // failures per second it earns back
-	max   int        // addresses tracked at most
+	max   int        // keys tracked at most
+	key   func(K) K  // the bucket a key spends from
 	mu    sync.Mutex //
-	by    map[netip.Addr]*failBucket
+	by    map[K]*failBucket
 	swept time.Time // the last sweep of a full table
 	now   func() time.Time
 }
@@ -46,23 +53,38 @@ type failBucket struct {
 const authThrottleAddrsMax = 65_536
 
 func newAuthThrottle(perMinute int) *authThrottle {
+	return newFailThrottle(perMinute, authThrottleAddrsMax, throttleKey)
+}
+
+// loginThrottle is failed logins per username: a bucket of perMinute
+// failures per user that refills over a minute.
+type loginThrottle = failThrottle[string]
+
+// loginThrottleUsersMax bounds the usernames tracked.
+const loginThrottleUsersMax = 65_536
+
+func newLoginThrottle(perMinute int) *loginThrottle {
+	return newFailThrottle(perMinute, loginThrottleUsersMax, func(u string) string { return u })
+}
+
+func newFailThrottle[K comparable](perMinute, maxKeys int, key func(K) K) *failThrottle[K] {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &authThrottle{limit: float64(perMinute), rate: float64(perMinute) / 60, max: authThrottleAddrsMax,
-		by: make(map[netip.Addr]*failBucket), now: time.Now}
+	return &failThrottle[K]{limit: float64(perMinute), rate: float64(perMinute) / 60, max: maxKeys,
+		key: key, by: make(map[K]*failBucket), now: time.Now}
 }
 
 // refill brings b up to now; the caller holds t.mu.
-func (t *authThrottle) refill(b *failBucket, now time.Time) {
+func (t *failThrottle[K]) refill(b *failBucket, now time.Time) {
 	b.tokens = min(t.limit, b.tokens+now.Sub(b.at).Seconds()*t.rate)
 	b.at = now
 }
 
 // wait returns how long addr must wait before its credential is looked
 // at again (0: not throttled).
-func (t *authThrottle) wait(addr netip.Addr) time.Duration {
-	addr = throttleKey(addr)
+func (t *failThrottle[K]) wait(addr K) time.Duration {
+	addr = t.key(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.by[addr]
@@ -78,8 +100,8 @@ func (t *authThrottle) wait(addr netip.Addr) time.Duration {
 
 // fail spends one of addr's failures; it reports false when addr could not
 // be tracked (every slot holds an address still throttled or refilling).
-func (t *authThrottle) fail(addr netip.Addr) bool {
-	addr = throttleKey(addr)
+func (t *failThrottle[K]) fail(addr K) bool {
+	addr = t.key(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()

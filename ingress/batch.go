@@ -89,6 +89,9 @@ func (s *Server) batch(ctx *fasthttp.RequestCtx) *apiError {
 		items[i].cmd, items[i].err = decoded[i].cmd, decoded[i].err
 		items[i].cmd.CreatedBy = by
 		if items[i].err == nil {
+			items[i].err = s.restrict(ctx, &items[i].cmd)
+		}
+		if items[i].err == nil {
 			items[i].err = s.refuseWaiting(&items[i].cmd)
 		}
 		if items[i].err == nil {

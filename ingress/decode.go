@@ -214,6 +214,10 @@ type openRequest struct {
 	Currency       string          `json:"currency"`
 	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
 	AccountID      *string         `json:"account_id"`
+	// OwnerID names the customer user who owns the account (a teller or
+	// a service opening it for them); a customer's own open takes its
+	// owner from its token.
+	OwnerID *string `json:"owner_id"`
 }
 
 // accountTypes are the types an account may be opened with (the README
@@ -240,6 +244,14 @@ var openNamespace = uuid.MustParse("6f1c1f7e-2d1a-4a8e-9d1b-6b7572736172")
 // decodeOpen turns an open-account body into a command. idemKey is the
 // Idempotency-Key header ("" if absent).
 func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
+	return decodeOpenAs(body, idemKey, "")
+}
+
+// decodeOpenAs decodes an open for the customer user asOwner ("" for any
+// other caller): the account is that user's, and an account ID derived
+// from the idempotency key is derived within the user's own namespace, so
+// that two customers' keys never name one account.
+func decodeOpenAs(body []byte, idemKey, asOwner string) (ledger.Command, *apiError) {
 	var req openRequest
 	var c ledger.Command
 	if err := decodeStrict(body, &req, openMembers); err != nil {
@@ -280,10 +292,25 @@ func decodeOpen(body []byte, idemKey string) (ledger.Command, *apiError) {
 			return c, aerr
 		}
 		c.AccountID = id
+	case idemKey != "" && asOwner != "":
+		c.AccountID = uuid.NewSHA1(openNamespace, []byte("owner:"+asOwner+"\x00"+idemKey))
 	case idemKey != "":
 		c.AccountID = uuid.NewSHA1(openNamespace, []byte(idemKey))
 	default:
 		c.AccountID = uuid.New()
+	}
+	if req.OwnerID != nil {
+		id, aerr := parseID(*req.OwnerID, "owner_id")
+		if aerr != nil {
+			return c, aerr
+		}
+		c.Owner = id.String()
+	}
+	if asOwner != "" {
+		if c.Owner != "" && c.Owner != asOwner {
+			return c, bad(ledger.CodeForbidden, "a customer opens accounts for itself only: leave owner_id out, or give your own user ID")
+		}
+		c.Owner = asOwner
 	}
 	c.Kind = ledger.KindOpen
 	c.CustomerID, c.AccountType, c.Currency, c.OverdraftLimit = req.CustomerID, req.AccountType, cur, overdraft

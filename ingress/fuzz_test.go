@@ -184,7 +184,7 @@ func FuzzDecodeTransfer(f *testing.F) {
 var (
 	moneyNames    = []string{"account_id", "amount", "currency", "description", "reference_id"}
 	transferNames = []string{"source_account_id", "destination_account_id", "amount", "currency", "description", "reference_id"}
-	openNames     = []string{"customer_id", "account_type", "currency", "overdraft_limit", "account_id"}
+	openNames     = []string{"customer_id", "account_type", "currency", "overdraft_limit", "account_id", "owner_id"}
 )
 
 // checkMembersRef: the members of an accepted object, as json.Decoder's

@@ -109,6 +109,11 @@ func (b accountBody) appendJSON(w *jsonw.Writer) {
 	w.Open()
 	w.UUID("account_id", a.ID)
 	w.String("customer_id", a.CustomerID)
+	if a.Owner == "" {
+		w.Null("owner_id")
+	} else {
+		w.String("owner_id", a.Owner)
+	}
 	w.String("account_type", a.Type)
 	w.String("currency", a.Currency)
 	w.String("status", a.Status.String())

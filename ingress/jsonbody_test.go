@@ -20,7 +20,7 @@ import (
 
 func refAccountJSON(a *ledger.Account, exp int) map[string]any {
 	return map[string]any{
-		"account_id": a.ID.String(), "customer_id": a.CustomerID, "account_type": a.Type,
+		"account_id": a.ID.String(), "customer_id": a.CustomerID, "owner_id": ownerJSON(a.Owner), "account_type": a.Type,
 		"currency": a.Currency, "status": a.Status.String(),
 		"overdraft_limit":   ledger.FormatAmount(a.OverdraftLimit, exp),
 		"current_balance":   ledger.FormatAmount(a.Balance, exp),
@@ -255,6 +255,9 @@ func TestBodiesMatchMaps(t *testing.T) {
 			OverdraftLimit: rng.Int64N(ledger.AmountMax), Balance: randomAmount(rng) / 2,
 			Version: rng.Int64(), CreatedUs: randomTimeUs(rng), UpdatedUs: randomTimeUs(rng),
 		}
+		if rng.IntN(2) == 0 {
+			acc.Owner = randomID(rng).String()
+		}
 		exp := rng.IntN(4)
 		sameJSON(t, appended(accountJSON(&acc, exp)), refAccountJSON(&acc, exp))
 		id := randomID(rng)
@@ -438,4 +441,12 @@ func TestBodiesNestedInMaps(t *testing.T) {
 		}
 		sameJSON(t, b, []any{tc.ref})
 	}
+}
+
+// ownerJSON is owner_id as the reference writes it: null when unowned.
+func ownerJSON(owner string) any {
+	if owner == "" {
+		return nil
+	}
+	return owner
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// address may make in a minute before its requests are refused with
 	// 429 until it earns some back (authThrottle); 0: no limit.
 	AuthFailuresPerMinute int
+	// LoginFailuresPerMinute is how many failed logins one username may
+	// take in a minute, from any address, before its logins are refused
+	// with 429 until it earns some back (loginThrottle); 0: no limit.
+	LoginFailuresPerMinute int
+	// Directory serves users, logins and key management (users.go); nil:
+	// those routes answer 404.
+	Directory Directory
 	// MaxBodyBytes bounds request bodies (PAYLOAD_TOO_LARGE beyond) on
 	// every route but the batch. Default 16 KiB.
 	MaxBodyBytes int
@@ -162,6 +169,9 @@ type Engine interface {
 type Store interface {
 	Transaction(ctx context.Context, id uuid.UUID) ([]storage.TxRecord, error)
 	History(ctx context.Context, account uuid.UUID, beforeSeq int64, limit int) ([]storage.TxRecord, error)
+	// AccountOwners is the owner of each stored account of ids (absent:
+	// no row).
+	AccountOwners(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]string, error)
 	Ping(ctx context.Context) error
 }
 
@@ -192,7 +202,9 @@ type Server struct {
 	adminConns *connLimits            // conns.go: the admin listener's
 	timeouts   *prometheus.CounterVec // conns.go
 
-	authThrottle *authThrottle // authlimit.go; nil: no limit
+	authThrottle  *authThrottle  // authlimit.go; nil: no limit
+	loginThrottle *loginThrottle // authlimit.go, per username; nil: no limit
+	owners        *ownerCache    // principal.go
 }
 
 // New returns a server. metrics serves /metrics (nil: 404).
@@ -219,10 +231,14 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	s.initBatch(reg)
 	s.initConns(reg)
 	s.authThrottle = newAuthThrottle(cfg.AuthFailuresPerMinute)
+	s.loginThrottle = newLoginThrottle(cfg.LoginFailuresPerMinute)
+	s.owners = newOwnerCache(ownerCacheMax)
 	if reg != nil {
 		reg.MustRegister(s.requests, s.rejected, s.latency,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_ingress_inflight", Help: "Writes waiting for their answer."},
 				func() float64 { return float64(replies.Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_owner_cache_clears_total", Help: "Times the cache of account owners (customers' checks) filled up at 100000 accounts and was emptied."},
+				func() float64 { return float64(s.owners.Cleared.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_replies_dropped_total", Help: "Answers that arrived after their request gave up."},
 				func() float64 { return float64(replies.Dropped.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_ingress_replies_foreign_total", Help: "Answers addressed to another node (or an earlier boot of this one) that reached this node's registry."},
@@ -273,7 +289,8 @@ func (s *Server) serveAdmin(ctx *fasthttp.RequestCtx) {
 }
 
 // routeAdmin routes the admin listener; every route but /healthz and
-// /readyz needs the admin scope (metrics:read for /metrics).
+// /readyz needs a credential: the cluster scope (an operator or admin)
+// for /internal/*, admin for the profiles, metrics:read for /metrics.
 func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) (string, *apiError) {
 	path := string(ctx.Path())
 	if orig := ctx.URI().PathOriginal(); string(orig) != path {
@@ -289,7 +306,7 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		s.metrics(ctx)
 		return "metrics", nil
 	case strings.HasPrefix(path, "/internal/") && s.admin != nil:
-		if err := s.authorize(ctx, auth.Admin); err != nil {
+		if err := s.authorize(ctx, auth.Cluster); err != nil {
 			return "internal", err
 		}
 		s.admin(ctx)
@@ -461,6 +478,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		ctx.Response.Header.Set("Allow", m)
 		return bad(ledger.CodeMethodNotAllowed, "use "+m+" for "+path)
 	}
+	if name, err, ok := s.routeUsers(ctx, path, want); ok {
+		return name, err
+	}
 	switch path {
 	case "/healthz":
 		if err := want("GET"); err != nil {
@@ -611,13 +631,13 @@ func (s *Server) checkCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *ap
 	if len(h) == 0 {
 		s.rejected.WithLabelValues("unauthenticated").Inc()
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar"`)
-		return bad(ledger.CodeUnauthenticated, "this route needs a credential: send the header Authorization: Bearer bsk_… (an API key)")
+		return bad(ledger.CodeUnauthenticated, "this route needs a credential: send the header Authorization: Bearer and an API key (bsk_…) or a user token (POST /api/v1/auth/token)")
 	}
 	token, ok := bearer(h)
 	if !ok {
 		s.rejected.WithLabelValues("unauthenticated").Inc()
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bursar", error="invalid_request"`)
-		return bad(ledger.CodeUnauthenticated, "the Authorization header must be: Bearer bsk_… (an API key)")
+		return bad(ledger.CodeUnauthenticated, "the Authorization header must be: Bearer and an API key (bsk_…) or a user token")
 	}
 	p, err := s.cfg.Auth.Check(context.Background(), token)
 	if err != nil {
@@ -632,7 +652,7 @@ func (s *Server) checkCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *ap
 func (s *Server) admit(ctx *fasthttp.RequestCtx, p *auth.Principal, scope auth.Scope) *apiError {
 	if !p.Allows(scope) {
 		s.rejected.WithLabelValues("forbidden").Inc()
-		return bad(ledger.CodeForbidden, "API key "+p.KeyID+" lacks the scope "+string(scope)+" this route needs")
+		return bad(ledger.CodeForbidden, p.String()+" lacks the scope "+string(scope)+" this route needs")
 	}
 	ctx.SetUserValue(principalKey, p)
 	return nil
@@ -735,8 +755,9 @@ func (s *Server) checkJSON(ctx *fasthttp.RequestCtx) *apiError {
 }
 
 func (s *Server) open(ctx *fasthttp.RequestCtx) *apiError {
+	owner := customerOf(ctx)
 	c, res, aerr := s.decodeAndSubmit(ctx, 0, func(_ ledger.Kind, body []byte, key string) (ledger.Command, *apiError) {
-		return decodeOpen(body, key)
+		return decodeOpenAs(body, key, owner)
 	})
 	if aerr != nil || res == nil {
 		return aerr
@@ -747,7 +768,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) *apiError {
 	exp, _ := ledger.CurrencyExponent(c.Currency)
 	markReplay(ctx, res)
 	writeJSON(ctx, 201, accountJSON(&ledger.Account{
-		ID: c.AccountID, Exists: true, CustomerID: c.CustomerID, Type: c.AccountType, Currency: c.Currency,
+		ID: c.AccountID, Exists: true, CustomerID: c.CustomerID, Owner: c.Owner, Type: c.AccountType, Currency: c.Currency,
 		Status: ledger.AccountActive, OverdraftLimit: c.OverdraftLimit, Version: res.Version,
 		CreatedUs: res.TimestampUs, UpdatedUs: res.TimestampUs,
 	}, exp))
@@ -784,6 +805,9 @@ func (s *Server) decodeAndSubmit(ctx *fasthttp.RequestCtx, kind ledger.Kind,
 	}
 	c, aerr := decode(kind, ctx.PostBody(), key)
 	if aerr != nil {
+		return c, nil, aerr
+	}
+	if aerr := s.restrict(ctx, &c); aerr != nil {
 		return c, nil, aerr
 	}
 	c.CreatedBy = s.createdBy(ctx)
@@ -984,7 +1008,8 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	case err != nil:
 		s.log.Warn("account read failed", "account_id", id, "err", err)
 		return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
-	case !acc.Exists:
+	case !acc.Exists, hides(ctx, acc.Owner):
+		// Another owner's account is as unknown as a missing one.
 		return bad(ledger.CodeAccountNotFound, "no account "+id.String())
 	}
 	if s.cfg.Durable != nil {
@@ -1028,6 +1053,19 @@ func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError 
 	if err != nil {
 		return s.readFailed("transactions", err)
 	}
+	if len(recs) > 0 && customerOf(ctx) != "" {
+		accounts := make([]uuid.UUID, 0, 2*len(recs))
+		for _, r := range recs {
+			accounts = append(accounts, r.AccountID)
+		}
+		ok, aerr := s.seesTransaction(ctx, accounts)
+		if aerr != nil {
+			return aerr
+		}
+		if !ok {
+			recs = nil // another owner's: as unknown as a missing one
+		}
+	}
 	if len(recs) == 0 {
 		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
 	}
@@ -1060,6 +1098,11 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 			return bad(ledger.CodeInvalidField, "cursor must be a value returned as next_cursor")
 		}
 		before = n
+	}
+	if customerOf(ctx) != "" {
+		if aerr := s.checkOwner(ctx, id); aerr != nil {
+			return aerr
+		}
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

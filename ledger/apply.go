@@ -106,6 +106,7 @@ type Account struct {
 	ID             uuid.UUID
 	Exists         bool
 	CustomerID     string
+	Owner          string // the owning user's ID, "" if none (see Command.Owner)
 	Type           string
 	Currency       string
 	Status         AccountStatus
@@ -166,6 +167,11 @@ func DedupeKey(c *Command) string {
 // no clock, no randomness, no map iteration. The caller has made sure a.Keys
 // holds every key that matters for c (see KeyIndex.Complete).
 func Apply(a *Account, c *Command) Effect {
+	if c.Owner != "" && c.Kind != KindOpen && (!a.Exists || a.Owner != c.Owner) {
+		// Checked first, before any idempotency key: a customer's key
+		// must not fetch another owner's result.
+		return refuse(a, c, CodeAccountNotFound, false)
+	}
 	key := DedupeKey(c)
 	if key != "" {
 		if prev, ok := a.Keys.Lookup(key, c.TimestampUs); ok {
@@ -250,7 +256,7 @@ func applyOpen(a *Account, c *Command) Effect {
 		return refuse(a, c, CodeInvalidField, false)
 	}
 	*a = Account{
-		ID: c.AccountID, Exists: true, CustomerID: c.CustomerID, Type: c.AccountType,
+		ID: c.AccountID, Exists: true, CustomerID: c.CustomerID, Owner: c.Owner, Type: c.AccountType,
 		Currency: c.Currency, Status: AccountActive, OverdraftLimit: c.OverdraftLimit,
 		Version: 1, Seq: 1, CreatedUs: c.TimestampUs, UpdatedUs: c.TimestampUs, Keys: a.Keys,
 	}
@@ -308,7 +314,7 @@ func applyTransferDebit(a *Account, c *Command) Effect {
 		leg := *c
 		leg.Kind = KindTransferCredit
 		leg.AccountID, leg.Counterparty = c.Counterparty, c.AccountID
-		leg.IdemKey = ""
+		leg.IdemKey, leg.Owner = "", ""
 		e.Emit = &leg
 	}
 	return e
@@ -328,7 +334,7 @@ func resentLeg(c *Command, r *Result) *Command {
 	leg.TxID = r.TxID
 	leg.AccountID, leg.Counterparty = r.Counterparty, r.AccountID
 	leg.Amount, leg.Currency = r.Amount, r.Currency
-	leg.IdemKey = ""
+	leg.IdemKey, leg.Owner = "", ""
 	return &leg
 }
 

@@ -613,6 +613,72 @@ func TestTransferFlows(t *testing.T) {
 	})
 }
 
+// TestOwnerCheck: an open records its owner; a debit or a transfer's
+// debit leg that names an owner is applied only to an account of that
+// owner, and is refused otherwise as ACCOUNT_NOT_FOUND, unrecorded and
+// before the idempotency lookup (another owner's key fetches nothing);
+// the credit leg and refund never carry the owner, so paying another
+// owner's account works.
+func TestOwnerCheck(t *testing.T) {
+	const alice, bob = "user-alice", "user-bob"
+	withOwner := func(o string) cmdOpt { return func(c *Command) { c.Owner = o } }
+	tests := []struct {
+		name   string
+		cmd    Command
+		status TxStatus
+		code   Code
+	}{
+		{"owner's debit", debitCmd(acctA, 10, withOwner(alice), withTx(1)), StatusCompleted, OK},
+		{"another owner's debit", debitCmd(acctA, 10, withOwner(bob), withTx(2)), StatusFailed, CodeAccountNotFound},
+		{"another owner reusing the owner's key", debitCmd(acctA, 10, withOwner(bob), withKey("k1")), StatusFailed, CodeAccountNotFound},
+		{"debit of an account with no owner", debitCmd(acctC, 10, withOwner(alice), withTx(3)), StatusFailed, CodeAccountNotFound},
+		{"debit of a missing account", debitCmd(uuid.MustParse("0190f1a2-0000-7000-8000-0000000000ff"), 10, withOwner(alice)), StatusFailed, CodeAccountNotFound},
+		{"another owner's transfer", transferCmd(acctA, acctB, 10, withOwner(bob), withTx(4)), StatusFailed, CodeAccountNotFound},
+		{"owner's transfer to another owner", transferCmd(acctA, acctB, 10, withOwner(alice), withTx(5)), StatusPending, OK},
+		{"a debit with no owner named (a teller)", debitCmd(acctA, 10, withTx(6)), StatusCompleted, OK},
+	}
+	w := world{}
+	w.apply(openCmd(acctA, "USD", 0, withOwner(alice)))
+	w.apply(openCmd(acctB, "USD", 0, withOwner(bob)))
+	w.apply(openCmd(acctC, "USD", 0))
+	if got := w.get(acctA).Owner; got != alice {
+		t.Fatalf("owner after open: %q", got)
+	}
+	w.apply(creditCmd(acctA, 1000))
+	w.apply(creditCmd(acctC, 1000))
+	if e := w.apply(debitCmd(acctA, 10, withOwner(alice), withKey("k1"))); e.Result.Status != StatusCompleted {
+		t.Fatalf("owner's keyed debit: %+v", e.Result)
+	}
+	for _, tt := range tests {
+		before := scalars(w.get(tt.cmd.AccountID))
+		e := w.apply(tt.cmd)
+		if e.Result.Status != tt.status || e.Result.Code != tt.code {
+			t.Errorf("%s: %v %v; want %v %v", tt.name, e.Result.Status, e.Result.Code, tt.status, tt.code)
+		}
+		if tt.code == CodeAccountNotFound && (!e.Result.Unrecorded || e.Changed || e.Emit != nil || scalars(w.get(tt.cmd.AccountID)) != before) {
+			t.Errorf("%s: the refusal changed something or left a row: %+v", tt.name, e)
+		}
+		if e.Emit != nil {
+			if e.Emit.Owner != "" {
+				t.Errorf("%s: the credit leg carries the owner %q", tt.name, e.Emit.Owner)
+			}
+			if c := w.apply(*e.Emit); c.Result.Status != StatusCompleted {
+				t.Errorf("%s: credit leg: %+v", tt.name, c.Result)
+			}
+		}
+	}
+	if a, b := w.get(acctA).Balance, w.get(acctB).Balance; a != 1000-10-10-10-10 || b != 10 {
+		t.Fatalf("balances A %d B %d", a, b)
+	}
+	// A retry of the owner's transfer resends a leg without the owner.
+	retry := transferCmd(acctA, acctB, 10, withOwner(alice), withKey("t1"))
+	first := w.apply(retry)
+	again := w.apply(retry)
+	if !again.Result.Replayed || again.Emit == nil || again.Emit.Owner != "" || first.Emit.Owner != "" {
+		t.Fatalf("retried transfer: %+v emit %+v", again.Result, again.Emit)
+	}
+}
+
 func TestDedupeKey(t *testing.T) {
 	tx := uuid.MustParse("00112233-4455-6677-8899-aabbccddeeff")
 	tests := []struct {

@@ -35,6 +35,9 @@ const (
 	CodeDatabaseUnavailable
 	CodeUnauthenticated
 	CodeForbidden
+	CodeUserExists
+	CodeUserNotFound
+	CodeAPIKeyNotFound
 	codeCount
 )
 
@@ -73,9 +76,12 @@ var codes = [codeCount]CodeInfo{
 	CodeRequestTimeout:       {"REQUEST_TIMEOUT", 408, "the request's header or body was not received in time; the connection is closed"},
 	CodeTooManyConnections:   {"TOO_MANY_CONNECTIONS", 429, "this address holds the most connections one address may; reuse connections or close some"},
 	CodeStorageFull:          {"STORAGE_FULL", 503, "the node's disk is full: writes are refused until space returns (reads still work); retry with the same idempotency key"},
-	CodeUnauthenticated:      {"UNAUTHENTICATED", 401, "the request carries no valid credential: send the header Authorization: Bearer bsk_… (an API key)"},
+	CodeUnauthenticated:      {"UNAUTHENTICATED", 401, "the request carries no valid credential: send the header Authorization: Bearer and an API key (bsk_…) or a user token from POST /api/v1/auth/token"},
 	CodeForbidden:            {"FORBIDDEN", 403, "the credential is valid but lacks the scope this route needs"},
 	CodeDatabaseUnavailable:  {"DATABASE_UNAVAILABLE", 503, "the answer needs PostgreSQL, which cannot be reached now; nothing was changed: retry after Retry-After with the same idempotency key"},
+	CodeUserExists:           {"USER_EXISTS", 409, "a user with this username already exists"},
+	CodeUserNotFound:         {"USER_NOT_FOUND", 404, "no user has this username"},
+	CodeAPIKeyNotFound:       {"API_KEY_NOT_FOUND", 404, "no API key has this key ID"},
 }
 
 // Info returns the table row of c. An unknown code maps to INTERNAL.

@@ -53,6 +53,7 @@ const (
 	ReferenceLenMax   = 128
 	ReplyNodeLenMax   = 128
 	CreatedByLenMax   = 64
+	OwnerLenMax       = 64
 )
 
 // Command is one record of the bursar.commands log. It mutates exactly one
@@ -95,19 +96,43 @@ type Command struct {
 	// legs carry their debit's. It is not part of HashRequest: a retry
 	// under another key is still the same request.
 	CreatedBy string
+
+	// Owner is the user who owns the account (a customer's user ID). On
+	// an open it becomes the account's owner; on a debit or a transfer's
+	// debit leg it is the owner the account must have, set by the ingress
+	// from a customer's credential, never from the body: an account of
+	// another owner (or none) is refused as ACCOUNT_NOT_FOUND, before any
+	// idempotency lookup, so that a customer learns nothing of accounts
+	// that are not theirs. Empty: no owner / no constraint. Legs and
+	// refunds never carry it.
+	Owner string
 }
 
-// Record versions: 1 has no CreatedBy; 2 appends it. A command without
-// CreatedBy is written as version 1, so that each command has one
-// encoding and a version-1 record re-encodes to its own bytes.
+// Record versions: 1 has no CreatedBy; 2 appends it; 3 appends Owner
+// after it (CreatedBy may then be empty). A command is written in the
+// oldest version that holds it (3 with an Owner, else 2 with a
+// CreatedBy, else 1), so that each command has one encoding and a record
+// re-encodes to its own bytes.
 const (
-	commandVersion   = 1
-	commandVersionBy = 2
+	commandVersion      = 1
+	commandVersionBy    = 2
+	commandVersionOwner = 3
 	// RecordVersionMax is the newest version DecodeCommand reads. An
-	// ingress writes version 2 (CreatedBy) only once every engine node
-	// reads it (cluster.Membership.RecordVersion).
-	RecordVersionMax = commandVersionBy
+	// ingress writes a version only once every engine node reads it
+	// (cluster.Membership.RecordVersion).
+	RecordVersionMax = commandVersionOwner
 )
+
+// RecordVersion is the version AppendBinary writes for c.
+func (c *Command) RecordVersion() int {
+	switch {
+	case c.Owner != "":
+		return commandVersionOwner
+	case c.CreatedBy != "":
+		return commandVersionBy
+	}
+	return commandVersion
+}
 
 // Encoding errors.
 var (
@@ -123,10 +148,7 @@ var (
 // version byte followed by fixed-width fields and length-prefixed strings;
 // it is stable across releases and decoded by DecodeCommand.
 func (c *Command) AppendBinary(dst []byte) []byte {
-	version := byte(commandVersion)
-	if c.CreatedBy != "" {
-		version = commandVersionBy
-	}
+	version := byte(c.RecordVersion())
 	dst = append(dst, version, byte(c.Kind))
 	dst = append(dst, c.TxID[:]...)
 	dst = append(dst, c.AccountID[:]...)
@@ -141,9 +163,13 @@ func (c *Command) AppendBinary(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		dst = append(dst, s...)
 	}
-	if version == commandVersionBy {
+	if version >= commandVersionBy {
 		dst = binary.AppendUvarint(dst, uint64(len(c.CreatedBy)))
 		dst = append(dst, c.CreatedBy...)
+	}
+	if version >= commandVersionOwner {
+		dst = binary.AppendUvarint(dst, uint64(len(c.Owner)))
+		dst = append(dst, c.Owner...)
 	}
 	return dst
 }
@@ -158,7 +184,7 @@ func DecodeCommand(b []byte) (Command, error) {
 		return c, ErrShortRecord
 	}
 	version := b[0]
-	if version != commandVersion && version != commandVersionBy {
+	if version < commandVersion || version > commandVersionOwner {
 		return c, ErrBadVersion
 	}
 	if len(b) < fixedLen {
@@ -181,12 +207,10 @@ func DecodeCommand(b []byte) (Command, error) {
 	c.ReplySeq = u64()
 	c.FailCode = Code(binary.BigEndian.Uint16(b[p:]))
 	p += 2
-	limits := [...]int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax, CreatedByLenMax}
-	all := [...]*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode, &c.CreatedBy}
-	dsts := all[:len(all)-1] // version 1 ends before CreatedBy
-	if version == commandVersionBy {
-		dsts = all[:]
-	}
+	limits := [...]int{CurrencyLen, IdemKeyLenMax, CustomerIDLenMax, AccountTypeLenMax, DescriptionLenMax, ReferenceLenMax, ReplyNodeLenMax, CreatedByLenMax, OwnerLenMax}
+	all := [...]*string{&c.Currency, &c.IdemKey, &c.CustomerID, &c.AccountType, &c.Description, &c.ReferenceID, &c.ReplyNode, &c.CreatedBy, &c.Owner}
+	// Version 1 ends before CreatedBy, version 2 before Owner.
+	dsts := all[:len(all)-3+int(version)]
 	for i, dst := range dsts {
 		n, w := binary.Uvarint(b[p:])
 		if w <= 0 {
@@ -211,8 +235,8 @@ func DecodeCommand(b []byte) (Command, error) {
 	if p != len(b) {
 		return c, ErrTrailingBytes
 	}
-	if version == commandVersionBy && c.CreatedBy == "" {
-		return c, ErrNonCanonical // written as version 1
+	if int(version) != c.RecordVersion() {
+		return c, ErrNonCanonical // written in an older version
 	}
 	return c, nil
 }
@@ -235,6 +259,14 @@ func HashRequest(c *Command) uint64 {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
 		h.Write(buf[:])
 		h.Write([]byte(s))
+	}
+	if c.Kind == KindOpen && c.Owner != "" {
+		// An open's owner is what was asked for (the account's state);
+		// a debit's comes from the credential, like CreatedBy, and is
+		// left out. Hashed only when set, so that every hash of a
+		// command without one is what it was before owners existed.
+		h.Write([]byte{0xff})
+		h.Write([]byte(c.Owner))
 	}
 	return h.Sum64()
 }

@@ -148,9 +148,18 @@ func TestDecodeCommandErrors(t *testing.T) {
 			b[0] = 2
 			return append(binary.AppendUvarint(b, CreatedByLenMax+1), strings.Repeat("k", CreatedByLenMax+1)...)
 		}), ErrFieldTooLong},
-		{"version 3", with(func(b []byte) []byte { b[0] = 3; return b }), ErrBadVersion},
+		{"version 3 without its created_by and owner", with(func(b []byte) []byte { b[0] = 3; return b }), ErrShortRecord},
+		{"version 3 without its owner", with(func(b []byte) []byte { b[0] = 3; return append(b, 1, 'k') }), ErrShortRecord},
+		{"version 3 with an empty owner", with(func(b []byte) []byte { b[0] = 3; return append(b, 1, 'k', 0) }), ErrNonCanonical},
+		{"version 3 with an empty owner and created_by", with(func(b []byte) []byte { b[0] = 3; return append(b, 0, 0) }), ErrNonCanonical},
+		{"owner too long", with(func(b []byte) []byte {
+			b[0] = 3
+			return append(binary.AppendUvarint(append(b, 0), OwnerLenMax+1), strings.Repeat("o", OwnerLenMax+1)...)
+		}), ErrFieldTooLong},
+		{"version 4", with(func(b []byte) []byte { b[0] = 4; return b }), ErrBadVersion},
 		{"version only 2", []byte{2}, ErrShortRecord},
-		{"version only 3", []byte{3}, ErrBadVersion},
+		{"version only 3", []byte{3}, ErrShortRecord},
+		{"version only 4", []byte{4}, ErrBadVersion},
 		{"kind invalid", with(func(b []byte) []byte { b[1] = byte(KindInvalid); return b }), ErrBadKind},
 		{"kind past the table", with(func(b []byte) []byte { b[1] = byte(kindCount); return b }), ErrBadKind},
 		{"kind 255", with(func(b []byte) []byte { b[1] = 255; return b }), ErrBadKind},
@@ -321,7 +330,47 @@ func fuzzCommandSeeds() [][]byte {
 	by := filledCommand(KindTransferDebit)
 	by.CreatedBy = "apikey:kwsgtrsxflbwghsx"
 	seeds = append(seeds, by.AppendBinary(nil))
+	owned := filledCommand(KindDebit)
+	owned.Owner = "0190f1a2-0000-7000-8000-0000000000cc"
+	seeds = append(seeds, owned.AppendBinary(nil))
+	owned.CreatedBy = "user:0190f1a2-0000-7000-8000-0000000000cc"
+	seeds = append(seeds, owned.AppendBinary(nil))
 	return seeds
+}
+
+// TestOwnerRoundTrips: a command with an Owner is a version-3 record
+// ending in CreatedBy (possibly empty) and Owner, and decodes to the same
+// command. The owner of a debit does not change its request hash (it comes
+// from the credential); an open's does (it is what is asked for), and an
+// open without one hashes as it always did.
+func TestOwnerRoundTrips(t *testing.T) {
+	const owner = "0190f1a2-0000-7000-8000-0000000000cc"
+	for _, by := range []string{"", "user:" + owner} {
+		c := filledCommand(KindDebit)
+		c.CreatedBy = by
+		before := c.AppendBinary(nil)
+		c.Owner = owner
+		v3 := c.AppendBinary(nil)
+		tail := append(append(append([]byte{byte(len(by))}, by...), byte(len(owner))), owner...)
+		if v3[0] != 3 || !bytes.Equal(v3[1:fixedLen], before[1:fixedLen]) || !bytes.HasSuffix(v3, tail) {
+			t.Fatalf("created_by %q: encodings:\n before %x\n v3 %x", by, before, v3)
+		}
+		got, err := DecodeCommand(v3)
+		if err != nil || got != c {
+			t.Fatalf("DecodeCommand(v3) = %+v, %v; want %+v", got, err, c)
+		}
+		plain := c
+		plain.Owner = ""
+		if HashRequest(&c) != HashRequest(&plain) {
+			t.Fatal("a debit's owner changes its request hash: a teller's retry of a customer's request would be refused")
+		}
+	}
+	open := filledCommand(KindOpen)
+	h := HashRequest(&open)
+	open.Owner = owner
+	if HashRequest(&open) == h {
+		t.Fatal("an open's owner does not change its request hash")
+	}
 }
 
 // TestCreatedByRoundTrips: a command with CreatedBy is a version-2

@@ -12,7 +12,7 @@ import (
 // test case; `go test -fuzz` starts from them.
 func seedFiles() map[string]string {
 	files := map[string]string{}
-	names := []string{"open", "credit", "debit", "transfer-debit", "transfer-credit", "transfer-refund", "zero-credit", "long-description", "created-by"}
+	names := []string{"open", "credit", "debit", "transfer-debit", "transfer-credit", "transfer-refund", "zero-credit", "long-description", "created-by", "owner", "owner-created-by"}
 	for i, rec := range fuzzCommandSeeds() {
 		files[filepath.Join("testdata", "fuzz", "FuzzDecodeCommand", "seed-"+names[i])] =
 			fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", rec)

@@ -8,7 +8,12 @@ import (
 // Binary encodings of a Result and of an Account's state (without its key
 // index), for answers and reads that cross nodes. Versioned like records.
 
-const wireVersion = 1
+// Version 2 of an account appends its Owner; an account without one is
+// written as version 1, which nodes of older releases read.
+const (
+	wireVersion      = 1
+	wireVersionOwner = 2
+)
 
 // ErrBadWire is returned for a malformed Result or Account encoding.
 var ErrBadWire = errors.New("ledger: malformed wire message")
@@ -65,21 +70,29 @@ func AppendAccount(dst []byte, a *Account) []byte {
 	if a.Exists {
 		exists = 1
 	}
-	dst = append(dst, wireVersion, exists, byte(a.Status))
+	version := byte(wireVersion)
+	if a.Owner != "" {
+		version = wireVersionOwner
+	}
+	dst = append(dst, version, exists, byte(a.Status))
 	dst = append(dst, a.ID[:]...)
 	for _, v := range [...]int64{a.OverdraftLimit, a.Balance, a.Version, a.Seq, a.CreatedUs, a.UpdatedUs} {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(v))
 	}
 	dst = appendString(dst, a.CustomerID)
 	dst = appendString(dst, a.Type)
-	return appendString(dst, a.Currency)
+	dst = appendString(dst, a.Currency)
+	if version == wireVersionOwner {
+		dst = appendString(dst, a.Owner)
+	}
+	return dst
 }
 
 // DecodeAccount decodes AppendAccount's output.
 func DecodeAccount(b []byte) (Account, error) {
 	var a Account
 	const fixed = 3 + 16 + 6*8
-	if len(b) < fixed || b[0] != wireVersion {
+	if len(b) < fixed || (b[0] != wireVersion && b[0] != wireVersionOwner) {
 		return a, ErrBadWire
 	}
 	a.Exists, a.Status = b[1] == 1, AccountStatus(b[2])
@@ -96,6 +109,14 @@ func DecodeAccount(b []byte) (Account, error) {
 	}{{&a.CustomerID, CustomerIDLenMax}, {&a.Type, AccountTypeLenMax}, {&a.Currency, CurrencyLen}} {
 		if *f.dst, p, err = readString(b, p, f.max); err != nil {
 			return a, err
+		}
+	}
+	if b[0] == wireVersionOwner {
+		if a.Owner, p, err = readString(b, p, OwnerLenMax); err != nil {
+			return a, err
+		}
+		if a.Owner == "" {
+			return a, ErrBadWire // written as version 1
 		}
 	}
 	if p != len(b) {

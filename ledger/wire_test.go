@@ -63,5 +63,31 @@ func sameAccount(x, y Account) bool {
 	return x.ID == y.ID && x.Exists == y.Exists && x.CustomerID == y.CustomerID && x.Type == y.Type &&
 		x.Currency == y.Currency && x.Status == y.Status && x.OverdraftLimit == y.OverdraftLimit &&
 		x.Balance == y.Balance && x.Version == y.Version && x.Seq == y.Seq && x.CreatedUs == y.CreatedUs &&
-		x.UpdatedUs == y.UpdatedUs
+		x.UpdatedUs == y.UpdatedUs && x.Owner == y.Owner
+}
+
+// TestWireAccountOwner: an account with an owner is encoded as version 2
+// ending in it; one without is the version-1 encoding older nodes read;
+// a version 2 with an empty owner is refused (one encoding per account).
+func TestWireAccountOwner(t *testing.T) {
+	a := Account{ID: uuid.New(), Exists: true, Currency: "USD", Status: AccountActive, Version: 1, Seq: 1}
+	v1 := AppendAccount(nil, &a)
+	a.Owner = "0190f1a2-0000-7000-8000-0000000000cc"
+	v2 := AppendAccount(nil, &a)
+	if v1[0] != 1 || v2[0] != 2 || len(v2) != len(v1)+1+len(a.Owner) {
+		t.Fatalf("encodings:\n v1 %x\n v2 %x", v1, v2)
+	}
+	got, err := DecodeAccount(v2)
+	if err != nil || !sameAccount(got, a) {
+		t.Fatalf("round trip: %v %+v", err, got)
+	}
+	for n := range len(v2) {
+		if _, err := DecodeAccount(v2[:n]); err == nil {
+			t.Fatalf("truncated at %d decoded", n)
+		}
+	}
+	empty := append(append([]byte{2}, v1[1:]...), 0)
+	if _, err := DecodeAccount(empty); err == nil {
+		t.Fatal("version 2 with an empty owner decoded")
+	}
 }

@@ -107,6 +107,7 @@ func appendTxValues(dst []any, r *TxRow) []any {
 type accountArrays struct {
 	ids                                  [][16]byte
 	customers, types, currencies, status []string
+	owners                               []string
 	overdraft, balance, version, seq     []int64
 	created, updated                     []time.Time
 }
@@ -117,7 +118,7 @@ func encodeAccounts(accts map[uuid.UUID]*ledger.Account) *accountArrays {
 		ids: make([][16]byte, 0, n), customers: make([]string, 0, n), types: make([]string, 0, n),
 		currencies: make([]string, 0, n), status: make([]string, 0, n), overdraft: make([]int64, 0, n),
 		balance: make([]int64, 0, n), version: make([]int64, 0, n), seq: make([]int64, 0, n),
-		created: make([]time.Time, 0, n), updated: make([]time.Time, 0, n),
+		created: make([]time.Time, 0, n), updated: make([]time.Time, 0, n), owners: make([]string, 0, n),
 	}
 	// Sorted so concurrent flushes (two partitions never share an account,
 	// but tests and zombies may) lock rows in one order.
@@ -139,15 +140,16 @@ func encodeAccounts(accts map[uuid.UUID]*ledger.Account) *accountArrays {
 		a.seq = append(a.seq, acc.Seq)
 		a.created = append(a.created, time.UnixMicro(acc.CreatedUs).UTC())
 		a.updated = append(a.updated, time.UnixMicro(acc.UpdatedUs).UTC())
+		a.owners = append(a.owners, acc.Owner)
 	}
 	return a
 }
 
 const upsertAccounts = `
 INSERT INTO accounts (account_id, customer_id, account_type, currency, status, overdraft_limit,
-                      balance, version, seq, created_at, updated_at)
+                      balance, version, seq, created_at, updated_at, owner_id)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                     $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
+                     $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[], $11::timestamptz[], $12::text[])
 ON CONFLICT (account_id) DO UPDATE SET
     status = EXCLUDED.status, balance = EXCLUDED.balance, version = EXCLUDED.version,
     seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at
@@ -242,7 +244,7 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 	if len(b.Accounts) > 0 {
 		a := encodeAccounts(b.Accounts)
 		tag, err := tx.Exec(ctx, upsertAccounts, a.ids, a.customers, a.types, a.currencies, a.status,
-			a.overdraft, a.balance, a.version, a.seq, a.created, a.updated)
+			a.overdraft, a.balance, a.version, a.seq, a.created, a.updated, a.owners)
 		if err != nil {
 			return fmt.Errorf("storage: flush accounts: %w", err)
 		}

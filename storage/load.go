@@ -12,7 +12,7 @@ import (
 )
 
 const accountColumns = `account_id, customer_id, account_type, currency, status, overdraft_limit,
-       balance, version, seq, created_at, updated_at`
+       balance, version, seq, created_at, updated_at, owner_id`
 
 func scanAccount(row pgx.Row) (ledger.Account, error) {
 	var (
@@ -22,7 +22,7 @@ func scanAccount(row pgx.Row) (ledger.Account, error) {
 		created, updated time.Time
 	)
 	err := row.Scan(&id, &a.CustomerID, &a.Type, &a.Currency, &status, &a.OverdraftLimit,
-		&a.Balance, &a.Version, &a.Seq, &created, &updated)
+		&a.Balance, &a.Version, &a.Seq, &created, &updated, &a.Owner)
 	if err != nil {
 		return a, err
 	}

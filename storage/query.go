@@ -199,3 +199,38 @@ func (s *Store) Account(ctx context.Context, id uuid.UUID) (ledger.Account, erro
 	}
 	return a, nil
 }
+
+// AccountOwnersMax bounds the IDs of one AccountOwners call.
+const AccountOwnersMax = 1000
+
+// AccountOwners returns the owner ("" for none) of each stored account
+// among ids; an ID with no row is absent from the map.
+func (s *Store) AccountOwners(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]string, error) {
+	if len(ids) > AccountOwnersMax {
+		return nil, fmt.Errorf("storage: account owners: %d IDs, at most %d", len(ids), AccountOwnersMax)
+	}
+	raw := make([][16]byte, len(ids))
+	for i, id := range ids {
+		raw[i] = id
+	}
+	rows, err := s.pool.Query(ctx, `SELECT account_id, owner_id FROM accounts WHERE account_id = ANY($1)`, raw)
+	if err != nil {
+		return nil, fmt.Errorf("storage: account owners: %w", err)
+	}
+	out := make(map[uuid.UUID]string, len(ids))
+	for rows.Next() {
+		var (
+			id    [16]byte
+			owner string
+		)
+		if err := rows.Scan(&id, &owner); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("storage: account owners: %w", err)
+		}
+		out[id] = owner
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: account owners: %w", err)
+	}
+	return out, nil
+}

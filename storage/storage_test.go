@@ -89,8 +89,10 @@ func TestFlushLoadAndAudit(t *testing.T) {
 	a, b := uuid.New(), uuid.New()
 	now := time.Now().UnixMicro()
 	accts := map[uuid.UUID]*ledger.Account{}
+	openA := cmd(ledger.KindOpen, a, 0, "open-a", now)
+	openA.Owner = "0190f1a2-0000-7000-8000-0000000000cc"
 	batch := applyAll(t, accts, 3, 0,
-		cmd(ledger.KindOpen, a, 0, "open-a", now),
+		openA,
 		cmd(ledger.KindOpen, b, 0, "", now),
 		cmd(ledger.KindCredit, a, 1000, "k1", now+1),
 		cmd(ledger.KindDebit, a, 300, "k2", now+2),
@@ -110,14 +112,17 @@ func TestFlushLoadAndAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	la := loaded[a]
-	if !la.Exists || la.Balance != 700 || la.Version != 3 || la.Seq != 4 {
+	if !la.Exists || la.Balance != 700 || la.Version != 3 || la.Seq != 4 || la.Owner != openA.Owner {
 		t.Fatalf("loaded a = %+v", la)
+	}
+	if got, err := s.Account(ctx, a); err != nil || got.Owner != openA.Owner {
+		t.Fatalf("account a read back: owner %q, %v", got.Owner, err)
 	}
 	// Three keyed rows but a cap of two: the index must say it is incomplete.
 	if la.Keys.Len() != 2 || la.Keys.Complete() {
 		t.Fatalf("keys len %d complete %v, want 2 and incomplete", la.Keys.Len(), la.Keys.Complete())
 	}
-	if lb := loaded[b]; lb.Balance != 50 || !lb.Keys.Complete() {
+	if lb := loaded[b]; lb.Balance != 50 || !lb.Keys.Complete() || lb.Owner != "" {
 		t.Fatalf("loaded b = %+v", lb)
 	}
 	for id, acc := range loaded {

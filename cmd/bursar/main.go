@@ -33,6 +33,10 @@ var commands = []command{
 	{"node", "node drain <node-id>: move a node's partitions away so it can be stopped safely", runNode},
 	{"partitions", "partitions ls: list partitions, owners, epochs and committed offsets", runPartitions},
 	{"apikey", "apikey create|ls|revoke: API keys (tokens are shown once; only their hashes are stored)", runAPIKey},
+	{"user", "user create|ls|disable: users who log in for short-lived tokens (roles admin, operator, teller, customer)", func(args []string, stdout io.Writer) error {
+		return runUser(args, stdout, os.Stdin)
+	}},
+	{"signing-key", "signing-key rotate|ls|retire: the Ed25519 keys that sign user tokens", runSigningKey},
 }
 
 // exitError carries a specific exit code.

@@ -540,7 +540,10 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if !n.runIngress {
 		return nil
 	}
-	var verifier ingress.Authenticator
+	var (
+		verifier  ingress.Authenticator
+		directory ingress.Directory
+	)
 	if f.authMode == "on" {
 		v, err := auth.NewVerifier(ctx, n.store, f.authRefresh, n.log.With("component", "auth"))
 		if err != nil {
@@ -555,12 +558,22 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_key_load_errors_total", Help: "Failed loads of the API keys; the keys loaded before stay in use."},
 				func() float64 { return float64(v.LoadErrors.Load()) }),
 		)
+		n.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_logins_total", Help: "Successful logins (POST /api/v1/auth/token)."},
+				func() float64 { return float64(v.Logins.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_login_failures_total", Help: "Logins refused for a wrong username or password or a disabled user."},
+				func() float64 { return float64(v.LoginFailures.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bursar_auth_login_busy_total", Help: "Logins refused because the password checks in progress were at their limit (4)."},
+				func() float64 { return float64(v.LoginBusy.Load()) }),
+		)
 		verifier = v
+		directory = &auth.Directory{V: v, Store: n.store, TTL: f.tokenTTL}
 	} else {
 		n.log.Warn("AUTHENTICATION IS OFF (--auth=off): anyone who reaches the API can open accounts, move money and drain this node; use it for local experiments only")
 	}
 	api, err := ingress.New(ingress.Config{
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
+		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
 		Partitions:    n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,

@@ -46,7 +46,8 @@ type serveFlags struct {
 	kafkaSecurity                                          *kafkalog.Security
 	kafkaOpts                                              []kgo.Opt // from kafkaSecurity
 	authRefresh                                            time.Duration
-	authFailLimit                                          int
+	authFailLimit, loginFailLimit                          int
+	tokenTTL                                               time.Duration
 	gossipKeys                                             [][]byte // parsed from gossipKey
 
 	// HTTP limits (ingress.Config).
@@ -88,7 +89,9 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.metricsOn, "metrics-on", "api", "the listener /metrics is served on: api (--http-addr) or admin (--admin-addr); both need the metrics:read scope")
 	fs.StringVar(&f.authMode, "auth", "on", "on: every route but /healthz and /readyz needs an API key (Authorization: Bearer bsk_…; bursar apikey create); off: every request is let in (local experiments only: logged loudly, shown by /readyz)")
 	fs.IntVar(&f.authFailLimit, "auth-fail-limit", 30, "failed authentications one source address may make per minute; beyond, its requests get 429 RATE_LIMITED until it earns some back; 0: no limit (behind a proxy every client shares the proxy's address)")
-	fs.DurationVar(&f.authRefresh, "auth-refresh", 5*time.Second, "how often API keys are reloaded from PostgreSQL: a revoked key stops working within this time")
+	fs.DurationVar(&f.authRefresh, "auth-refresh", 5*time.Second, "how often API keys, signing keys and disabled users are reloaded from PostgreSQL: a revoked key or a disabled user's token stops working within this time")
+	fs.IntVar(&f.loginFailLimit, "login-fail-limit", 10, "failed logins one username may take per minute, from any address; beyond, its logins get 429 RATE_LIMITED (bursar_ingress_rejected_total{reason=\"login_throttled\"}) until it earns some back; 0: no limit")
+	fs.DurationVar(&f.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of the user tokens POST /api/v1/auth/token issues (1m to 24h)")
 	fs.StringVar(&f.gossipKey, "gossip-key", "", "base64 keys (16, 24 or 32 bytes each), comma-separated, that encrypt and authenticate gossip: the first encrypts, all decrypt (rotate by adding the new key second, then first, then dropping the old); empty: gossip is open to anyone who reaches --gossip-addr")
 	fs.StringVar(&f.roles, "roles", "ingress,engine", "what this node runs: ingress, engine, or both")
 	fs.StringVar(&f.ack, "ack", "applied", "answer writes once applied, or once flushed to PostgreSQL: applied|flushed")
@@ -199,6 +202,12 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.authFailLimit < 0 {
 		return &exitError{code: 2, err: errors.New("--auth-fail-limit must not be negative (0: no limit)")}
+	}
+	if f.loginFailLimit < 0 {
+		return &exitError{code: 2, err: errors.New("--login-fail-limit must not be negative (0: no limit)")}
+	}
+	if f.tokenTTL < time.Minute || f.tokenTTL > 24*time.Hour {
+		return &exitError{code: 2, err: errors.New("--token-ttl must be between 1m and 24h")}
 	}
 	if f.authRefresh < 100*time.Millisecond || f.authRefresh > time.Hour {
 		return &exitError{code: 2, err: errors.New("--auth-refresh must be between 100ms and 1h")}
