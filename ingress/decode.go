@@ -285,6 +285,20 @@ func decodeOpenAs(body []byte, idemKey, asOwner string) (ledger.Command, *apiErr
 			return c, bad(ledger.CodeInvalidAmount, "overdraft_limit: "+err.Error())
 		}
 	}
+	var owner string
+	if req.OwnerID != nil {
+		id, aerr := parseID(*req.OwnerID, "owner_id")
+		if aerr != nil {
+			return c, aerr
+		}
+		owner = id.String()
+	}
+	if asOwner != "" {
+		if owner != "" && owner != asOwner {
+			return c, bad(ledger.CodeForbidden, "a customer opens accounts for itself only: leave owner_id out, or give your own user ID")
+		}
+		owner = asOwner
+	}
 	switch {
 	case req.AccountID != nil:
 		id, aerr := parseID(*req.AccountID, "account_id")
@@ -299,19 +313,7 @@ func decodeOpenAs(body []byte, idemKey, asOwner string) (ledger.Command, *apiErr
 	default:
 		c.AccountID = uuid.New()
 	}
-	if req.OwnerID != nil {
-		id, aerr := parseID(*req.OwnerID, "owner_id")
-		if aerr != nil {
-			return c, aerr
-		}
-		c.Owner = id.String()
-	}
-	if asOwner != "" {
-		if c.Owner != "" && c.Owner != asOwner {
-			return c, bad(ledger.CodeForbidden, "a customer opens accounts for itself only: leave owner_id out, or give your own user ID")
-		}
-		c.Owner = asOwner
-	}
+	c.Owner = owner
 	c.Kind = ledger.KindOpen
 	c.CustomerID, c.AccountType, c.Currency, c.OverdraftLimit = req.CustomerID, req.AccountType, cur, overdraft
 	c.IdemKey = idemKey

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,10 @@ var (
 		`{"customer_id":"c","account_type":"bogus","currency":"USD"}`,
 		openJSON(`"overdraft_limit":"0050"`),
 		openJSON(`"account_id":"` + strings.ToUpper(testAccount) + `"`),
+		openJSON(`"owner_id":"` + otherAccount + `"`),
+		openJSON(`"owner_id":"` + fuzzOwner + `"`),
+		openJSON(`"owner_id":"not-a-uuid"`),
+		openJSON(`"owner_id":null`),
 		`[]`,
 		``,
 	}
@@ -104,11 +109,34 @@ func FuzzDecodeOpen(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, key := range []string{"", fuzzKey} {
-			c, err := decodeOpen(body, key)
+		for _, owner := range []string{"", fuzzOwner} {
+			for _, key := range []string{"", fuzzKey} {
+				fuzzOpenAs(t, body, key, owner)
+			}
+		}
+	})
+}
+
+// fuzzOwner is the customer FuzzDecodeOpen decodes as.
+const fuzzOwner = "0190f1a2-0000-7000-8000-0000000000cc"
+
+// fuzzOpenAs is FuzzDecodeOpen's check of one decode as owner ("": not a
+// customer): a customer's open is its own, or refused.
+func fuzzOpenAs(t *testing.T, body []byte, key, owner string) {
+	{
+		{
+			c, err := decodeOpenAs(body, key, owner)
 			if err != nil {
 				checkRefusal(t, c, err)
-				continue
+				return
+			}
+			if owner != "" && c.Owner != owner {
+				t.Fatalf("a customer's open has the owner %q, want %q", c.Owner, owner)
+			}
+			if c.Owner != "" {
+				if _, perr := uuid.Parse(c.Owner); perr != nil || len(c.Owner) != 36 {
+					t.Fatalf("owner %q is not a canonical UUID", c.Owner)
+				}
 			}
 			checkOpen(t, c, key)
 			checkRoundTrip(t, c)
@@ -116,23 +144,27 @@ func FuzzDecodeOpen(f *testing.F) {
 			// With a key (or an explicit account_id) the decode is a pure
 			// function of its input; without either the ID is random.
 			if key != "" {
-				if again, err := decodeOpen(body, key); err != nil || again != c {
+				if again, err := decodeOpenAs(body, key, owner); err != nil || again != c {
 					t.Fatalf("second decode differs: %+v, %v; first %+v", again, err, c)
 				}
 			}
 			exp, _ := ledger.CurrencyExponent(c.Currency)
-			canon, merr := json.Marshal(map[string]string{
+			m := map[string]string{
 				"account_id": c.AccountID.String(), "customer_id": c.CustomerID, "account_type": c.AccountType,
 				"currency": c.Currency, "overdraft_limit": ledger.FormatAmount(c.OverdraftLimit, exp),
-			})
+			}
+			if c.Owner != "" {
+				m["owner_id"] = c.Owner
+			}
+			canon, merr := json.Marshal(m)
 			if merr != nil {
 				t.Fatal(merr)
 			}
-			if again, err := decodeOpen(canon, key); err != nil || again != c {
+			if again, err := decodeOpenAs(canon, key, owner); err != nil || again != c {
 				t.Fatalf("canonical form %s decodes to %+v, %v; want %+v", canon, again, err, c)
 			}
 		}
-	})
+	}
 }
 
 func FuzzDecodeTransfer(f *testing.F) {
@@ -221,10 +253,11 @@ func checkRefusal(t *testing.T, c ledger.Command, err *apiError) {
 	switch err.code {
 	case ledger.CodeMalformedRequest, ledger.CodeMissingField, ledger.CodeInvalidField,
 		ledger.CodeInvalidAmount, ledger.CodeUnsupportedCurrency:
+	case ledger.CodeForbidden: // a customer naming another owner
 	default:
 		t.Fatalf("refusal with unexpected code %s: %s", err.code, err.msg)
 	}
-	if status := err.code.Info().HTTPStatus; status != 400 {
+	if status := err.code.Info().HTTPStatus; status != 400 && err.code != ledger.CodeForbidden {
 		t.Fatalf("refusal %s maps to HTTP %d, want 400", err.code, status)
 	}
 	if err.msg == "" {
@@ -510,4 +543,51 @@ func checkCanonicalSingle(t *testing.T, c ledger.Command) {
 	}
 	checkUnminted(t, ledger.Command{Kind: c.Kind, TxID: c.TxID, TimestampUs: c.TimestampUs, RequestHash: c.RequestHash,
 		ReplyNode: c.ReplyNode, ReplySeq: c.ReplySeq, FailCode: c.FailCode})
+}
+
+// FuzzDecodeUserBodies: the bodies of the login, user and API key routes
+// are decoded strictly: a body either is refused with a 400 code or has
+// one reading, which its canonical JSON form decodes to again.
+func FuzzDecodeUserBodies(f *testing.F) {
+	for _, s := range []string{
+		`{"username":"alice","password":"correct horse battery"}`,
+		`{"username":"alice","password":"p","role":"customer"}`,
+		`{"name":"svc","scopes":["accounts:read","transactions:write"]}`,
+		`{"username":"alice","username":"bob","password":"x"}`,
+		`{"USERNAME":"alice","password":"x"}`,
+		`{"name":"svc","scopes":"admin"}`,
+		`{"name":"svc","scopes":[1,2]}`,
+		`[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var login loginRequest
+		fuzzStrict(t, body, &login, loginMembers, func() any { return new(loginRequest) })
+		var user userRequest
+		fuzzStrict(t, body, &user, userMembers, func() any { return new(userRequest) })
+		var key apiKeyRequest
+		fuzzStrict(t, body, &key, apiKeyMembers, func() any { return new(apiKeyRequest) })
+	})
+}
+
+func fuzzStrict(t *testing.T, body []byte, v any, m *members, fresh func() any) {
+	t.Helper()
+	if err := decodeStrict(body, v, m); err != nil {
+		if err.code.Info().HTTPStatus != 400 || err.msg == "" {
+			t.Fatalf("refusal %s (%d) %q", err.code, err.code.Info().HTTPStatus, err.msg)
+		}
+		return
+	}
+	canon, merr := json.Marshal(v)
+	if merr != nil {
+		t.Fatal(merr)
+	}
+	again := fresh()
+	if err := decodeStrict(canon, again, m); err != nil {
+		t.Fatalf("canonical form %s refused: %s", canon, err.msg)
+	}
+	if !reflect.DeepEqual(again, v) {
+		t.Fatalf("canonical form %s decodes to %+v, want %+v", canon, again, v)
+	}
 }

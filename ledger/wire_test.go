@@ -43,6 +43,8 @@ func FuzzDecodeWire(f *testing.F) {
 	a := Account{ID: uuid.New(), Exists: true, Currency: "EUR", CustomerID: "c", Type: "t"}
 	f.Add(AppendResult(nil, &r))
 	f.Add(AppendAccount(nil, &a))
+	a.Owner = "0190f1a2-0000-7000-8000-0000000000cc"
+	f.Add(AppendAccount(nil, &a))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := DecodeResult(b); err == nil {
 			if again, err := DecodeResult(AppendResult(nil, &r)); err != nil || again != r {
