@@ -2,9 +2,11 @@ package ingress
 
 import (
 	"context"
+	"crypto/ed25519"
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/bursar/bursar/storage/pgtest"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 )
@@ -52,7 +55,8 @@ func newAuthRig(t *testing.T) *authRig {
 		t.Fatal(err)
 	}
 	metrics := func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("# metrics\n") }
-	srv, err := New(Config{Partitions: 8, WaitTimeout: 5 * time.Second, Auth: v}, slog.New(slog.NewTextHandler(io.Discard, nil)),
+	srv, err := New(Config{Partitions: 8, WaitTimeout: 5 * time.Second, Auth: v, Directory: &auth.Directory{V: v, Store: store, TTL: time.Minute}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)),
 		producer, replies, eng, store, nil, metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +119,12 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{testReq{method: "GET", path: "/internal/members"}, auth.Cluster, true},
 		{testReq{method: "POST", path: "/internal/drain"}, auth.Cluster, true},
 		{testReq{method: "GET", path: "/debug/pprof/heap"}, auth.Admin, true},
+		{testReq{method: "POST", path: "/api/v1/users", body: `{"username":"u1","password":"p","role":"teller"}`}, auth.Admin, false},
+		{testReq{method: "GET", path: "/api/v1/users"}, auth.Admin, false},
+		{testReq{method: "POST", path: "/api/v1/users/u1/disable"}, auth.Admin, false},
+		{testReq{method: "POST", path: "/api/v1/api-keys", body: `{"name":"k","scopes":["admin"]}`}, auth.Admin, false},
+		{testReq{method: "GET", path: "/api/v1/api-keys"}, auth.Admin, false},
+		{testReq{method: "DELETE", path: "/api/v1/api-keys/aaaaaaaaaaaaaaaa"}, auth.Admin, false},
 	}
 	listener := func(admin bool) *testAPI {
 		if admin {
@@ -132,9 +142,45 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 	if forged == valid {
 		forged = valid[:len(valid)-4] + "bbbb"
 	}
+	// User tokens: one expired, one signed by a key no node has, one
+	// of a disabled user, one with an alg the verifier does not take.
+	ctx := context.Background()
+	if _, err := auth.RotateSigningKey(ctx, r.store); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := r.store.SigningKeys(ctx)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("signing keys: %v %v", keys, err)
+	}
+	nodeKey := ed25519.NewKeyFromSeed(keys[0].PrivateKey)
+	_, strangerKey, _ := ed25519.GenerateKey(nil)
+	gone, err := auth.NewUser("gone", "a long enough password", auth.RoleAdmin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.CreateUser(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.DisableUser(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	expired := signTestToken(t, keys[0].ID, nodeKey, gone.ID, now.Add(-time.Hour))
+	stranger := signTestToken(t, keys[0].ID, strangerKey, gone.ID, now)
+	disabled := signTestToken(t, keys[0].ID, nodeKey, gone.ID, now)
+	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "bursar", "aud": "bursar", "sub": gone.ID, "role": "admin", "exp": now.Add(time.Minute).Unix()})
+	hs.Header["kid"] = keys[0].ID
+	hsToken, err := hs.SignedString(keys[0].PublicKey) // the public key as an HMAC secret: the classic confusion
+	if err != nil {
+		t.Fatal(err)
+	}
 	refusals := []struct {
 		name, header string
 	}{
+		{"expired user token", "Bearer " + expired},
+		{"user token of an unknown signing key", "Bearer " + stranger},
+		{"disabled user's token", "Bearer " + disabled},
+		{"HS256 user token", "Bearer " + hsToken},
 		{"no credential", ""},
 		{"basic auth", "Basic dXNlcjpwYXNz"},
 		{"bearer without a token", "Bearer "},
@@ -159,7 +205,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		own[rt.scope], _ = r.key(t, rt.scope)
 	}
 	admin, _ := r.key(t, auth.Admin)
-	if err := r.verifier.Reload(context.Background()); err != nil {
+	if err := r.verifier.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
 	before := r.appended(t)
@@ -313,4 +359,20 @@ func TestCreatedByWaitsForEveryEngine(t *testing.T) {
 	if got["by-v2"].CreatedBy != "apikey:"+id || got["by-v1"].CreatedBy != "" {
 		t.Fatalf("created_by: v2 %q, v1 %q; want %q and none", got["by-v2"].CreatedBy, got["by-v1"].CreatedBy, "apikey:"+id)
 	}
+}
+
+// signTestToken signs an admin token for user id with key (kid in the
+// header), expiring a minute after exp-1m: exp in the past makes it expired.
+func signTestToken(t *testing.T, kid string, key ed25519.PrivateKey, id string, issued time.Time) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+		"iss": "bursar", "aud": "bursar", "sub": id, "name": "gone", "role": "admin", "jti": "t-" + strconv.FormatInt(issued.UnixNano(), 36),
+		"iat": issued.Unix(), "nbf": issued.Unix(), "exp": issued.Add(time.Minute).Unix(),
+	})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -545,7 +545,7 @@ func TestRemoteMutualTLS(t *testing.T) {
 		}
 		nodes = append(nodes, startNode(t, freePort(t), "--node-id", id, "--database-url", dbURL, "--kafka-brokers", broker,
 			"--partitions", "8", "--gossip-addr", gossip, "--remote-addr", freePort(t), "--join", seed, "--probe-interval", "200ms",
-			"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", caPath, "--gossip-key", gossipKey))
+			"--remote-tls-cert", cert, "--remote-tls-key", key, "--remote-tls-ca", caPath, "--gossip-key", gossipKey, "--auth-refresh", "300ms"))
 	}
 	// Every one owns partitions.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -568,13 +568,16 @@ func TestRemoteMutualTLS(t *testing.T) {
 	// Through n1 only: accounts of the others' partitions are answered and
 	// read over remote.
 	c := newClient(nodes[0].addr)
+	var unowned []string
 	for i := range 32 {
 		acct := c.openAccount(t, "mtls-"+strconv.Itoa(i))
 		r, err := c.do(context.Background(), "GET", "/api/v1/accounts/"+acct+"/balance", nil, nil)
 		if err != nil || r.status != 200 {
 			t.Fatalf("balance of account %d through n1: %v %+v", i, err, r)
 		}
+		unowned = append(unowned, acct)
 	}
+	clusterWideCredentials(t, nodes, dbURL, unowned)
 	// A stranger without a certificate: no exchange.
 	remoteAddr := ""
 	var members []map[string]any

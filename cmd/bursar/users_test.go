@@ -380,3 +380,62 @@ func refusedWithin(t *testing.T, c *apiClient, path string, d time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// clusterWideCredentials checks, on a running cluster, that users and
+// keys are the cluster's: a customer created through one node logs in on
+// another (which signs its token with a key the others have not loaded
+// yet) and its token works on every node; its accounts, wherever their
+// partitions live, are read through any node (the owner crosses nodes
+// over remote), and the unowned accounts are not found to it; a key
+// revoked through one node is refused by every node within
+// --auth-refresh (300ms here, so 3 s is a generous bound).
+func clusterWideCredentials(t *testing.T, nodes []*node, dbURL string, unowned []string) {
+	t.Helper()
+	ctx := context.Background()
+	admin := newClient(nodes[0].addr)
+	ownerID := createUser(t, admin, "carol", "customer")
+	_, token := userClient(t, nodes[1], "carol", "carol-password-1")
+	via := func(n *node) *apiClient { c := newClient(n.addr); c.key = token; return c }
+	for i := range 8 {
+		r, err := via(nodes[i%len(nodes)]).do(ctx, "POST", "/api/v1/accounts",
+			map[string]any{"customer_id": "carol", "account_type": "savings", "currency": "USD"},
+			map[string]string{"Idempotency-Key": "carol-" + strconv.Itoa(i)})
+		if err != nil || r.status != 201 || r.str("owner_id") != ownerID {
+			t.Fatalf("carol's open %d: %v %+v", i, err, r)
+		}
+		for _, n := range nodes {
+			if r, err := via(n).do(ctx, "GET", "/api/v1/accounts/"+r.str("account_id")+"/balance", nil, nil); err != nil || r.status != 200 {
+				t.Fatalf("carol's account %d through %s: %v %+v", i, n.addr, err, r)
+			}
+		}
+	}
+	for i, acct := range unowned {
+		if r, err := via(nodes[i%len(nodes)]).do(ctx, "GET", "/api/v1/accounts/"+acct, nil, nil); err != nil || r.status != 404 || r.errCode() != "ACCOUNT_NOT_FOUND" {
+			t.Fatalf("an unowned account as carol: %v %+v", err, r)
+		}
+	}
+
+	out, err := exec.Command(binPath, "apikey", "create", "--name", "reader", "--scopes", "accounts:read", "--database-url", dbURL).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.SplitN(string(out), "\n", 2)[0]
+	readers := make([]*apiClient, len(nodes))
+	for i, n := range nodes {
+		readers[i] = newClient(n.addr)
+		readers[i].key = key
+		if r, err := readers[i].do(ctx, "GET", "/api/v1/accounts/"+unowned[0], nil, nil); err != nil || r.status != 200 {
+			t.Fatalf("a new key on %s: %v %+v", n.addr, err, r)
+		}
+	}
+	id := strings.SplitN(strings.TrimPrefix(key, "bsk_"), "_", 2)[0]
+	if r, err := admin.do(ctx, "DELETE", "/api/v1/api-keys/"+id, nil, nil); err != nil || r.status != 200 {
+		t.Fatalf("revoking through the API: %v %+v", err, r)
+	}
+	if r, err := admin.do(ctx, "DELETE", "/api/v1/api-keys/nosuchkey", nil, nil); err != nil || r.status != 404 || r.errCode() != "API_KEY_NOT_FOUND" {
+		t.Fatalf("revoking an unknown key: %v %+v", err, r)
+	}
+	for _, rc := range readers {
+		refusedWithin(t, rc, "/api/v1/accounts/"+unowned[0], 3*time.Second)
+	}
+}
