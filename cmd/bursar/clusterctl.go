@@ -49,7 +49,7 @@ type clusterView struct {
 // apiKeyFlag registers --api-key: the credential (admin scope) the
 // operator commands send to the nodes.
 func apiKeyFlag(fs *flag.FlagSet) *string {
-	return fs.String("api-key", "", "API key with the admin scope (bursar apikey create --scopes admin); needed unless the nodes run --auth=off. Prefer BURSAR_API_KEY to the flag: flags show in process lists")
+	return fs.String("api-key", "", "credential for the nodes' admin listeners: an API key with the cluster or admin scope (bursar apikey create --scopes cluster), or an operator's or admin's user token; needed unless the nodes run --auth=off. Prefer BURSAR_API_KEY to the flag: flags show in process lists")
 }
 
 // adminClient talks to the nodes' admin listeners: over HTTPS when they
