@@ -35,8 +35,11 @@ type Meta struct {
 	// Records is the newest command record version the node's engine
 	// decodes (ledger.RecordVersionMax); absent (0) on releases before
 	// version 2, which decode version 1 only.
-	Records  int  `json:"records,omitempty"`
-	Draining bool `json:"draining,omitempty"`
+	Records int `json:"records,omitempty"`
+	// SlotMap is the version of the slot map the node routes by
+	// (ledger.SlotMap.Version); absent on releases before slot maps.
+	SlotMap  int64 `json:"slot_map,omitempty"`
+	Draining bool  `json:"draining,omitempty"`
 }
 
 // HasRole reports whether the node runs role.

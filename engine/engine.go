@@ -39,6 +39,9 @@ type Config struct {
 	NodeID string
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
+	// Slots routes accounts to partitions (the slot map PostgreSQL
+	// holds); nil: version 0 over Partitions.
+	Slots *ledger.SlotMap
 	// Ack is AckApplied (answer once applied; default) or AckFlushed
 	// (answer once the PostgreSQL commit includes the command).
 	Ack string
@@ -160,6 +163,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("engine: commands retention must not be negative, got %v", c.CommandsRetention)
 	case c.MaxUnflushedRows < c.FetchMaxRecords*2:
 		return fmt.Errorf("engine: max unflushed rows (%d) must be at least twice the fetch batch (%d)", c.MaxUnflushedRows, c.FetchMaxRecords)
+	case c.Slots != nil && c.Slots.Partitions > c.Partitions:
+		return fmt.Errorf("engine: the slot map routes to %d partitions, more than the %d of the topic", c.Slots.Partitions, c.Partitions)
 	}
 	return nil
 }
@@ -230,13 +235,16 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Slots == nil {
+		cfg.Slots = ledger.NewSlotMap(cfg.Partitions)
+	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
 	e := &Engine{
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
 		parts: make(map[int32]*partition), restarts: make(map[int32]restart),
-		slots: ledger.NewSlotMap(cfg.Partitions),
+		slots: cfg.Slots,
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}

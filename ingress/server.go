@@ -32,6 +32,9 @@ import (
 type Config struct {
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
+	// Slots routes accounts to partitions (the slot map PostgreSQL
+	// holds); nil: version 0 over Partitions.
+	Slots *ledger.SlotMap
 	// Auth checks every route's credential but /healthz and /readyz; nil
 	// lets every request in (--auth=off).
 	Auth Authenticator
@@ -213,9 +216,12 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	if cfg.Partitions <= 0 {
 		return nil, errors.New("ingress: partition count must be positive")
 	}
+	if cfg.Slots == nil {
+		cfg.Slots = ledger.NewSlotMap(cfg.Partitions)
+	}
 	s := &Server{
 		cfg: cfg, log: log, producer: producer, replies: replies, engine: eng, store: store,
-		slots: ledger.NewSlotMap(cfg.Partitions), metrics: metrics,
+		slots: cfg.Slots, metrics: metrics,
 		boot: strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bursar_http_requests_total", Help: "HTTP requests by route and status.",

@@ -500,3 +500,44 @@ func TestReadsShowFinalLegStatus(t *testing.T) {
 		t.Fatalf("stored pending debits = %d %v, want 4", pending, err)
 	}
 }
+
+// TestSlotMaps: the first start stores version 0 and later starts read
+// it back; a map is stored only as the successor of the newest one; the
+// newest one is read back slot for slot.
+func TestSlotMaps(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	if _, err := s.SlotMap(ctx); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("slot map of a new database: %v", err)
+	}
+	m0, err := s.InitSlotMap(ctx, 8)
+	if err != nil || m0.Version != 0 || m0.Partitions != 8 {
+		t.Fatalf("init: %+v %v", m0, err)
+	}
+	if again, err := s.InitSlotMap(ctx, 64); err != nil || again.Partitions != 8 {
+		t.Fatalf("a second init with another count: %+v %v; want the stored map", again, err)
+	}
+	m1, _ := m0.Scale(16)
+	m2, _ := m1.MoveSlot(5, 15)
+	if err := s.AddSlotMap(ctx, m2); !errors.Is(err, storage.ErrSlotMapConflict) {
+		t.Fatalf("skipping a version: %v", err)
+	}
+	if err := s.AddSlotMap(ctx, m1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSlotMap(ctx, m1); !errors.Is(err, storage.ErrSlotMapConflict) {
+		t.Fatalf("storing a version twice: %v", err)
+	}
+	if err := s.AddSlotMap(ctx, m2); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.SlotMap(ctx)
+	if err != nil || got.Version != 2 || got.Partitions != 16 {
+		t.Fatalf("newest: %+v %v", got, err)
+	}
+	for slot := range ledger.SlotCount {
+		if got.PartitionOf(slot) != m2.PartitionOf(slot) {
+			t.Fatalf("slot %d on %d, want %d", slot, got.PartitionOf(slot), m2.PartitionOf(slot))
+		}
+	}
+}

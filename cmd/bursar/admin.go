@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/kafkalog"
+	"github.com/bursar/bursar/ledger"
 	"github.com/bursar/bursar/storage"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -71,10 +72,13 @@ func runBroker(args []string, stdout io.Writer) error {
 }
 
 func runPartitions(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "ls" {
-		return &exitError{code: 2, err: errors.New("usage: bursar partitions ls [--database-url URL] [--format table|json]")}
+	if len(args) > 0 && args[0] == "plan" {
+		return partitionsPlan(args[1:], stdout)
 	}
-	fs := newFlagSet("partitions ls", "Lists partitions: owner, epoch and committed offset (from PostgreSQL).")
+	if len(args) == 0 || args[0] != "ls" {
+		return &exitError{code: 2, err: errors.New("usage: bursar partitions ls | plan --to N  [--database-url URL] [--format table|json]")}
+	}
+	fs := newFlagSet("partitions ls", "Lists partitions: the slots the slot map gives each, owner, epoch and committed offset (from PostgreSQL), and the slot map's version.")
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
 	format := formatFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
@@ -94,16 +98,125 @@ func runPartitions(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return render(stdout, *format, rows, printPartitions)
+	view := partitionsLs{Partitions: []partitionLsRow{}}
+	m, err := store.SlotMap(ctx)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// No node has started on this database yet.
+	case err != nil:
+		return err
+	default:
+		view.SlotMap = &slotMapView{Version: m.Version, Partitions: m.Partitions}
+	}
+	byPart := map[int32]storage.PartitionRow{}
+	for _, r := range rows {
+		byPart[r.Partition] = r
+	}
+	n := int32(0)
+	if m != nil {
+		n = m.Partitions
+	}
+	for _, r := range rows {
+		n = max(n, r.Partition+1)
+	}
+	var counts []int
+	if m != nil {
+		counts = m.Counts()
+	}
+	for p := range n {
+		r := byPart[p]
+		v := partitionLsRow{PartitionRow: r}
+		v.Partition = p
+		if int(p) < len(counts) {
+			v.Slots = counts[p]
+		}
+		view.Partitions = append(view.Partitions, v)
+	}
+	return render(stdout, *format, view, printPartitions)
 }
 
-func printPartitions(w io.Writer, rows []storage.PartitionRow) {
+// partitionsLs is what partitions ls prints.
+type partitionsLs struct {
+	SlotMap    *slotMapView     `json:"slot_map"` // null before any node started
+	Partitions []partitionLsRow `json:"partitions"`
+}
+
+type slotMapView struct {
+	Version    int64 `json:"version"`
+	Partitions int32 `json:"partitions"`
+}
+
+type partitionLsRow struct {
+	storage.PartitionRow
+	Slots int `json:"slots"`
+}
+
+func printPartitions(w io.Writer, v partitionsLs) {
+	if v.SlotMap != nil {
+		fmt.Fprintf(w, "slot map version %d: %d slots over %d partitions\n", v.SlotMap.Version, ledger.SlotCount, v.SlotMap.Partitions)
+	} else {
+		fmt.Fprintln(w, "no slot map yet (no node has started on this database)")
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOWNER\tEPOCH\tCOMMITTED OFFSET\tUPDATED")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", r.Partition, r.Owner, r.Epoch, r.NextOffset, r.UpdatedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintln(tw, "PARTITION\tSLOTS\tOWNER\tEPOCH\tCOMMITTED OFFSET\tUPDATED")
+	for _, r := range v.Partitions {
+		updated := "-"
+		if !r.UpdatedAt.IsZero() {
+			updated = r.UpdatedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\n", r.Partition, r.Slots, r.Owner, r.Epoch, r.NextOffset, updated)
 	}
 	tw.Flush()
+}
+
+// partitionsPlan prints what scaling the slot map to --to partitions
+// would move: the slots of each (from, to) group, in the order a
+// migration moves them. It changes nothing.
+func partitionsPlan(args []string, stdout io.Writer) error {
+	fs := newFlagSet("partitions plan", "Shows what scaling to --to partitions moves: slots per (from, to) group, in migration order, from the slot map PostgreSQL holds. Changes nothing.")
+	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
+	to := fs.Int("to", 0, "the partition count to plan for (more than the map's, at most 4096)")
+	format := formatFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkFormat(*format); err != nil {
+		return err
+	}
+	if *to <= 0 || *to > ledger.PartitionsMax {
+		return &exitError{code: 2, err: fmt.Errorf("--to must be 1 to %d", ledger.PartitionsMax)}
+	}
+	ctx, store, done, err := openKeyStore(*url)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, err := store.SlotMap(ctx)
+	if errors.Is(err, storage.ErrNotFound) {
+		return &exitError{code: 1, err: errors.New("no slot map yet: start a node on this database first")}
+	}
+	if err != nil {
+		return err
+	}
+	next, err := m.Scale(int32(*to))
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--to %d from %d partitions: %w", *to, m.Partitions, err)}
+	}
+	plan := scalePlan{FromVersion: m.Version, ToVersion: next.Version, From: m.Partitions, To: next.Partitions, Groups: []scaleGroup{}}
+	for _, g := range m.Moves(next) {
+		plan.Groups = append(plan.Groups, scaleGroup{g.From, g.To, len(g.Slots)})
+		plan.Moved += len(g.Slots)
+	}
+	return render(stdout, *format, plan, func(w io.Writer, plan scalePlan) {
+		fmt.Fprintf(w, "slot map v%d (%d partitions) → v%d (%d partitions): %d of %d slots move (%.1f%%), in %d groups\n",
+			plan.FromVersion, plan.From, plan.ToVersion, plan.To, plan.Moved, ledger.SlotCount, 100*float64(plan.Moved)/ledger.SlotCount, len(plan.Groups))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FROM\tTO\tSLOTS")
+		for _, g := range plan.Groups {
+			fmt.Fprintf(tw, "%d\t%d\t%d\n", g.From, g.To, g.Slots)
+		}
+		tw.Flush()
+	})
 }
 
 // formatFlag registers --format: how a command prints its result.
@@ -251,4 +364,21 @@ func printAudit(w io.Writer, rep *storage.AuditReport) {
 	if rep.Unflushed > 0 {
 		fmt.Fprintf(w, "\nunflushed log records: %d (not yet in PostgreSQL; not judged)\n", rep.Unflushed)
 	}
+}
+
+// scalePlan is partitions plan's answer.
+type scalePlan struct {
+	FromVersion int64        `json:"from_version"`
+	ToVersion   int64        `json:"to_version"`
+	From        int32        `json:"from_partitions"`
+	To          int32        `json:"to_partitions"`
+	Moved       int          `json:"slots_moved"`
+	Groups      []scaleGroup `json:"groups"`
+}
+
+// scaleGroup is the slots that move between one pair of partitions.
+type scaleGroup struct {
+	From  int32 `json:"from"`
+	To    int32 `json:"to"`
+	Slots int   `json:"slots"`
 }

@@ -56,6 +56,7 @@ type runningNode struct {
 	disk                                  *diskGuard       // the data directory's free space
 	broker                                *kafkalog.Broker // the embedded broker, if this node runs it
 	parts, eventParts                     int32
+	slots                                 *ledger.SlotMap // the routing authority, from PostgreSQL (loadSlotMap)
 	stages                                *engine.Stages
 
 	// openStore
@@ -281,7 +282,31 @@ func (n *runningNode) openStore(ctx context.Context) error {
 	if len(applied) > 0 {
 		n.log.Info("migrations applied", "names", applied)
 	}
-	return n.checkLogIdentity(ctx)
+	if err := n.checkLogIdentity(ctx); err != nil {
+		return err
+	}
+	return n.loadSlotMap(ctx)
+}
+
+// loadSlotMap reads the slot map PostgreSQL holds (version 0 for the
+// command topic's partitions on a cluster's first start): the routing
+// authority of this node's ingress and engine. A map routing to more
+// partitions than the topic has is refused; a topic with more partitions
+// than the map uses is served (the extra ones stay empty).
+func (n *runningNode) loadSlotMap(ctx context.Context) error {
+	m, err := n.store.InitSlotMap(ctx, n.parts)
+	if err != nil {
+		return fmt.Errorf("loading the slot map: %w", err)
+	}
+	if m.Partitions > n.parts {
+		return &exitError{code: 1, err: fmt.Errorf("the slot map (version %d) routes to %d partitions, but %s has %d: grow the topic to %d partitions (kafka-topics --alter), or point the node at the log this database was built from",
+			m.Version, m.Partitions, kafkalog.TopicCommands, n.parts, m.Partitions)}
+	}
+	if m.Partitions < n.parts {
+		n.log.Warn("the command topic has more partitions than the slot map routes to; the extra ones stay empty", "topic_partitions", n.parts, "slot_map_partitions", m.Partitions, "slot_map_version", m.Version)
+	}
+	n.slots = m
+	return nil
 }
 
 // checkLogIdentity refuses a log that is not the one the database was
@@ -416,8 +441,8 @@ func (n *runningNode) startCluster(context.Context) error {
 			ID: f.nodeID, Roles: roles,
 			HTTP:    net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
 			Admin:   adminAdvertised,
-			Records: ledger.RecordVersionMax,
-			Remote:  net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
+			Records: ledger.RecordVersionMax, SlotMap: n.slots.Version,
+			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
 		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval, Keys: f.gossipKeys,
 	}, n.log.With("component", "cluster"))
@@ -460,7 +485,7 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 		// the engine.
 		var sink lateSink
 		n.eng, err = engine.New(engine.Config{
-			NodeID: f.nodeID, Partitions: n.parts, Ack: f.ack, FlushRows: f.flushRows,
+			NodeID: f.nodeID, Partitions: n.parts, Slots: n.slots, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
@@ -575,7 +600,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
 		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
-		Partitions:    n.parts, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
+		Partitions:    n.parts, Slots: n.slots, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,
