@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/bursar/bursar/ledger"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrSlotMapConflict is AddSlotMap's error when the map is not the
