@@ -119,12 +119,12 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		{testReq{method: "GET", path: "/internal/members"}, auth.Cluster, true},
 		{testReq{method: "POST", path: "/internal/drain"}, auth.Cluster, true},
 		{testReq{method: "GET", path: "/debug/pprof/heap"}, auth.Admin, true},
-		{testReq{method: "POST", path: "/api/v1/users", body: `{"username":"u1","password":"p","role":"teller"}`}, auth.Admin, false},
-		{testReq{method: "GET", path: "/api/v1/users"}, auth.Admin, false},
-		{testReq{method: "POST", path: "/api/v1/users/u1/disable"}, auth.Admin, false},
-		{testReq{method: "POST", path: "/api/v1/api-keys", body: `{"name":"k","scopes":["admin"]}`}, auth.Admin, false},
-		{testReq{method: "GET", path: "/api/v1/api-keys"}, auth.Admin, false},
-		{testReq{method: "DELETE", path: "/api/v1/api-keys/aaaaaaaaaaaaaaaa"}, auth.Admin, false},
+		{testReq{method: "POST", path: "/api/v1/users", body: `{"username":"u1","password":"p","role":"teller"}`}, auth.Admin, true},
+		{testReq{method: "GET", path: "/api/v1/users"}, auth.Admin, true},
+		{testReq{method: "POST", path: "/api/v1/users/u1/disable"}, auth.Admin, true},
+		{testReq{method: "POST", path: "/api/v1/api-keys", body: `{"name":"k","scopes":["admin"]}`}, auth.Admin, true},
+		{testReq{method: "GET", path: "/api/v1/api-keys"}, auth.Admin, true},
+		{testReq{method: "DELETE", path: "/api/v1/api-keys/aaaaaaaaaaaaaaaa"}, auth.Admin, true},
 	}
 	listener := func(admin bool) *testAPI {
 		if admin {
@@ -178,7 +178,7 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 		name, header string
 	}{
 		{"expired user token", "Bearer " + expired},
-		{"user token of an unknown signing key", "Bearer " + stranger},
+		{"user token with a bad signature", "Bearer " + stranger},
 		{"disabled user's token", "Bearer " + disabled},
 		{"HS256 user token", "Bearer " + hsToken},
 		{"no credential", ""},
@@ -262,7 +262,8 @@ func TestEveryRouteNeedsItsScope(t *testing.T) {
 	for _, tc := range []struct {
 		on   *testAPI
 		path string
-	}{{r.api, "/internal/members"}, {r.api, "/debug/pprof/heap"}, {r.admin, "/api/v1/accounts/" + testAccount}} {
+	}{{r.api, "/internal/members"}, {r.api, "/debug/pprof/heap"}, {r.api, "/api/v1/users"}, {r.api, "/api/v1/api-keys"},
+		{r.admin, "/api/v1/accounts/" + testAccount}, {r.admin, "/api/v1/auth/token"}} {
 		resp := tc.on.do(t, testReq{method: "GET", path: tc.path, header: map[string]string{"Authorization": "Bearer " + admin}})
 		assertError(t, resp, ledger.CodeRouteNotFound)
 	}
@@ -375,4 +376,45 @@ func signTestToken(t *testing.T, kid string, key ed25519.PrivateKey, id string, 
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestLoginThrottles: failed logins spend the user's bucket and the
+// address's; once the user's is empty, an address that has failed is
+// refused with 429 before the password is looked at, even the right one,
+// while an address with no failure to earn back still logs in, so that
+// guessing cannot lock a user out.
+func TestLoginThrottles(t *testing.T) {
+	r := newAuthRig(t)
+	ctx := context.Background()
+	u, err := auth.NewUser("alice", "alice's long password", auth.RoleTeller, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	r.srv.loginThrottle, r.srv.authThrottle = newLoginThrottle(2), newAuthThrottle(100)
+	r.srv.loginThrottle.now, r.srv.authThrottle.now = clock, clock
+	login := func(password string) testResp {
+		return r.api.do(t, testReq{method: "POST", path: "/api/v1/auth/token", body: `{"username":"alice","password":"` + password + `"}`})
+	}
+	for i := range 2 {
+		assertError(t, login("wrong password "+strconv.Itoa(i)), ledger.CodeUnauthenticated)
+	}
+	resp := login("wrong password 2")
+	assertError(t, resp, ledger.CodeRateLimited)
+	if resp.header["Retry-After"] == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	assertError(t, login("alice's long password"), ledger.CodeRateLimited) // this address has failed
+	now = now.Add(2 * time.Second)                                         // the address's bucket is full again; the user's is not
+	if resp := login("alice's long password"); resp.status != 200 || !strings.Contains(string(resp.body), `"access_token":"eyJ`) {
+		t.Fatalf("the right password from a clean address while the user's bucket is empty: %d %s", resp.status, resp.body)
+	}
+	assertError(t, login("wrong password 3"), ledger.CodeUnauthenticated) // a clean address's guess is looked at
+	assertError(t, login("alice's long password"), ledger.CodeRateLimited)
+	// Another user's logins are not held by alice's bucket.
+	assertError(t, r.api.do(t, testReq{method: "POST", path: "/api/v1/auth/token", body: `{"username":"bob","password":"anything at all"}`}), ledger.CodeUnauthenticated)
 }

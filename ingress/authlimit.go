@@ -98,6 +98,20 @@ func (t *failThrottle[K]) wait(addr K) time.Duration {
 	return time.Duration((1 - b.tokens) / t.rate * float64(time.Second))
 }
 
+// clean reports whether addr has no failure to earn back: never failed,
+// or its bucket is full again.
+func (t *failThrottle[K]) clean(addr K) bool {
+	addr = t.key(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.by[addr]
+	if b == nil {
+		return true
+	}
+	t.refill(b, t.now())
+	return b.tokens >= t.limit
+}
+
 // fail spends one of addr's failures; it reports false when addr could not
 // be tracked (every slot holds an address still throttled or refilling).
 func (t *failThrottle[K]) fail(addr K) bool {

@@ -297,6 +297,11 @@ func decodeOpenAs(body []byte, idemKey, asOwner string) (ledger.Command, *apiErr
 		if owner != "" && owner != asOwner {
 			return c, bad(ledger.CodeForbidden, "a customer opens accounts for itself only: leave owner_id out, or give your own user ID")
 		}
+		if req.AccountID != nil {
+			// ACCOUNT_EXISTS for an ID taken would tell a customer which
+			// accounts exist.
+			return c, bad(ledger.CodeForbidden, "a customer does not choose its account's ID: leave account_id out (with an Idempotency-Key, a retry names the same account)")
+		}
 		owner = asOwner
 	}
 	switch {

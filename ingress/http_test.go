@@ -97,7 +97,7 @@ func (a *testAPI) do(t *testing.T, r testReq) testResp {
 		t.Fatalf("%s %s: %v", r.method, r.path, err)
 	}
 	out := testResp{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
-	for _, k := range []string{"X-Request-ID", "Allow", "Content-Type"} {
+	for _, k := range []string{"X-Request-ID", "Allow", "Content-Type", "Retry-After"} {
 		out.header[k] = string(resp.Header.Peek(k))
 	}
 	return out

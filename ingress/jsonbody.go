@@ -146,8 +146,12 @@ func writeBalance(ctx *fasthttp.RequestCtx, id uuid.UUID, a *ledger.Account, exp
 	putJSONWriter(w)
 }
 
-// recordBody is one stored transaction row.
-type recordBody struct{ r *storage.TxRecord }
+// recordBody is one stored transaction row, as the reader v may see it
+// (nil: all of it).
+type recordBody struct {
+	r *storage.TxRecord
+	v *rowView
+}
 
 func (b recordBody) MarshalJSON() ([]byte, error) { return marshalBody(b) }
 
@@ -164,16 +168,40 @@ func (b recordBody) appendJSON(w *jsonw.Writer) {
 	w.String("description", r.Description)
 	w.String("reference_id", r.ReferenceID)
 	timeMember(w, "timestamp", r.TimestampUs)
-	amountMember(w, "balance_after", r.Balance, exp)
-	w.Int("sequence", r.Seq)
+	if b.v.seesBalance(r) {
+		amountMember(w, "balance_after", r.Balance, exp)
+		w.Int("sequence", r.Seq)
+	} else {
+		w.Null("balance_after")
+		w.Null("sequence")
+	}
 	if r.Code != ledger.OK {
 		w.String("error_code", r.Code.String())
 	}
 	if r.Counterparty != uuid.Nil {
 		w.UUID("counterparty_account_id", r.Counterparty)
 	}
-	createdBy(w, r.CreatedBy)
+	createdBy(w, b.v.createdBy(r.CreatedBy))
 	w.Close()
+}
+
+// rowView is what a customer may see of stored rows: the balance after
+// a row and its sequence only on its own accounts (a transfer's other leg
+// would show another owner's balance), and created_by only when it is the
+// customer itself (another's is a user ID, and so the owner ID of that
+// user's accounts). A nil view sees everything.
+type rowView struct {
+	owned map[uuid.UUID]bool
+	self  string // the reader's principal, as created_by records it
+}
+
+func (v *rowView) seesBalance(r *storage.TxRecord) bool { return v == nil || v.owned[r.AccountID] }
+
+func (v *rowView) createdBy(by string) string {
+	if v == nil || by == v.self {
+		return by
+	}
+	return ""
 }
 
 // createdBy writes member created_by: the principal that asked for the
@@ -225,8 +253,12 @@ func appendTransferOutcome(w *jsonw.Writer, c *ledger.Command, res *ledger.Resul
 	w.Close()
 }
 
-// transferBody is a transfer assembled from its legs, legs included.
-type transferBody struct{ t *transfer }
+// transferBody is a transfer assembled from its legs, legs included, as
+// the reader v may see it (nil: all of it).
+type transferBody struct {
+	t *transfer
+	v *rowView
+}
 
 func (b transferBody) MarshalJSON() ([]byte, error) { return marshalBody(b) }
 
@@ -258,12 +290,12 @@ func (b transferBody) appendJSON(w *jsonw.Writer) {
 	if t.code != ledger.OK {
 		w.String("error_code", t.code.String())
 	}
-	createdBy(w, d.CreatedBy)
+	createdBy(w, b.v.createdBy(d.CreatedBy))
 	w.Key("legs")
 	w.OpenArray()
 	for _, l := range [...]*storage.TxRecord{t.debit, t.credit, t.refund} {
 		if l != nil {
-			recordBody{l}.appendJSON(w)
+			recordBody{l, b.v}.appendJSON(w)
 		}
 	}
 	w.CloseArray()

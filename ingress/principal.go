@@ -101,10 +101,11 @@ func hides(ctx *fasthttp.RequestCtx, owner string) bool {
 // memory says, or PostgreSQL where this node has no engine. A nil error
 // means visible; an unknown or hidden account is ACCOUNT_NOT_FOUND alike.
 func (s *Server) checkOwner(ctx *fasthttp.RequestCtx, id uuid.UUID) *apiError {
-	if owner, ok := s.owners.get(id); ok {
-		if hides(ctx, owner) {
-			return bad(ledger.CodeAccountNotFound, "no account "+id.String())
-		}
+	// Only the customer's own accounts are answered from the cache: any
+	// other is read each time, as a missing one is, so that the time an
+	// answer takes tells nothing of whether another owner's account
+	// exists.
+	if owner, ok := s.owners.get(id); ok && !hides(ctx, owner) {
 		return nil
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -133,7 +134,12 @@ func (s *Server) checkOwner(ctx *fasthttp.RequestCtx, id uuid.UUID) *apiError {
 	if !exists || hides(ctx, owner) {
 		return bad(ledger.CodeAccountNotFound, "no account "+id.String())
 	}
-	s.owners.put(id, owner)
+	// The owner's memory may hold an open the log has not made durable
+	// yet (a broker crash could lose it, and the ID be opened again by
+	// another): remember the owner only once it is durable.
+	if s.cfg.Durable == nil || s.cfg.Durable(c) == nil {
+		s.owners.put(id, owner)
+	}
 	return nil
 }
 
@@ -172,26 +178,25 @@ func (o *ownerCache) put(id uuid.UUID, owner string) {
 	o.by[id] = owner
 }
 
-// seesTransaction reports whether the request may see a transaction
-// whose rows touch accounts: a customer sees it when one of them is its
-// own (a transfer to it included).
-func (s *Server) seesTransaction(ctx *fasthttp.RequestCtx, accounts []uuid.UUID) (bool, *apiError) {
+// ownedAccounts returns which of accounts (those of a transaction's rows)
+// the customer making the request owns: it sees the transaction when it
+// owns one of them (a transfer to it included), and the balances only of
+// those (rowView).
+func (s *Server) ownedAccounts(ctx *fasthttp.RequestCtx, accounts []uuid.UUID) (map[uuid.UUID]bool, *apiError) {
 	owner := customerOf(ctx)
-	if owner == "" {
-		return true, nil
-	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Every account of a stored row is stored: the flush that wrote the
 	// row wrote its account in the same transaction.
 	owners, err := s.store.AccountOwners(c, accounts)
 	if err != nil {
-		return false, s.readFailed("transactions", err)
+		return nil, s.readFailed("transactions", err)
 	}
-	for _, id := range accounts {
-		if o, ok := owners[id]; ok && o == owner {
-			return true, nil
+	owned := map[uuid.UUID]bool{}
+	for id, o := range owners {
+		if o == owner {
+			owned[id] = true
 		}
 	}
-	return false, nil
+	return owned, nil
 }

@@ -302,6 +302,16 @@ func (s *Server) routeAdmin(ctx *fasthttp.RequestCtx) (string, *apiError) {
 	if orig := ctx.URI().PathOriginal(); string(orig) != path {
 		return "unknown", bad(ledger.CodeRouteNotFound, "no route for this path: paths must be in canonical form (no dot or empty segments, no percent-escapes)")
 	}
+	want := func(m string) *apiError {
+		if string(ctx.Method()) == m || (m == "GET" && string(ctx.Method()) == "HEAD") {
+			return s.checkBodySize(ctx, path)
+		}
+		ctx.Response.Header.Set("Allow", m)
+		return bad(ledger.CodeMethodNotAllowed, "use "+m+" for "+path)
+	}
+	if name, err, ok := s.routeManagement(ctx, path, want); ok {
+		return name, err
+	}
 	switch {
 	case path == "/healthz" || path == "/readyz":
 		return s.route(ctx)
@@ -484,7 +494,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (string, *apiError) {
 		ctx.Response.Header.Set("Allow", m)
 		return bad(ledger.CodeMethodNotAllowed, "use "+m+" for "+path)
 	}
-	if name, err, ok := s.routeUsers(ctx, path, want); ok {
+	if name, err, ok := s.routeLogin(ctx, path, want); ok {
 		return name, err
 	}
 	switch path {
@@ -1059,27 +1069,29 @@ func (s *Server) transaction(ctx *fasthttp.RequestCtx, idText string) *apiError 
 	if err != nil {
 		return s.readFailed("transactions", err)
 	}
+	var view *rowView
 	if len(recs) > 0 && customerOf(ctx) != "" {
 		accounts := make([]uuid.UUID, 0, 2*len(recs))
 		for _, r := range recs {
 			accounts = append(accounts, r.AccountID)
 		}
-		ok, aerr := s.seesTransaction(ctx, accounts)
+		owned, aerr := s.ownedAccounts(ctx, accounts)
 		if aerr != nil {
 			return aerr
 		}
-		if !ok {
+		if len(owned) == 0 {
 			recs = nil // another owner's: as unknown as a missing one
 		}
+		view = &rowView{owned: owned, self: principalOf(ctx).String()}
 	}
 	if len(recs) == 0 {
 		return bad(ledger.CodeTransactionNotFound, "no transaction "+id.String()+" (history lags writes by the flush interval)")
 	}
 	if t := transferView(recs); t != nil {
-		writeJSON(ctx, 200, t.json())
+		writeJSON(ctx, 200, t.json(view))
 		return nil
 	}
-	writeJSON(ctx, 200, recordJSON(&recs[0]))
+	writeJSON(ctx, 200, recordBody{&recs[0], view})
 	return nil
 }
 
@@ -1105,10 +1117,12 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 		}
 		before = n
 	}
+	var view *rowView
 	if customerOf(ctx) != "" {
 		if aerr := s.checkOwner(ctx, id); aerr != nil {
 			return aerr
 		}
+		view = &rowView{owned: map[uuid.UUID]bool{id: true}, self: principalOf(ctx).String()}
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -1139,7 +1153,7 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	}
 	items := make([]recordBody, len(recs))
 	for i := range recs {
-		items[i] = recordJSON(&recs[i])
+		items[i] = recordBody{&recs[i], view}
 	}
 	out["transactions"] = items
 	writeJSON(ctx, 200, out)
@@ -1155,7 +1169,7 @@ func accountJSON(a *ledger.Account, exp int) accountBody { return accountBody{a,
 
 func txJSON(r *ledger.Result) txBody { return txBody{r} }
 
-func recordJSON(r *storage.TxRecord) recordBody { return recordBody{r} }
+func recordJSON(r *storage.TxRecord) recordBody { return recordBody{r, nil} }
 
 // writeJSON answers with v as JSON: appended by hand when v is one of the
 // bodies of jsonbody.go, else through encoding/json (cold paths: health,

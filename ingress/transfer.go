@@ -134,4 +134,4 @@ func transferView(recs []storage.TxRecord) *transfer {
 }
 
 // json returns the transfer as a response body (jsonbody.go).
-func (t *transfer) json() transferBody { return transferBody{t} }
+func (t *transfer) json(v *rowView) transferBody { return transferBody{t, v} }

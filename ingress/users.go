@@ -13,10 +13,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// The user service and key management routes:
+// The user service and key management routes. On the API listener:
 //
 //	POST   /api/v1/auth/token          username + password → a short-lived JWT (no credential)
 //	GET    /.well-known/jwks.json      the keys that verify the tokens (no credential)
+//
+// On the admin listener (--admin-addr), as every admin endpoint is:
+//
 //	POST   /api/v1/users               create a user (admin)
 //	GET    /api/v1/users               list users (admin)
 //	POST   /api/v1/users/{name}/disable  disable a user: its tokens stop working (admin)
@@ -71,8 +74,9 @@ var (
 // usersListMax bounds a user list.
 const usersListMax = 1000
 
-// routeUsers routes the user and key paths; ok is false for any other.
-func (s *Server) routeUsers(ctx *fasthttp.RequestCtx, path string, want func(string) *apiError) (string, *apiError, bool) {
+// routeLogin routes the API listener's token paths; ok is false for any
+// other.
+func (s *Server) routeLogin(ctx *fasthttp.RequestCtx, path string, want func(string) *apiError) (string, *apiError, bool) {
 	switch {
 	case path == "/.well-known/jwks.json":
 		if err := want("GET"); err != nil {
@@ -91,6 +95,14 @@ func (s *Server) routeUsers(ctx *fasthttp.RequestCtx, path string, want func(str
 			return "token", err, true
 		}
 		return "token", s.login(ctx), true
+	}
+	return "", nil, false
+}
+
+// routeManagement routes the admin listener's user and key paths; ok is
+// false for any other.
+func (s *Server) routeManagement(ctx *fasthttp.RequestCtx, path string, want func(string) *apiError) (string, *apiError, bool) {
+	switch {
 	case path == "/api/v1/users":
 		if err := s.authorize(ctx, auth.Admin); err != nil {
 			return "users", err, true
@@ -165,17 +177,25 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) *apiError {
 	if req.Username == "" || req.Password == "" {
 		return bad(ledger.CodeMissingField, "username and password are required")
 	}
-	if len(req.Username) > 64 || len(req.Password) > 256 {
-		// Longer than any stored one: a wrong login, without the hash.
+	user, ok := auth.NormalizeUsername(req.Username)
+	if !ok || len(req.Password) > auth.PasswordLenMax {
+		// No stored user has such a name or password: a wrong login,
+		// without the hash.
 		return s.loginFailed(ctx, "")
 	}
-	user := strings.ToLower(req.Username)
 	addr := sourceAddrOf(ctx)
 	wait := time.Duration(0)
 	if s.authThrottle != nil && addr.IsValid() {
 		wait = s.authThrottle.wait(addr)
 	}
-	if s.loginThrottle != nil {
+	// The per-user bucket stops guessing one user's password from many
+	// addresses; an address with no recent failure still gets through,
+	// so that guessing cannot lock the user out (an address that has
+	// failed once is not clean until its bucket is full again, which is
+	// seconds after a typo). Without an address throttle (behind a
+	// proxy) every address counts as having failed.
+	clean := s.authThrottle != nil && addr.IsValid() && s.authThrottle.clean(addr)
+	if s.loginThrottle != nil && !clean {
 		wait = max(wait, s.loginThrottle.wait(user))
 	}
 	if wait > 0 {
@@ -299,14 +319,18 @@ func (s *Server) disableUser(ctx *fasthttp.RequestCtx, name string) *apiError {
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ok, err := dir.DisableUser(c, strings.ToLower(name))
+	user, valid := auth.NormalizeUsername(name)
+	if !valid {
+		return bad(ledger.CodeUserNotFound, "no user named "+strconv.Quote(name))
+	}
+	ok, err := dir.DisableUser(c, user)
 	switch {
 	case err != nil:
 		return s.readFailed("users", err)
 	case !ok:
 		return bad(ledger.CodeUserNotFound, "no user named "+strconv.Quote(name))
 	}
-	writeJSON(ctx, 200, map[string]any{"username": strings.ToLower(name), "disabled": true})
+	writeJSON(ctx, 200, map[string]any{"username": user, "disabled": true})
 	return nil
 }
 
@@ -337,7 +361,7 @@ func (s *Server) createAPIKey(ctx *fasthttp.RequestCtx) *apiError {
 	token, k, err := dir.CreateAPIKey(c, req.Name, scopes)
 	switch {
 	case errors.Is(err, storage.ErrTooManyKeys):
-		return bad(ledger.CodeUnavailable, err.Error())
+		return bad(ledger.CodeAPIKeyLimit, "the database holds "+strconv.Itoa(storage.APIKeysMax)+" live API keys, the most it may: revoke some first")
 	case err != nil:
 		return s.readFailed("api keys", err)
 	}

@@ -38,6 +38,7 @@ const (
 	CodeUserExists
 	CodeUserNotFound
 	CodeAPIKeyNotFound
+	CodeAPIKeyLimit
 	codeCount
 )
 
@@ -82,6 +83,7 @@ var codes = [codeCount]CodeInfo{
 	CodeUserExists:           {"USER_EXISTS", 409, "a user with this username already exists"},
 	CodeUserNotFound:         {"USER_NOT_FOUND", 404, "no user has this username"},
 	CodeAPIKeyNotFound:       {"API_KEY_NOT_FOUND", 404, "no API key has this key ID"},
+	CodeAPIKeyLimit:          {"API_KEYS_AT_LIMIT", 409, "the database holds as many live API keys as it may (10,000): revoke some first"},
 }
 
 // Info returns the table row of c. An unknown code maps to INTERNAL.

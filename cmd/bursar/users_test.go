@@ -96,7 +96,8 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4", "--auth-refresh", "300ms")
 	ctx := context.Background()
-	admin := newClient(n.addr)
+	admin := newClient(n.admin) // users and keys are managed on the admin listener
+	api := newClient(n.addr)
 	aliceID := createUser(t, admin, "alice", "customer")
 	bobID := createUser(t, admin, "bob", "customer")
 	tinaID := createUser(t, admin, "tina", "teller")
@@ -118,6 +119,9 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		if r, err := admin.do(ctx, "POST", "/api/v1/users", tc.body, nil); err != nil || r.status != tc.status || r.errCode() != tc.code {
 			t.Errorf("create user %v: %v %d %s; want %d %s", tc.body, err, r.status, r.raw, tc.status, tc.code)
 		}
+	}
+	if r, err := api.do(ctx, "POST", "/api/v1/users", map[string]any{"username": "carol", "password": "long-enough-password", "role": "admin"}, nil); err != nil || r.status != 404 || r.errCode() != "NOT_FOUND" {
+		t.Fatalf("user management on the API listener: %v %+v", err, r)
 	}
 	anon := newClient(n.addr)
 	anon.key = ""
@@ -155,6 +159,9 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	a, b := ra.str("account_id"), rb.str("account_id")
 	if r := open(alice, "theft", map[string]any{"owner_id": bobID}); r.status != 403 || r.errCode() != "FORBIDDEN" {
 		t.Fatalf("a customer opening an account for another: %d %s", r.status, r.raw)
+	}
+	if r := open(alice, "probe", map[string]any{"account_id": b}); r.status != 403 || r.errCode() != "FORBIDDEN" {
+		t.Fatalf("a customer choosing an account ID (ACCOUNT_EXISTS would tell it exists): %d %s", r.status, r.raw)
 	}
 	rt := open(tina, "for-alice", map[string]any{"owner_id": aliceID})
 	if rt.status != 201 || rt.str("owner_id") != aliceID {
@@ -197,7 +204,7 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 			t.Fatalf("bob's debit not readable by bob: %v %+v", err, r)
 		}
 	}
-	appliedBefore := appliedCommands(t, admin)
+	appliedBefore := appliedCommands(t, api)
 	missing := uuid.NewString()
 	refused := []struct {
 		name, method, path string
@@ -214,12 +221,10 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		{"missing account's balance", "GET", "/api/v1/accounts/" + missing + "/balance", nil, "ACCOUNT_NOT_FOUND"},
 		{"missing account's debit", "POST", "/api/v1/transactions/debit", map[string]any{"account_id": missing, "amount": "1.00", "currency": "USD"}, "ACCOUNT_NOT_FOUND"},
 		{"deposit", "POST", "/api/v1/transactions/credit", map[string]any{"account_id": b, "amount": "1.00", "currency": "USD"}, "FORBIDDEN"},
-		{"user list", "GET", "/api/v1/users", nil, "FORBIDDEN"},
-		{"key creation", "POST", "/api/v1/api-keys", map[string]any{"name": "mine", "scopes": []string{"admin"}}, "FORBIDDEN"},
 	}
 	for _, rq := range refused {
 		headers := map[string]string{}
-		if rq.method == "POST" {
+		if strings.HasSuffix(rq.name, "under bob's key") {
 			headers["Idempotency-Key"] = "k1" // bob's key on his account
 		}
 		r, err := alice.do(ctx, rq.method, rq.path, rq.body, headers)
@@ -229,6 +234,17 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		}
 		if rq.code == "ACCOUNT_NOT_FOUND" && strings.Contains(string(r.raw), b) && !strings.Contains(string(r.raw), "no account "+b) {
 			t.Errorf("alice's %s tells more than a missing account would: %s", rq.name, r.raw)
+		}
+	}
+	aliceAdmin := newClient(n.admin)
+	aliceAdmin.key = alice.key
+	for path, body := range map[string]any{"/api/v1/users": nil, "/api/v1/api-keys": map[string]any{"name": "mine", "scopes": []string{"admin"}}} {
+		method := "GET"
+		if body != nil {
+			method = "POST"
+		}
+		if r, err := aliceAdmin.do(ctx, method, path, body, nil); err != nil || r.status != 403 || r.errCode() != "FORBIDDEN" {
+			t.Errorf("a customer's %s %s: %v %+v", method, path, err, r)
 		}
 	}
 	batch, err := alice.do(ctx, "POST", "/api/v1/transactions/batch", map[string]any{"items": []any{
@@ -242,7 +258,7 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	if r := tina.deposit(t, b, "1.00", "marker"); r.status != 201 {
 		t.Fatalf("marker deposit: %d %s", r.status, r.raw)
 	}
-	if got := appliedCommands(t, admin); got != appliedBefore+1 {
+	if got := appliedCommands(t, api); got != appliedBefore+1 {
 		t.Fatalf("%v commands applied across the refusals and one deposit; want %v + 1: a refusal was appended", got, appliedBefore)
 	}
 	// Once the marker's row is stored, so is every row before it in its
@@ -271,14 +287,30 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	if r, err := alice.do(ctx, "GET", "/api/v1/accounts/"+rt.str("account_id"), nil, nil); err != nil || r.status != 200 {
 		t.Fatalf("the account the teller opened for alice: %v %+v", err, r)
 	}
-	for _, c := range []*apiClient{alice, bob} { // the transfer touches both
+	// Each party sees the transfer, and the balance after only its own
+	// leg; created_by only when it is itself.
+	for _, party := range []struct {
+		c       *apiClient
+		own, by string
+	}{{alice, a, "user:" + aliceID}, {bob, b, ""}} {
+		var r *apiResponse
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			r, err := c.do(ctx, "GET", "/api/v1/transactions/"+tr.str("transaction_id"), nil, nil)
-			if err == nil && r.status == 200 {
+			r, err = party.c.do(ctx, "GET", "/api/v1/transactions/"+tr.str("transaction_id"), nil, nil)
+			if legs, _ := r.body["legs"].([]any); err == nil && r.status == 200 && len(legs) == 2 {
 				break
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("the transfer as a party to it: %v %+v", err, r)
+			}
+		}
+		if by, _ := r.body["created_by"].(string); by != party.by {
+			t.Fatalf("the transfer's created_by as seen by %s: %q, want %q: %s", party.own, by, party.by, r.raw)
+		}
+		for _, l := range r.body["legs"].([]any) {
+			leg := l.(map[string]any)
+			own := leg["account_id"] == party.own
+			if (leg["balance_after"] != nil) != own || (leg["sequence"] != nil) != own {
+				t.Fatalf("a party sees the balance after the other's leg (or not its own): %s", r.raw)
 			}
 		}
 	}
@@ -392,8 +424,7 @@ func refusedWithin(t *testing.T, c *apiClient, path string, d time.Duration) {
 func clusterWideCredentials(t *testing.T, nodes []*node, dbURL string, unowned []string) {
 	t.Helper()
 	ctx := context.Background()
-	admin := newClient(nodes[0].addr)
-	ownerID := createUser(t, admin, "carol", "customer")
+	ownerID := createUser(t, newClient(nodes[0].admin), "carol", "customer")
 	_, token := userClient(t, nodes[1], "carol", "carol-password-1")
 	via := func(n *node) *apiClient { c := newClient(n.addr); c.key = token; return c }
 	for i := range 8 {
@@ -429,10 +460,11 @@ func clusterWideCredentials(t *testing.T, nodes []*node, dbURL string, unowned [
 		}
 	}
 	id := strings.SplitN(strings.TrimPrefix(key, "bsk_"), "_", 2)[0]
-	if r, err := admin.do(ctx, "DELETE", "/api/v1/api-keys/"+id, nil, nil); err != nil || r.status != 200 {
+	mgmt := newClient(nodes[2].admin)
+	if r, err := mgmt.do(ctx, "DELETE", "/api/v1/api-keys/"+id, nil, nil); err != nil || r.status != 200 {
 		t.Fatalf("revoking through the API: %v %+v", err, r)
 	}
-	if r, err := admin.do(ctx, "DELETE", "/api/v1/api-keys/nosuchkey", nil, nil); err != nil || r.status != 404 || r.errCode() != "API_KEY_NOT_FOUND" {
+	if r, err := mgmt.do(ctx, "DELETE", "/api/v1/api-keys/nosuchkey", nil, nil); err != nil || r.status != 404 || r.errCode() != "API_KEY_NOT_FOUND" {
 		t.Fatalf("revoking an unknown key: %v %+v", err, r)
 	}
 	for _, rc := range readers {
