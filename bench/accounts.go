@@ -8,9 +8,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// PartitionsMax bounds --partitions: accounts hash to ledger.SlotCount
-// slots, so more partitions than slots would leave some empty.
-const PartitionsMax = ledger.SlotCount
+// PartitionsMax bounds --partitions: a slot map spreads the slots over
+// at most ledger.PartitionsMax partitions.
+const PartitionsMax = ledger.PartitionsMax
 
 // accountNamespace derives the bench's account IDs. The bench chooses
 // every ID itself (POST /api/v1/accounts accepts account_id) so that it

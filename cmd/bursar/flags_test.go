@@ -14,7 +14,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--partitions", "0"}, "--partitions"},
-		{[]string{"--partitions", "10001"}, "--partitions"},
+		{[]string{"--partitions", "4097"}, "--partitions"},
 		{[]string{"--event-partitions", "-1"}, "--event-partitions"},
 		{[]string{"--event-partitions", "10001"}, "--event-partitions"},
 		{[]string{"--roles", "ingress,oracle"}, "--roles"},

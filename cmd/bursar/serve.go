@@ -139,8 +139,8 @@ func runServe(args []string, _ io.Writer) error {
 	if f.nodeID == "" || strings.ContainsAny(f.nodeID, "/ ") {
 		return &exitError{code: 2, err: errors.New("--node-id must be non-empty, without '/' or spaces")}
 	}
-	if f.partitions < 1 || f.partitions > 10000 {
-		return &exitError{code: 2, err: errors.New("--partitions must be between 1 and 10000")}
+	if f.partitions < 1 || f.partitions > ledger.PartitionsMax {
+		return &exitError{code: 2, err: fmt.Errorf("--partitions must be between 1 and %d (the most a slot map spreads its slots over)", ledger.PartitionsMax)}
 	}
 	if f.kafkaLinger < 0 || f.kafkaLinger > time.Second {
 		return &exitError{code: 2, err: errors.New("--kafka-linger must be between 0 and 1s")}
