@@ -418,3 +418,45 @@ func TestLoginThrottles(t *testing.T) {
 	// Another user's logins are not held by alice's bucket.
 	assertError(t, r.api.do(t, testReq{method: "POST", path: "/api/v1/auth/token", body: `{"username":"bob","password":"anything at all"}`}), ledger.CodeUnauthenticated)
 }
+
+// TestBadKeysAreThrottledPerKeyID: wrong secrets for one key ID, from
+// addresses that each stay under their own limit, spend that ID's bucket;
+// past it, tokens with that ID get 429 without a check, while the live
+// key itself still gets in.
+func TestBadKeysAreThrottledPerKeyID(t *testing.T) {
+	r := newAuthRig(t)
+	live, id := r.key(t, auth.AccountsRead)
+	if err := r.verifier.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	r.srv.keyThrottle, r.srv.authThrottle = newLoginThrottle(3), nil // the address limit off: only the key ID's counts
+	r.srv.keyThrottle.now = func() time.Time { return now }
+	read := func(token string) testResp {
+		return r.api.do(t, testReq{method: "GET", path: "/api/v1/accounts/" + testAccount + "/balance", header: map[string]string{"Authorization": "Bearer " + token}})
+	}
+	wrong := func(i int) string {
+		b := []byte(live)
+		b[len(b)-1] = "abcdefgh"[i%8]
+		if string(b) == live {
+			b[len(b)-1] = 'z'
+		}
+		return string(b)
+	}
+	for i := range 3 {
+		assertError(t, read(wrong(i)), ledger.CodeUnauthenticated)
+	}
+	assertError(t, read(wrong(3)), ledger.CodeRateLimited)
+	if resp := read(live); resp.status == 401 || resp.status == 429 {
+		t.Fatalf("the live key %s while its ID is throttled: %d %s", id, resp.status, resp.body)
+	}
+	other, _ := r.key(t, auth.AccountsRead)
+	if err := r.verifier.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp := read(other); resp.status == 401 || resp.status == 429 {
+		t.Fatalf("another key while one ID is throttled: %d %s", resp.status, resp.body)
+	}
+	now = now.Add(time.Minute)
+	assertError(t, read(wrong(5)), ledger.CodeUnauthenticated) // earned back
+}

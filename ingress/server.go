@@ -47,7 +47,9 @@ type Config struct {
 	RecordVersion func() int
 	// AuthFailuresPerMinute is how many failed authentications a source
 	// address may make in a minute before its requests are refused with
-	// 429 until it earns some back (authThrottle); 0: no limit.
+	// 429 until it earns some back (authThrottle), and how many one API
+	// key ID may take from any address before tokens with that ID other
+	// than the live key are (keyThrottle); 0: no limit.
 	AuthFailuresPerMinute int
 	// LoginFailuresPerMinute is how many failed logins one username may
 	// take in a minute, from any address, before its logins are refused
@@ -207,6 +209,7 @@ type Server struct {
 
 	authThrottle  *authThrottle  // authlimit.go; nil: no limit
 	loginThrottle *loginThrottle // authlimit.go, per username; nil: no limit
+	keyThrottle   *loginThrottle // authlimit.go, per API key ID; nil: no limit
 	owners        *ownerCache    // principal.go
 }
 
@@ -238,6 +241,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	s.initConns(reg)
 	s.authThrottle = newAuthThrottle(cfg.AuthFailuresPerMinute)
 	s.loginThrottle = newLoginThrottle(cfg.LoginFailuresPerMinute)
+	s.keyThrottle = newLoginThrottle(cfg.AuthFailuresPerMinute)
 	s.owners = newOwnerCache(ownerCacheMax)
 	if reg != nil {
 		reg.MustRegister(s.requests, s.rejected, s.latency,
@@ -626,10 +630,29 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError
 			return bad(ledger.CodeRateLimited, "too many failed authentications from this address; retry after Retry-After seconds")
 		}
 	}
+	// Failures are counted per key ID too (the principal a bad API key
+	// claims), from any address: past the limit, tokens with that ID that
+	// are not the live key get 429 without a check. The key itself still
+	// gets in, so guessing its secret cannot lock its service out.
+	token, _ := bearer(ctx.Request.Header.Peek("Authorization"))
+	keyID, isKey := auth.KeyID(token)
+	if isKey && s.keyThrottle != nil {
+		if wait := s.keyThrottle.wait(keyID); wait > 0 {
+			if p, ok := s.loadedPrincipal(ctx); ok {
+				return s.admit(ctx, p, scope)
+			}
+			s.rejected.WithLabelValues("key_throttled").Inc()
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			return bad(ledger.CodeRateLimited, "too many failed authentications with this key ID; retry after Retry-After seconds")
+		}
+	}
 	aerr := s.checkCredential(ctx, scope)
-	if aerr != nil && aerr.code == ledger.CodeUnauthenticated && s.authThrottle != nil && addr.IsValid() {
-		if !s.authThrottle.fail(addr) {
+	if aerr != nil && aerr.code == ledger.CodeUnauthenticated {
+		if s.authThrottle != nil && addr.IsValid() && !s.authThrottle.fail(addr) {
 			s.rejected.WithLabelValues("auth_throttle_full").Inc()
+		}
+		if isKey && s.keyThrottle != nil && !s.keyThrottle.fail(keyID) {
+			s.rejected.WithLabelValues("key_throttle_full").Inc()
 		}
 	}
 	return aerr
