@@ -115,13 +115,9 @@ func (s *Server) checkOwner(ctx *fasthttp.RequestCtx, id uuid.UUID) *apiError {
 		exists bool
 	)
 	if s.engine != nil {
-		acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
-		switch {
-		case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
-			return bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")
-		case err != nil:
-			s.log.Warn("account read failed", "account_id", id, "err", err)
-			return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+		acc, aerr := s.ownerMemory(c, id)
+		if aerr != nil {
+			return aerr
 		}
 		owner, exists = acc.Owner, acc.Exists
 	} else {
@@ -141,6 +137,21 @@ func (s *Server) checkOwner(ctx *fasthttp.RequestCtx, id uuid.UUID) *apiError {
 		s.owners.put(id, owner)
 	}
 	return nil
+}
+
+// ownerMemory reads account id from its owner's memory, for a check
+// before a read of PostgreSQL (the owner knows an account opened but not
+// yet flushed), with the answers a failed read gets.
+func (s *Server) ownerMemory(c context.Context, id uuid.UUID) (ledger.Account, *apiError) {
+	acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+	switch {
+	case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
+		return acc, bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")
+	case err != nil:
+		s.log.Warn("account read failed", "account_id", id, "err", err)
+		return acc, bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+	}
+	return acc, nil
 }
 
 // ownerCache remembers the owners of accounts that exist: an account's

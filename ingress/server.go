@@ -1156,13 +1156,10 @@ func (s *Server) history(ctx *fasthttp.RequestCtx, idText string) *apiError {
 	if len(recs) == 0 && before == 0 && s.engine != nil {
 		// No rows: an unknown account is 404, as its balance is; an account
 		// opened but not yet flushed has an empty history. The owner knows.
-		acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+		acc, aerr := s.ownerMemory(c, id)
 		switch {
-		case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
-			return bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")
-		case err != nil:
-			s.log.Warn("account read failed", "account_id", id, "err", err)
-			return bad(ledger.CodeUnavailable, "cannot read history now; retry shortly")
+		case aerr != nil:
+			return aerr
 		case !acc.Exists:
 			return bad(ledger.CodeAccountNotFound, "no account "+id.String())
 		}

@@ -173,20 +173,16 @@ func printPartitions(w io.Writer, v partitionsLs) {
 // would move: the slots of each (from, to) group, in the order a
 // migration moves them. It changes nothing.
 func partitionsPlan(args []string, stdout io.Writer) error {
-	fs := newFlagSet("partitions plan", "Shows what scaling to --to partitions moves: slots per (from, to) group, in migration order, from the slot map PostgreSQL holds. Changes nothing.")
-	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	to := fs.Int("to", 0, "the partition count to plan for (more than the map's, at most 4096)")
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	cmd := newStoreCommand("partitions plan", "Shows what scaling to --to partitions moves: slots per (from, to) group, in migration order, from the slot map PostgreSQL holds. Changes nothing.")
+	to := cmd.fs.Int("to", 0, "the partition count to plan for (more than the map's, at most 4096)")
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := checkFormat(*format); err != nil {
-		return err
-	}
+	format := cmd.format
 	if *to <= 0 || *to > ledger.PartitionsMax {
 		return &exitError{code: 2, err: fmt.Errorf("--to must be 1 to %d", ledger.PartitionsMax)}
 	}
-	ctx, store, done, err := openKeyStore(*url)
+	ctx, store, done, err := cmd.open()
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -55,6 +56,33 @@ func openKeyStore(url string) (context.Context, *storage.Store, func(), error) {
 		return nil, nil, nil, err
 	}
 	return ctx, store, func() { store.Close(); cancel() }, nil
+}
+
+// storeCommand is the flags every command that prints rows from
+// PostgreSQL takes: --database-url and --format.
+type storeCommand struct {
+	fs          *flag.FlagSet
+	url, format *string
+}
+
+// newStoreCommand registers --database-url and --format on a new flag
+// set; the command adds its own flags to fs before parse.
+func newStoreCommand(name, help string) storeCommand {
+	fs := newFlagSet(name, help)
+	return storeCommand{fs: fs, url: fs.String("database-url", "", "PostgreSQL connection URL (required)"), format: formatFlag(fs)}
+}
+
+// parse parses args and checks --format (exit 2 on either).
+func (c storeCommand) parse(args []string) error {
+	if err := parseFlags(c.fs, args); err != nil {
+		return err
+	}
+	return checkFormat(*c.format)
+}
+
+// open opens PostgreSQL (openKeyStore).
+func (c storeCommand) open() (context.Context, *storage.Store, func(), error) {
+	return openKeyStore(*c.url)
 }
 
 func apikeyCreate(args []string, stdout io.Writer) error {
@@ -111,16 +139,12 @@ func apikeyCreate(args []string, stdout io.Writer) error {
 func scopeList() string { return strings.Join(auth.Names(auth.Scopes), ", ") }
 
 func apikeyList(args []string, stdout io.Writer) error {
-	fs := newFlagSet("apikey ls", "Lists API keys: ID, name, scopes, created, revoked (never the tokens).")
-	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	cmd := newStoreCommand("apikey ls", "Lists API keys: ID, name, scopes, created, revoked (never the tokens).")
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := checkFormat(*format); err != nil {
-		return err
-	}
-	ctx, store, done, err := openKeyStore(*url)
+	format := cmd.format
+	ctx, store, done, err := cmd.open()
 	if err != nil {
 		return err
 	}

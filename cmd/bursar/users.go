@@ -106,16 +106,12 @@ func userCreate(args []string, stdout io.Writer, stdin io.Reader) error {
 }
 
 func userList(args []string, stdout io.Writer) error {
-	fs := newFlagSet("user ls", "Lists users: ID, name, role, created, disabled (never password hashes).")
-	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	cmd := newStoreCommand("user ls", "Lists users: ID, name, role, created, disabled (never password hashes).")
+	if err := cmd.parse(args); err != nil {
 		return err
 	}
-	if err := checkFormat(*format); err != nil {
-		return err
-	}
-	ctx, store, done, err := openKeyStore(*url)
+	format := cmd.format
+	ctx, store, done, err := cmd.open()
 	if err != nil {
 		return err
 	}
@@ -214,16 +210,12 @@ func runSigningKey(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s\n# signs new tokens from the next --auth-refresh; retire the previous key once its tokens have expired (--token-ttl)\n", kid)
 		return nil
 	case "ls":
-		fs := newFlagSet("signing-key ls", "Lists the signing keys in use (not retired), newest (the one that signs) first; never the private keys.")
-		url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-		format := formatFlag(fs)
-		if err := parseFlags(fs, args[1:]); err != nil {
+		cmd := newStoreCommand("signing-key ls", "Lists the signing keys in use (not retired), newest (the one that signs) first; never the private keys.")
+		if err := cmd.parse(args[1:]); err != nil {
 			return err
 		}
-		if err := checkFormat(*format); err != nil {
-			return err
-		}
-		ctx, store, done, err := openKeyStore(*url)
+		format := cmd.format
+		ctx, store, done, err := cmd.open()
 		if err != nil {
 			return err
 		}

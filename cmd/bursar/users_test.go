@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -369,6 +370,40 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		t.Fatalf("signing-key rotate: %v %s", err, out)
 	}
 	newKid := strings.SplitN(string(out), "\n", 2)[0]
+	out, err = exec.Command(binPath, "signing-key", "ls", "--format", "json", "--database-url", dbURL).CombinedOutput()
+	var keys []struct {
+		Kid   string `json:"kid"`
+		Signs bool   `json:"signs"`
+	}
+	if err != nil || json.Unmarshal(out, &keys) != nil || len(keys) != 2 || keys[0].Kid != newKid || !keys[0].Signs || keys[1].Kid != kid || keys[1].Signs {
+		t.Fatalf("signing-key ls after a rotation: %v %s", err, out)
+	}
+	out, err = exec.Command(binPath, "user", "ls", "--format", "json", "--database-url", dbURL).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "argon2") || !strings.Contains(string(out), `"username": "alice"`) || !strings.Contains(string(out), `"role": "operator"`) {
+		t.Fatalf("user ls: %v %s", err, out)
+	}
+	// A user made on the command line logs in.
+	create := exec.Command(binPath, "user", "create", "--username", "dora", "--role", "teller", "--password-stdin", "--database-url", dbURL)
+	create.Stdin = strings.NewReader("dora-password-1\n")
+	if out, err := create.CombinedOutput(); err != nil || !strings.Contains(string(out), "created teller dora") {
+		t.Fatalf("user create: %v %s", err, out)
+	}
+	userClient(t, n, "dora", "dora-password-1")
+	for _, bad := range [][]string{
+		{"user", "create", "--username", "eve", "--role", "teller"},                                     // no password source
+		{"user", "create", "--username", "eve", "--role", "god", "--password-stdin"},                    // no such role
+		{"user", "create", "--username", "dora", "--role", "teller", "--password-file", "/nonexistent"}, // unreadable
+		{"user", "disable"},
+		{"signing-key", "retire"},
+	} {
+		cmd := exec.Command(binPath, append(bad, "--database-url", dbURL)...)
+		cmd.Stdin = strings.NewReader("a long enough password\n")
+		if out, err := cmd.CombinedOutput(); err == nil {
+			t.Errorf("%v: exit 0: %s", bad, out)
+		} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v: %v, want exit 2: %s", bad, err, out)
+		}
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, fresh := userClient(t, n, "alice", "alice-password-1")
 		h, _, _ := jwt.NewParser().ParseUnverified(fresh, jwt.MapClaims{})
