@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -157,10 +158,28 @@ func oneArg(fs interface{ Parse([]string) error }, args []string, usage string) 
 }
 
 func userDisable(args []string, stdout io.Writer) error {
-	fs := newFlagSet("user disable", "Disables a user: its logins are refused at once, its tokens by every node within its --auth-refresh.")
+	return onArg("user disable", "Disables a user: its logins are refused at once, its tokens by every node within its --auth-refresh.",
+		"usage: bursar user disable USERNAME [--database-url URL]", args,
+		func(ctx context.Context, store *storage.Store, name string) error {
+			ok, err := store.DisableUser(ctx, name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return &exitError{code: 1, err: fmt.Errorf("no user %q", name)}
+			}
+			fmt.Fprintf(stdout, "disabled %s: logins refused now, its tokens by every node within its --auth-refresh\n", strings.ToLower(name))
+			return nil
+		})
+}
+
+// onArg runs a command of the form "NAME ARG [--database-url URL]": fn
+// gets ARG and PostgreSQL.
+func onArg(name, help, usage string, args []string, fn func(context.Context, *storage.Store, string) error) error {
+	fs := newFlagSet(name, help)
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-	name, err := oneArg(fs, args, "usage: bursar user disable USERNAME [--database-url URL]")
-	if err != nil || name == "" {
+	arg, err := oneArg(fs, args, usage)
+	if err != nil || arg == "" {
 		return err
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
@@ -171,15 +190,7 @@ func userDisable(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer done()
-	ok, err := store.DisableUser(ctx, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return &exitError{code: 1, err: fmt.Errorf("no user %q", name)}
-	}
-	fmt.Fprintf(stdout, "disabled %s: logins refused now, its tokens by every node within its --auth-refresh\n", strings.ToLower(name))
-	return nil
+	return fn(ctx, store, arg)
 }
 
 const signingKeyUsage = "usage: bursar signing-key rotate | ls | retire KID  [--database-url URL] (or DATABASE_URL)"
@@ -243,29 +254,19 @@ func runSigningKey(args []string, stdout io.Writer) error {
 			tw.Flush()
 		})
 	case "retire":
-		fs := newFlagSet("signing-key retire", "Retires a signing key: tokens it signed are refused by every node within its --auth-refresh.")
-		url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
-		kid, err := oneArg(fs, args[1:], "usage: bursar signing-key retire KID [--database-url URL]")
-		if err != nil || kid == "" {
-			return err
-		}
-		if err := parseFlags(fs, args[2:]); err != nil {
-			return err
-		}
-		ctx, store, done, err := openKeyStore(*url)
-		if err != nil {
-			return err
-		}
-		defer done()
-		ok, err := store.RetireSigningKey(ctx, kid)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return &exitError{code: 1, err: fmt.Errorf("no signing key %q in use", kid)}
-		}
-		fmt.Fprintf(stdout, "retired %s: its tokens are refused by every node within its --auth-refresh\n", kid)
-		return nil
+		return onArg("signing-key retire", "Retires a signing key: tokens it signed are refused by every node within its --auth-refresh.",
+			"usage: bursar signing-key retire KID [--database-url URL]", args[1:],
+			func(ctx context.Context, store *storage.Store, kid string) error {
+				ok, err := store.RetireSigningKey(ctx, kid)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return &exitError{code: 1, err: fmt.Errorf("no signing key %q in use", kid)}
+				}
+				fmt.Fprintf(stdout, "retired %s: its tokens are refused by every node within its --auth-refresh\n", kid)
+				return nil
+			})
 	}
 	return &exitError{code: 2, err: errors.New(signingKeyUsage)}
 }
