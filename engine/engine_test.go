@@ -761,30 +761,3 @@ func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return 
 func (h countingHandler) Handle(context.Context, slog.Record) error    { h.n.Add(1); return nil }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
 func (h countingHandler) WithGroup(string) slog.Handler                { return h }
-
-// TestFetchLoopEndsWhenTheClientCloses: a closed Kafka client ends the
-// fetch loop instead of spinning on its error (a start-up that failed
-// after the engine started once logged 13,614 fetch errors in 120 ms).
-func TestFetchLoopEndsWhenTheClientCloses(t *testing.T) {
-	r := newRig(t)
-	cl := r.newClient()
-	var warnings atomic.Int64
-	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: parts, FlushInterval: 5 * time.Millisecond, Ack: engine.AckApplied},
-		slog.New(countingHandler{&warnings}), r.store, cl, newSink(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(context.Background(), []int32{0, 1, 2, 3}); err != nil {
-		t.Fatal(err)
-	}
-	cl.Close()
-	select {
-	case <-eng.Fatal(): // the loop saw the closed client and reported it
-	case <-time.After(10 * time.Second):
-		t.Fatal("no fatal error 10 s after the engine's client closed")
-	}
-	if n := warnings.Load(); n > 5 {
-		t.Fatalf("%d warnings once the client closed: the fetch loop spun", n)
-	}
-	eng.Stop(context.Background()) //nolint:errcheck // the client is gone; only the loop matters here
-}
