@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -42,14 +43,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // every port freePort returned in this process
+)
+
+// freePort returns a loopback address no one listens on, with a port
+// below the kernel's ephemeral range (32768 and up on Linux): a port the
+// kernel hands out (":0") is free only until a client connection takes it
+// as its local port, and between the test picking it and the node binding
+// it, one did ("bind: address already in use" in CI). Ports below the
+// range are only taken by listeners, and this one is checked free.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue // handed out before, maybe not bound yet
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port below the ephemeral range after 200 tries")
+	return ""
 }
 
 // API keys of the process tests: one admin key per database, created
