@@ -38,7 +38,7 @@ type Meta struct {
 	Records int `json:"records,omitempty"`
 	// SlotMap is the version of the slot map the node routes by
 	// (ledger.SlotMap.Version); absent on releases before slot maps.
-	SlotMap  int64 `json:"slot_map,omitempty"`
+	SlotMap  int64 `json:"slot_map"`
 	Draining bool  `json:"draining,omitempty"`
 }
 

@@ -395,26 +395,41 @@ func TestLoginThrottles(t *testing.T) {
 	}
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
-	r.srv.loginThrottle, r.srv.authThrottle = newLoginThrottle(2), newAuthThrottle(100)
-	r.srv.loginThrottle.now, r.srv.authThrottle.now = clock, clock
+	r.srv.loginThrottle, r.srv.loginCleanThrottle, r.srv.authThrottle = newLoginThrottle(2), newLoginThrottle(6), newAuthThrottle(100)
+	r.srv.loginThrottle.now, r.srv.loginCleanThrottle.now, r.srv.authThrottle.now = clock, clock, clock
 	login := func(password string) testResp {
 		return r.api.do(t, testReq{method: "POST", path: "/api/v1/auth/token", body: `{"username":"alice","password":"` + password + `"}`})
 	}
-	for i := range 2 {
+	// The first guess comes from a clean address; the next two from a
+	// dirty one, which empty the dirty bucket.
+	for i := range 3 {
 		assertError(t, login("wrong password "+strconv.Itoa(i)), ledger.CodeUnauthenticated)
 	}
-	resp := login("wrong password 2")
+	resp := login("wrong password 3")
 	assertError(t, resp, ledger.CodeRateLimited)
 	if resp.header["Retry-After"] == "" {
 		t.Fatal("429 without Retry-After")
 	}
 	assertError(t, login("alice's long password"), ledger.CodeRateLimited) // this address has failed
-	now = now.Add(2 * time.Second)                                         // the address's bucket is full again; the user's is not
+	now = now.Add(2 * time.Second)                                         // the address's bucket is full again; the user's dirty one is not
 	if resp := login("alice's long password"); resp.status != 200 || !strings.Contains(string(resp.body), `"access_token":"eyJ`) {
 		t.Fatalf("the right password from a clean address while the user's bucket is empty: %d %s", resp.status, resp.body)
 	}
-	assertError(t, login("wrong password 3"), ledger.CodeUnauthenticated) // a clean address's guess is looked at
-	assertError(t, login("alice's long password"), ledger.CodeRateLimited)
+	// Guessing from addresses that are always clean (one guess per
+	// refill) is bounded too: by the clean bucket.
+	allowed := 0
+	for range 20 {
+		now = now.Add(2 * time.Second)
+		resp := login("wrong password again")
+		if resp.status == 429 {
+			break
+		}
+		assertError(t, resp, ledger.CodeUnauthenticated)
+		allowed++
+	}
+	if allowed == 20 || allowed > 8 {
+		t.Fatalf("%d guesses from clean addresses before 429; the clean bucket holds 6", allowed)
+	}
 	// Another user's logins are not held by alice's bucket.
 	assertError(t, r.api.do(t, testReq{method: "POST", path: "/api/v1/auth/token", body: `{"username":"bob","password":"anything at all"}`}), ledger.CodeUnauthenticated)
 }

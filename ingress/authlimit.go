@@ -106,7 +106,9 @@ func (t *failThrottle[K]) clean(addr K) bool {
 	defer t.mu.Unlock()
 	b := t.by[addr]
 	if b == nil {
-		return true
+		// Unknown: clean, unless the table is full, when a failure from
+		// it could not have been recorded.
+		return len(t.by) < t.max
 	}
 	t.refill(b, t.now())
 	return b.tokens >= t.limit

@@ -29,7 +29,9 @@ import (
 //     which a teller or a payment service records, not the customer;
 //   - its reads of another owner's account, history or transaction are
 //     answered as if the account or transaction did not exist (404), so
-//     account IDs cannot be probed.
+//     reads tell nothing of other owners' accounts. (A transfer tells
+//     what a bank transfer does: whether the destination exists, is
+//     closed or takes another currency, by the refund's code.)
 //
 // Every other principal (API keys, admins, tellers) reaches any account.
 
@@ -77,7 +79,7 @@ func (s *Server) restrict(ctx *fasthttp.RequestCtx, c *ledger.Command) *apiError
 			return s.readFailed("users", err)
 		}
 		if !ok {
-			return bad(ledger.CodeInvalidField, "owner_id names no customer user (GET /api/v1/users lists them)")
+			return bad(ledger.CodeInvalidField, "owner_id names no customer user (bursar user ls, or GET /api/v1/users on the admin listener, lists them)")
 		}
 	}
 	if c.Owner != "" && s.cfg.RecordVersion != nil && s.cfg.RecordVersion() < c.RecordVersion() {

@@ -210,7 +210,10 @@ type Server struct {
 	authThrottle  *authThrottle  // authlimit.go; nil: no limit
 	loginThrottle *loginThrottle // authlimit.go, per username; nil: no limit
 	keyThrottle   *loginThrottle // authlimit.go, per API key ID; nil: no limit
-	owners        *ownerCache    // principal.go
+	// loginCleanThrottle is the per-username budget of logins from
+	// addresses with no recent failure (users.go login).
+	loginCleanThrottle *loginThrottle
+	owners             *ownerCache // principal.go
 }
 
 // New returns a server. metrics serves /metrics (nil: 404).
@@ -241,6 +244,7 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	s.initConns(reg)
 	s.authThrottle = newAuthThrottle(cfg.AuthFailuresPerMinute)
 	s.loginThrottle = newLoginThrottle(cfg.LoginFailuresPerMinute)
+	s.loginCleanThrottle = newLoginThrottle(3 * cfg.LoginFailuresPerMinute)
 	s.keyThrottle = newLoginThrottle(cfg.AuthFailuresPerMinute)
 	s.owners = newOwnerCache(ownerCacheMax)
 	if reg != nil {

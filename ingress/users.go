@@ -189,14 +189,19 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) *apiError {
 		wait = s.authThrottle.wait(addr)
 	}
 	// The per-user bucket stops guessing one user's password from many
-	// addresses; an address with no recent failure still gets through,
-	// so that guessing cannot lock the user out (an address that has
-	// failed once is not clean until its bucket is full again, which is
-	// seconds after a typo). Without an address throttle (behind a
-	// proxy) every address counts as having failed.
+	// addresses. An address with no recent failure (clean: its bucket
+	// full, seconds after a typo) spends from a second per-user bucket,
+	// three times larger, instead: guessing from "dirty" addresses cannot
+	// lock the user out, and guessing from clean ones (one guess per
+	// address per refill) is still bounded per user. Without an address
+	// throttle (behind a proxy) every address counts as dirty.
 	clean := s.authThrottle != nil && addr.IsValid() && s.authThrottle.clean(addr)
-	if s.loginThrottle != nil && !clean {
-		wait = max(wait, s.loginThrottle.wait(user))
+	userBucket := s.loginThrottle
+	if clean {
+		userBucket = s.loginCleanThrottle
+	}
+	if userBucket != nil {
+		wait = max(wait, userBucket.wait(user))
 	}
 	if wait > 0 {
 		s.rejected.WithLabelValues("login_throttled").Inc()
@@ -231,10 +236,17 @@ func (s *Server) login(ctx *fasthttp.RequestCtx) *apiError {
 // loginFailed counts a failed login against the address and user.
 func (s *Server) loginFailed(ctx *fasthttp.RequestCtx, user string) *apiError {
 	s.rejected.WithLabelValues("bad_login").Inc()
-	if addr := sourceAddrOf(ctx); s.authThrottle != nil && addr.IsValid() && !s.authThrottle.fail(addr) {
+	addr := sourceAddrOf(ctx)
+	// The bucket this attempt was judged by: clean as it was before it.
+	clean := s.authThrottle != nil && addr.IsValid() && s.authThrottle.clean(addr)
+	if s.authThrottle != nil && addr.IsValid() && !s.authThrottle.fail(addr) {
 		s.rejected.WithLabelValues("auth_throttle_full").Inc()
 	}
-	if s.loginThrottle != nil && user != "" && !s.loginThrottle.fail(user) {
+	userBucket := s.loginThrottle
+	if clean {
+		userBucket = s.loginCleanThrottle
+	}
+	if userBucket != nil && user != "" && !userBucket.fail(user) {
 		s.rejected.WithLabelValues("login_throttle_full").Inc()
 	}
 	return bad(ledger.CodeUnauthenticated, "wrong username or password")

@@ -294,6 +294,10 @@ func (n *runningNode) openStore(ctx context.Context) error {
 // partitions than the topic has is refused; a topic with more partitions
 // than the map uses is served (the extra ones stay empty).
 func (n *runningNode) loadSlotMap(ctx context.Context) error {
+	if n.parts > ledger.PartitionsMax {
+		return &exitError{code: 1, err: fmt.Errorf("%s has %d partitions; a slot map spreads its slots over at most %d (a topic that large cannot be served by this release)",
+			kafkalog.TopicCommands, n.parts, ledger.PartitionsMax)}
+	}
 	m, err := n.store.InitSlotMap(ctx, n.parts)
 	if err != nil {
 		return fmt.Errorf("loading the slot map: %w", err)

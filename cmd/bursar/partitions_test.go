@@ -27,7 +27,7 @@ func TestSlotMapIsTheRoutingAuthority(t *testing.T) {
 	if err := getJSON(context.Background(), "http://"+n.admin+"/internal/members", keyFor(n.admin), &members); err != nil || len(members) != 1 {
 		t.Fatalf("members: %v %v", members, err)
 	}
-	if v, present := members[0]["slot_map"]; present && v != float64(0) {
+	if v, present := members[0]["slot_map"]; !present || v != float64(0) {
 		t.Fatalf("a node on map version 0 gossips slot_map %v", v)
 	}
 	c := newClient(n.addr)
