@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -198,13 +199,14 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 
 	// Every route naming bob's account or transaction, as alice.
 	var bobTx string
-	for deadline := time.Now().Add(10 * time.Second); bobTx == ""; time.Sleep(50 * time.Millisecond) {
-		if r, err := bob.do(ctx, "GET", "/api/v1/transactions/"+bobDebit.str("transaction_id"), nil, nil); err == nil && r.status == 200 {
+	eventually(t, 10*time.Second, func() (bool, string) {
+		r, err := bob.do(ctx, "GET", "/api/v1/transactions/"+bobDebit.str("transaction_id"), nil, nil)
+		if err == nil && r.status == 200 {
 			bobTx = r.str("transaction_id")
-		} else if time.Now().After(deadline) {
-			t.Fatalf("bob's debit not readable by bob: %v %+v", err, r)
+			return true, ""
 		}
-	}
+		return false, fmt.Sprintf("bob's debit not readable by bob: %v %+v", err, r)
+	})
 	appliedBefore := appliedCommands(t, api)
 	missing := uuid.NewString()
 	refused := []struct {
@@ -264,11 +266,9 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	}
 	// Once the marker's row is stored, so is every row before it in its
 	// partition: alice has none but her open's.
-	for deadline := time.Now().Add(10 * time.Second); psql(t, dbURL, "SELECT count(*) FROM transactions WHERE idem_key = 'marker'") != "1"; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the marker deposit was not flushed")
-		}
-	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		return psql(t, dbURL, "SELECT count(*) FROM transactions WHERE idem_key = 'marker'") == "1", "the marker deposit was not flushed"
+	})
 	if rows := psql(t, dbURL, "SELECT count(*) FROM transactions WHERE created_by = 'user:"+aliceID+"' AND kind <> 'open'"); rows != "0" {
 		t.Fatalf("%s rows of alice's after her refused requests", rows)
 	}
@@ -295,15 +295,14 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		own, by string
 	}{{alice, a, "user:" + aliceID}, {bob, b, ""}} {
 		var r *apiResponse
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		eventually(t, 10*time.Second, func() (bool, string) {
 			r, err = party.c.do(ctx, "GET", "/api/v1/transactions/"+tr.str("transaction_id"), nil, nil)
-			if legs, _ := r.body["legs"].([]any); err == nil && r.status == 200 && len(legs) == 2 {
-				break
+			if err != nil {
+				return false, err.Error()
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the transfer as a party to it: %v %+v", err, r)
-			}
-		}
+			legs, _ := r.body["legs"].([]any)
+			return r.status == 200 && len(legs) == 2, fmt.Sprintf("the transfer as a party to it: %d %s", r.status, r.raw)
+		})
 		if by, _ := r.body["created_by"].(string); by != party.by {
 			t.Fatalf("the transfer's created_by as seen by %s: %q, want %q: %s", party.own, by, party.by, r.raw)
 		}
@@ -404,16 +403,11 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 			t.Errorf("%v: %v, want exit 2: %s", bad, err, out)
 		}
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	eventually(t, 5*time.Second, func() (bool, string) {
 		_, fresh := userClient(t, n, "alice", "alice-password-1")
 		h, _, _ := jwt.NewParser().ParseUnverified(fresh, jwt.MapClaims{})
-		if h != nil && h.Header["kid"] == newKid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new tokens still signed by the old key after rotating to %s", newKid)
-		}
-	}
+		return h != nil && h.Header["kid"] == newKid, "new tokens still signed by the old key after rotating to " + newKid
+	})
 	if r, err := alice.do(ctx, "GET", "/api/v1/accounts/"+a+"/balance", nil, nil); err != nil || r.status != 200 {
 		t.Fatalf("a token of the rotated-out key: %v %+v", err, r)
 	}
@@ -432,17 +426,31 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 // refusedWithin waits until c's token is refused (401) on path.
 func refusedWithin(t *testing.T, c *apiClient, path string, d time.Duration) {
 	t.Helper()
-	start := time.Now()
-	for {
+	eventually(t, d, func() (bool, string) {
 		r, err := c.do(context.Background(), "GET", path, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.status == http.StatusUnauthorized && r.errCode() == "UNAUTHENTICATED" {
+		return r.status == http.StatusUnauthorized && r.errCode() == "UNAUTHENTICATED",
+			fmt.Sprintf("a token still works %s after it should not: %d %s", d, r.status, r.raw)
+	})
+}
+
+// eventually polls ok until it holds, for at most d, and fails the test
+// with ok's last description otherwise. The process tests wait on another
+// process (a node's flush into PostgreSQL, its reload of credentials),
+// which sends this one no signal to wait on, so they poll; the interval
+// is short against the waits' bounds.
+func eventually(t *testing.T, d time.Duration, ok func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		done, why := ok()
+		if done {
 			return
 		}
-		if time.Since(start) > d {
-			t.Fatalf("a token still works %s after it should not: %d %s", d, r.status, r.raw)
+		if time.Now().After(deadline) {
+			t.Fatal(why)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
