@@ -621,34 +621,31 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError
 		return nil
 	}
 	addr := sourceAddrOf(ctx)
-	if s.authThrottle != nil && addr.IsValid() {
-		if wait := s.authThrottle.wait(addr); wait > 0 {
-			// A live key still gets in (an address may be shared: a
-			// proxy, a NAT); anything else waits, and costs nothing: no
-			// reload for an unknown key.
-			if p, ok := s.loadedPrincipal(ctx); ok {
-				return s.admit(ctx, p, scope)
-			}
-			s.rejected.WithLabelValues("auth_throttled").Inc()
-			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			return bad(ledger.CodeRateLimited, "too many failed authentications from this address; retry after Retry-After seconds")
-		}
-	}
-	// Failures are counted per key ID too (the principal a bad API key
-	// claims), from any address: past the limit, tokens with that ID that
-	// are not the live key get 429 without a check. The key itself still
-	// gets in, so guessing its secret cannot lock its service out.
+	// Failures are counted per source address and, for API keys, per key
+	// ID too (the principal a bad key claims), from any address. Past
+	// either limit, a request waits: it costs nothing, not even a reload
+	// for an unknown key. A live key still gets in (an address may be
+	// shared: a proxy, a NAT), so guessing a key's secret cannot lock its
+	// service out.
 	token, _ := bearer(ctx.Request.Header.Peek("Authorization"))
 	keyID, isKey := auth.KeyID(token)
-	if isKey && s.keyThrottle != nil {
-		if wait := s.keyThrottle.wait(keyID); wait > 0 {
-			if p, ok := s.loadedPrincipal(ctx); ok {
-				return s.admit(ctx, p, scope)
-			}
-			s.rejected.WithLabelValues("key_throttled").Inc()
-			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			return bad(ledger.CodeRateLimited, "too many failed authentications with this key ID; retry after Retry-After seconds")
+	var (
+		wait        time.Duration
+		reason, why string
+	)
+	if s.authThrottle != nil && addr.IsValid() {
+		wait, reason, why = s.authThrottle.wait(addr), "auth_throttled", "from this address"
+	}
+	if wait == 0 && isKey && s.keyThrottle != nil {
+		wait, reason, why = s.keyThrottle.wait(keyID), "key_throttled", "with this key ID"
+	}
+	if wait > 0 {
+		if p, ok := s.loadedPrincipal(ctx); ok {
+			return s.admit(ctx, p, scope)
 		}
+		s.rejected.WithLabelValues(reason).Inc()
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		return bad(ledger.CodeRateLimited, "too many failed authentications "+why+"; retry after Retry-After seconds")
 	}
 	aerr := s.checkCredential(ctx, scope)
 	if aerr != nil && aerr.code == ledger.CodeUnauthenticated {
