@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 
 	"github.com/valyala/fasthttp"
 )
@@ -20,9 +22,13 @@ type NodeStatus struct {
 //	GET  /internal/members  live members as this node sees them
 //	GET  /internal/node     this node: metadata, readiness, owned partitions
 //	POST /internal/drain    stop owning partitions (they move to the others)
+//	GET  /internal/partitions/migration     the slot migration's progress
+//	POST /internal/partitions/scale         {"to": N}: grow to N partitions
+//	POST /internal/partitions/move-slot     {"slot": S, "to": P}: move one slot
 //
-// stats returns the engine's per-partition view (nil without an engine).
-func AdminHandler(m *Membership, ready func() bool, stats func() any) fasthttp.RequestHandler {
+// stats returns the engine's per-partition view (nil without an engine);
+// mig runs slot migrations (nil: the partition routes answer 404).
+func AdminHandler(m *Membership, ready func() bool, stats func() any, mig Migrations) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		method := string(ctx.Method())
 		switch path := string(ctx.Path()); {
@@ -40,10 +46,48 @@ func AdminHandler(m *Membership, ready func() bool, stats func() any) fasthttp.R
 				return
 			}
 			writeJSON(ctx, 202, map[string]any{"draining": true, "node": m.Self().ID})
+		case mig != nil && path == "/internal/partitions/migration" && method == "GET":
+			writeJSON(ctx, 200, mig.Status())
+		case mig != nil && (path == "/internal/partitions/scale" || path == "/internal/partitions/move-slot") && method == "POST":
+			var req struct {
+				To   *int32 `json:"to"`
+				Slot *int   `json:"slot"`
+			}
+			dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&req); err != nil || req.To == nil || (path == "/internal/partitions/move-slot") != (req.Slot != nil) {
+				writeJSON(ctx, 400, map[string]any{"error": map[string]string{"code": "VALIDATION_ERROR", "message": `the body must be {"to": N} (scale) or {"slot": S, "to": P} (move-slot)`}})
+				return
+			}
+			var err error
+			if req.Slot != nil {
+				err = mig.MoveSlot(*req.Slot, *req.To)
+			} else {
+				err = mig.Scale(*req.To)
+			}
+			if err != nil {
+				var ce interface{ Conflict() bool }
+				status := 400
+				if errors.As(err, &ce) && ce.Conflict() {
+					status = 409
+				}
+				writeJSON(ctx, status, map[string]any{"error": map[string]string{"code": "MIGRATION_REFUSED", "message": err.Error()}})
+				return
+			}
+			writeJSON(ctx, 202, mig.Status())
 		default:
 			writeJSON(ctx, 404, map[string]any{"error": map[string]string{"code": "NOT_FOUND", "message": "no such internal route"}})
 		}
 	}
+}
+
+// Migrations starts slot migrations in the background and reports on
+// them. Scale and MoveSlot return once the request is checked and the
+// migration started.
+type Migrations interface {
+	Scale(to int32) error
+	MoveSlot(slot int, to int32) error
+	Status() any
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

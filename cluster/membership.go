@@ -298,6 +298,18 @@ func (m *Membership) SetDraining(d bool) error {
 	return m.ml.UpdateNode(5 * time.Second)
 }
 
+// SetSlotMap gossips the slot map version this node routes by.
+func (m *Membership) SetSlotMap(v int64) error {
+	m.mu.Lock()
+	if m.meta.SlotMap == v {
+		m.mu.Unlock()
+		return nil
+	}
+	m.meta.SlotMap = v
+	m.mu.Unlock()
+	return m.ml.UpdateNode(5 * time.Second)
+}
+
 // Members returns the nodes memberlist has not declared dead or left, this
 // one included, sorted by ID.
 func (m *Membership) Members() []Member {

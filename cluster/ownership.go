@@ -78,7 +78,7 @@ type PartitionTable interface {
 // fences any owner that is still running.
 type Coordinator struct {
 	self       string
-	partitions int32
+	partitions func() int32
 	members    *Membership
 	engine     LocalEngine
 	table      PartitionTable
@@ -94,7 +94,10 @@ type Coordinator struct {
 }
 
 // NewCoordinator returns a coordinator for this node's engine.
-func NewCoordinator(self string, partitions int32, members *Membership, eng LocalEngine, table PartitionTable, log *slog.Logger) *Coordinator {
+//
+// partitions is the partition count to own, asked at every reconcile
+// (it grows when the slot map routes to more partitions).
+func NewCoordinator(self string, partitions func() int32, members *Membership, eng LocalEngine, table PartitionTable, log *slog.Logger) *Coordinator {
 	return &Coordinator{
 		self: self, partitions: partitions, members: members, engine: eng, table: table, log: log,
 		interval: 250 * time.Millisecond,
@@ -124,7 +127,7 @@ func (c *Coordinator) Run(ctx context.Context) {
 // nodes this node sees.
 func (c *Coordinator) Desired() []string {
 	nodes := EngineNodes(c.members.Members())
-	out := make([]string, c.partitions)
+	out := make([]string, c.partitions())
 	for p := range out {
 		out[p] = Owner(int32(p), nodes)
 	}
@@ -133,7 +136,7 @@ func (c *Coordinator) Desired() []string {
 
 func (c *Coordinator) reconcile(ctx context.Context) error {
 	members := c.members.Members()
-	desired := make([]string, c.partitions)
+	desired := make([]string, c.partitions())
 	nodes := EngineNodes(members)
 	for p := range desired {
 		desired[p] = Owner(int32(p), nodes)

@@ -39,9 +39,10 @@ type Config struct {
 	NodeID string
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
-	// Slots routes accounts to partitions (the slot map PostgreSQL
-	// holds); nil: version 0 over Partitions.
-	Slots *ledger.SlotMap
+	// Routing routes accounts to partitions (the slot maps and the
+	// migration in flight PostgreSQL holds); nil: version 0 over
+	// Partitions, never refreshed.
+	Routing *Routing
 	// Ack is AckApplied (answer once applied; default) or AckFlushed
 	// (answer once the PostgreSQL commit includes the command).
 	Ack string
@@ -163,8 +164,6 @@ func (c *Config) validate() error {
 		return fmt.Errorf("engine: commands retention must not be negative, got %v", c.CommandsRetention)
 	case c.MaxUnflushedRows < c.FetchMaxRecords*2:
 		return fmt.Errorf("engine: max unflushed rows (%d) must be at least twice the fetch batch (%d)", c.MaxUnflushedRows, c.FetchMaxRecords)
-	case c.Slots != nil && c.Slots.Partitions > c.Partitions:
-		return fmt.Errorf("engine: the slot map routes to %d partitions, more than the %d of the topic", c.Slots.Partitions, c.Partitions)
 	}
 	return nil
 }
@@ -203,7 +202,7 @@ type Engine struct {
 	actors    *actors.Config
 	replies   actors.ReplySink
 	m         *Metrics
-	slots     *ledger.SlotMap
+	routing   *Routing
 
 	mu    sync.RWMutex
 	parts map[int32]*partition
@@ -235,8 +234,8 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Slots == nil {
-		cfg.Slots = ledger.NewSlotMap(cfg.Partitions)
+	if cfg.Routing == nil {
+		cfg.Routing = NewRouting(NewRoutes(ledger.NewSlotMap(cfg.Partitions)), nil, log)
 	}
 	if m == nil {
 		m = NewMetrics(nil)
@@ -244,7 +243,7 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 	e := &Engine{
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
 		parts: make(map[int32]*partition), restarts: make(map[int32]restart),
-		slots: cfg.Slots,
+		routing: cfg.Routing,
 		kick:  make(chan struct{}, 1),
 		fatal: make(chan error, 1),
 	}
@@ -420,7 +419,7 @@ func (e *Engine) Ready() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, p := range e.parts {
-		if !p.ready.Load() {
+		if !p.ready.Load() && !p.held.Load() {
 			return false
 		}
 	}
@@ -498,13 +497,32 @@ func (e *Engine) partition(p int32) *partition {
 // Account returns the current state of an account in partition p, from its
 // actor when resident (including unflushed changes), else from PostgreSQL
 // (which is then complete: actors passivate only once flushed).
+//
+// While the account's slot moves, its old partition answers until the
+// move is handed over and its new one after; p, the caller's guess, gives
+// way to this node's routes. The old partition refuses (ErrNotReady) once
+// it has passed the move's barrier: its state is final, but the new
+// partition may apply on it as soon as the handover commits.
 func (e *Engine) Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error) {
+	rt := e.routing.Load()
+	if q := rt.ReadPartition(id); q != p {
+		if e.partition(q) == nil {
+			e.routing.Kick() // the caller may know a newer map
+			return ledger.Account{}, ErrNotOwner
+		}
+		p = q
+	}
 	part := e.partition(p)
 	if part == nil {
 		return ledger.Account{}, ErrNotOwner
 	}
-	if !part.ready.Load() {
+	if !part.ready.Load() && !part.held.Load() {
 		return ledger.Account{}, ErrNotReady
+	}
+	if rt.Mig != nil {
+		if g := rt.Mig.GroupOf(ledger.SlotOf(id)); g >= 0 && !rt.Handed(g) && part.passedBarrier(rt.Slots.Version, g) {
+			return ledger.Account{}, ErrNotReady
+		}
 	}
 	part.mu.RLock()
 	r := part.residents[id]

@@ -14,8 +14,6 @@ import (
 	"github.com/google/uuid"
 )
 
-var errMisrouted = errors.New("engine: record's account hashes to another partition")
-
 // taken is what a flush took from one partition: its buffers in log order.
 // Work that failed to commit is kept (Engine.unflushed) and goes first into
 // the next flush; it is never dropped, or the next mark would skip its rows.
@@ -280,6 +278,15 @@ func (e *Engine) afterCommit(work []taken) {
 				r := &b.replies[i]
 				e.replies.Deliver(r.node, r.seq, &r.result)
 			}
+			for _, h := range b.handovers {
+				// PostgreSQL has the group's accounts as this partition
+				// left them: the new partition may apply from here on, so
+				// this node reads them there, and their actors here go.
+				e.routing.MarkHanded(h.Version, h.Group)
+				e.m.slotsMoved.Add(float64(h.Slots))
+				t.p.dropResidents(h.SlotList)
+				e.log.Info("slots handed over", "partition", t.p.id, "to", h.To, "slots", h.Slots, "slot_map_version", h.Version, "group", h.Group, "barrier_offset", h.BarrierOffset)
+			}
 		}
 	}
 }
@@ -299,6 +306,7 @@ func buildBatch(work []taken) *storage.Batch {
 			for id, a := range b.accounts {
 				batch.Accounts[id] = a
 			}
+			batch.Handovers = append(batch.Handovers, b.handovers...)
 		}
 		batch.Marks = append(batch.Marks, storage.PartitionMark{Partition: t.p.id, Epoch: t.p.epoch, NextOffset: t.next()})
 	}

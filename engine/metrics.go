@@ -28,6 +28,10 @@ type Metrics struct {
 	flushedRows   prometheus.Counter
 	flushSeconds  prometheus.Histogram
 	batchSeconds  prometheus.Histogram
+	forwarded     prometheus.Counter
+	barriers      *prometheus.CounterVec
+	slotsMoved    prometheus.Counter
+	barrierWait   prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -102,11 +106,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "bursar_engine_batch_seconds", Help: "Duration of applying one fetched batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_records_forwarded_total", Help: "Command records this node's partitions forwarded to the partition their slot moved to (routed by an older slot map, or past a migration's barrier).",
+		}),
+		barriers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_engine_barriers_total", Help: "Migration barrier records read, by outcome: taken (the group's old partition stops applying its slots) or ignored (a repeat, or of another migration).",
+		}, []string{"outcome"}),
+		slotsMoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_engine_slots_moved_total", Help: "Slots this node's partitions handed over to another partition (committed with the mark past the barrier).",
+		}),
+		barrierWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "bursar_engine_barrier_wait_seconds", Help: "How long a partition held its records for a moving group until the group's old partition handed it over.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.applied, m.emitted, m.events, m.deadLetters, m.fenced, m.restarts, m.reemitted, m.backpressure, m.storageErrors,
 			m.fetchErrors, m.fetchGaps, m.bufferFull, m.keyLookups, m.readFallbacks, m.loaded, m.passivations, m.resident, m.trimmed, m.trimErrors, m.flushedRows,
-			m.flushSeconds, m.batchSeconds)
+			m.flushSeconds, m.batchSeconds, m.forwarded, m.barriers, m.slotsMoved, m.barrierWait)
 	}
 	return m
 }

@@ -39,7 +39,8 @@ type buffer struct {
 	tombstones []storage.TxRow
 	accounts   map[uuid.UUID]*ledger.Account
 	replies    []reply
-	next       int64 // everything before this offset is in the buffer or flushed
+	handovers  []storage.Handover // groups whose barrier is before next
+	next       int64              // everything before this offset is in the buffer or flushed
 
 	emits   sync.WaitGroup // records produced for these effects, not yet acknowledged
 	emitMu  sync.Mutex
@@ -117,6 +118,35 @@ type partition struct {
 	// log order (read by key lookups: their rows are in neither the buffer
 	// nor PostgreSQL).
 	flushing []*buffer
+
+	// Moving slots (ledger.Migration). The worker's own: routes, the
+	// routes the last record was decided under; barriers, the groups of
+	// their migration whose barrier this log holds (at offset); the hold.
+	routes    *Routes
+	barriers  map[int]int64
+	holdAt    int64
+	holdVer   int64
+	holdGroup int
+	holdSlots []int
+	holdSince time.Time
+	// held: the worker holds at holdAt (its consumption removed) until
+	// group holdGroup is handed over. passed: the barriers, for reads.
+	held   atomic.Bool
+	passed atomic.Pointer[passedBarriers]
+}
+
+// passedBarriers are the groups of one migration whose barrier a
+// partition has applied.
+type passedBarriers struct {
+	version int64
+	groups  map[int]bool
+}
+
+// passedBarrier reports whether the partition has applied the barrier of
+// group g of the migration to version.
+func (p *partition) passedBarrier(version int64, g int) bool {
+	pb := p.passed.Load()
+	return pb != nil && pb.version == version && pb.groups[g]
 }
 
 func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
@@ -130,6 +160,8 @@ func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
 		applied:   next,
 		committed: next,
 		changed:   make(chan struct{}),
+		routes:    e.routing.Load(),
+		barriers:  map[int]int64{},
 	}
 	p.space = sync.NewCond(&p.mu)
 	if next >= end {
@@ -144,14 +176,21 @@ func (p *partition) run() {
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
 	for {
+		changed := p.e.routing.Changed()
 		select {
 		case <-p.e.ctx.Done():
 			return
 		case <-p.quit:
 			return
 		case recs := <-p.in:
+			if p.held.Load() {
+				continue // fetched before the hold; fetched again after it
+			}
 			p.process(recs)
+		case <-changed:
+			p.tryResume()
 		case <-sweep.C:
+			p.tryResume()
 			p.passivate(time.Now())
 		}
 	}
@@ -166,6 +205,11 @@ type fetched struct {
 	dead    []*kgo.Record
 	deadWhy []string
 	last    int64 // offset of the last record taken; -1 when none was
+	// forwards are records of slots another partition applies;
+	// handovers the groups whose barrier the batch holds.
+	forwards  []*kgo.Record
+	handovers []storage.Handover
+	hold      bool // stop after last: the next record waits for a handover
 }
 
 // process applies one fetched batch of records in log order, in the shape
@@ -176,6 +220,9 @@ type fetched struct {
 func (p *partition) process(recs []*kgo.Record) {
 	start := time.Now()
 	f := p.decode(recs)
+	if f.hold {
+		defer p.beginHold()
+	}
 	if f.last < 0 {
 		return
 	}
@@ -221,15 +268,32 @@ func (p *partition) decode(recs []*kgo.Record) fetched {
 			e.client.SetOffsets(map[string]map[int32]kgo.EpochOffset{kafkalog.TopicCommands: {p.id: {Epoch: -1, Offset: expected}}})
 			break
 		}
-		expected++
-		f.last = r.Offset
-		c, err := ledger.DecodeCommand(r.Value)
-		if err == nil && e.slots.PartitionOfAccount(c.AccountID) != p.id {
-			err = errMisrouted
+		if ledger.IsBarrier(r.Value) {
+			expected++
+			f.last = r.Offset
+			p.takeBarrier(&f, r)
+			continue
 		}
+		c, err := ledger.DecodeCommand(r.Value)
 		if err != nil {
+			expected++
+			f.last = r.Offset
 			f.dead = append(f.dead, r)
 			f.deadWhy = append(f.deadWhy, err.Error())
+			continue
+		}
+		rt := p.routesFor(kafkalog.SlotMapOf(r))
+		route, to := p.route(rt, ledger.SlotOf(c.AccountID))
+		if route == ledger.RouteHold {
+			p.holdAt, p.holdVer, p.holdGroup = r.Offset, rt.Slots.Version, rt.Mig.GroupOf(ledger.SlotOf(c.AccountID))
+			p.holdSlots = rt.Mig.Groups()[p.holdGroup].Slots
+			f.hold = true
+			break
+		}
+		expected++
+		f.last = r.Offset
+		if route == ledger.RouteForward {
+			f.forwards = append(f.forwards, p.forward(r, to, rt))
 			continue
 		}
 		f.cmds = append(f.cmds, &c)
@@ -237,6 +301,154 @@ func (p *partition) decode(recs []*kgo.Record) fetched {
 	}
 	return f
 }
+
+// routesFor returns the routes to decide a record by: the newest this
+// node has, read again from PostgreSQL first when the record was routed
+// under a newer map than they hold (its ingress saw the map first). It
+// starts a fresh barrier set when the migration changed.
+func (p *partition) routesFor(version int64) *Routes {
+	e := p.e
+	if version > e.routing.Load().Slots.Version && e.routing.store != nil {
+		err := retry.Do(e.ctx, retry.Policy{OnRetry: func(err error, _ time.Duration) {
+			e.m.storageErrors.Inc()
+			e.log.Warn("a record names a newer slot map; reading it failed, retrying", "partition", p.id, "version", version, "err", err)
+		}}, func(ctx context.Context) error {
+			if err := e.routing.Refresh(ctx); err != nil {
+				return err
+			}
+			if v := e.routing.Load().Slots.Version; v < version {
+				return fmt.Errorf("slot map version %d is not stored yet (newest %d)", version, v)
+			}
+			return nil
+		})
+		if err != nil && e.ctx.Err() == nil {
+			e.log.Error("a record names a slot map PostgreSQL does not hold; routing it by the newest one", "partition", p.id, "version", version, "err", err)
+		}
+	}
+	rt := e.routing.Load()
+	if rt.Slots.Version != p.routes.Slots.Version {
+		p.barriers = map[int]int64{}
+		p.passed.Store(nil)
+	}
+	p.routes = rt
+	return rt
+}
+
+// route decides what this partition does with a record of slot under rt,
+// and where a forwarded record goes.
+func (p *partition) route(rt *Routes, slot int) (ledger.Route, int32) {
+	if rt.Mig == nil {
+		if q := rt.Slots.PartitionOf(slot); q != p.id {
+			return ledger.RouteForward, q
+		}
+		return ledger.RouteApply, p.id
+	}
+	barrier := func(g int) bool { _, ok := p.barriers[g]; return ok || rt.Handed(g) }
+	return rt.Mig.RouteOf(p.id, slot, barrier, rt.Handed), rt.Mig.Target(slot)
+}
+
+// forward is record r appended to partition to: the same command, with the
+// slot map version it is now routed under.
+func (p *partition) forward(r *kgo.Record, to int32, rt *Routes) *kgo.Record {
+	p.e.m.forwarded.Inc()
+	return &kgo.Record{
+		Topic: kafkalog.TopicCommands, Partition: to, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp,
+		Headers: []kgo.RecordHeader{kafkalog.SlotMapHeader(rt.Slots.Version)},
+	}
+}
+
+// takeBarrier notes a barrier record: from it on, this partition forwards
+// the group's records, and the flush that passes it hands the group over.
+// A repeat (the driver appended it again after a crash), a barrier of a
+// group this partition does not give, or of another migration is ignored.
+func (p *partition) takeBarrier(f *fetched, r *kgo.Record) {
+	e := p.e
+	b, err := ledger.DecodeBarrier(r.Value)
+	if err != nil {
+		f.dead = append(f.dead, r)
+		f.deadWhy = append(f.deadWhy, err.Error())
+		return
+	}
+	rt := p.routesFor(b.Version)
+	if rt.Mig == nil || rt.Slots.Version != b.Version || b.Group >= len(rt.Mig.Groups()) || rt.Mig.Groups()[b.Group].From != p.id || rt.Handed(b.Group) {
+		e.m.barriers.WithLabelValues("ignored").Inc()
+		return
+	}
+	if _, ok := p.barriers[b.Group]; ok {
+		e.m.barriers.WithLabelValues("ignored").Inc()
+		return
+	}
+	e.m.barriers.WithLabelValues("taken").Inc()
+	p.barriers[b.Group] = r.Offset
+	groups := map[int]bool{b.Group: true}
+	if pb := p.passed.Load(); pb != nil && pb.version == b.Version {
+		for g := range pb.groups {
+			groups[g] = true
+		}
+	}
+	p.passed.Store(&passedBarriers{version: b.Version, groups: groups})
+	mv := rt.Mig.Groups()[b.Group]
+	f.handovers = append(f.handovers, storage.Handover{Version: b.Version, Group: b.Group, From: mv.From, To: mv.To, Slots: len(mv.Slots), BarrierOffset: r.Offset, SlotList: mv.Slots})
+	e.log.Info("barrier applied: forwarding the group's records from here on", "partition", p.id, "offset", r.Offset, "slot_map_version", b.Version, "group", b.Group, "to", mv.To, "slots", len(mv.Slots))
+}
+
+// beginHold stops consuming at holdAt: the record there belongs to a group
+// moving to this partition that is not handed over yet.
+func (p *partition) beginHold() {
+	e := p.e
+	e.mu.Lock()
+	if e.parts[p.id] == p && !p.stopped.Load() {
+		e.client.RemoveConsumePartitions(map[string][]int32{kafkalog.TopicCommands: {p.id}})
+	}
+	e.mu.Unlock()
+	p.held.Store(true)
+	p.holdSince = time.Now()
+	e.log.Info("holding until a moving group is handed over", "partition", p.id, "offset", p.holdAt, "slot_map_version", p.holdVer, "group", p.holdGroup)
+	p.tryResume()
+}
+
+// tryResume ends a hold once its group is handed over (or its migration
+// ended): the stale actors of the group's accounts go, and consumption
+// starts again at the held record.
+func (p *partition) tryResume() {
+	if !p.held.Load() {
+		return
+	}
+	e := p.e
+	rt := e.routing.Load()
+	if rt.Slots.Version == p.holdVer && !rt.Handed(p.holdGroup) {
+		return
+	}
+	p.dropResidents(p.holdSlots)
+	e.mu.Lock()
+	if e.parts[p.id] == p && !p.stopped.Load() {
+		e.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{
+			kafkalog.TopicCommands: {p.id: kgo.NewOffset().At(p.holdAt)},
+		})
+	}
+	e.mu.Unlock()
+	p.held.Store(false)
+	wait := time.Since(p.holdSince)
+	e.m.barrierWait.Observe(wait.Seconds())
+	e.log.Info("hold ended: the group is handed over", "partition", p.id, "offset", p.holdAt, "slot_map_version", p.holdVer, "group", p.holdGroup, "waited", wait)
+}
+
+// dropResidents stops the actors of the accounts in slots: their state
+// moved to or from another partition, and PostgreSQL has the newest.
+func (p *partition) dropResidents(slots []int) {
+	in := make(map[int]bool, len(slots))
+	for _, s := range slots {
+		in[s] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, r := range p.residents {
+		if in[ledger.SlotOf(id)] {
+			p.stopActor(id, r)
+		}
+	}
+}
+
 
 func (p *partition) observeFetched(cmds []*ledger.Command, now time.Time) {
 	st := p.e.cfg.Stages
@@ -374,6 +586,8 @@ func (p *partition) advance(f *fetched, idx [][]int32, outs []actors.Applied) {
 	for i, r := range f.dead {
 		caused = append(caused, p.deadLetter(r, f.deadWhy[i]))
 	}
+	caused = append(caused, f.forwards...)
+	b.handovers = append(b.handovers, f.handovers...)
 	if len(caused) > 0 || len(answers) > 0 {
 		// Before the buffer can be taken: its flush waits for these.
 		b.emits.Add(len(caused))
@@ -466,12 +680,14 @@ func (p *partition) load(ids []uuid.UUID, nowUs int64) (map[uuid.UUID]*ledger.Ac
 // legRecord is the record of a credit leg or refund an effect caused, to
 // the partition of its account (rule 1: even when it is this partition).
 func (p *partition) legRecord(c *ledger.Command) *kgo.Record {
+	rt := p.e.routing.Load()
 	return &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
-		Partition: p.e.slots.PartitionOfAccount(c.AccountID),
+		Partition: rt.Slots.PartitionOfAccount(c.AccountID),
 		Key:       c.AccountID[:],
 		Value:     c.AppendBinary(nil),
 		Timestamp: time.UnixMicro(c.TimestampUs),
+		Headers:   []kgo.RecordHeader{kafkalog.SlotMapHeader(rt.Slots.Version)},
 	}
 }
 

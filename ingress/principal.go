@@ -145,7 +145,7 @@ func (s *Server) checkOwner(ctx *fasthttp.RequestCtx, id uuid.UUID) *apiError {
 // before a read of PostgreSQL (the owner knows an account opened but not
 // yet flushed), with the answers a failed read gets.
 func (s *Server) ownerMemory(c context.Context, id uuid.UUID) (ledger.Account, *apiError) {
-	acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+	acc, err := s.readAccount(c, id)
 	switch {
 	case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
 		return acc, bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")

@@ -32,9 +32,10 @@ import (
 type Config struct {
 	// Partitions is the partition count of bursar.commands. Required.
 	Partitions int32
-	// Slots routes accounts to partitions (the slot map PostgreSQL
-	// holds); nil: version 0 over Partitions.
-	Slots *ledger.SlotMap
+	// Routing routes accounts to partitions (the slot maps PostgreSQL
+	// holds, shared with the node's engine); nil: version 0 over
+	// Partitions.
+	Routing *engine.Routing
 	// Auth checks every route's credential but /healthz and /readyz; nil
 	// lets every request in (--auth=off).
 	Auth Authenticator
@@ -188,7 +189,7 @@ type Server struct {
 	replies  *Replies
 	engine   Engine
 	store    Store
-	slots    *ledger.SlotMap
+	routing  *engine.Routing
 	metrics  fasthttp.RequestHandler
 	reqSeq   atomic.Uint64
 	boot     string
@@ -222,12 +223,12 @@ func New(cfg Config, log *slog.Logger, producer *kgo.Client, replies *Replies, e
 	if cfg.Partitions <= 0 {
 		return nil, errors.New("ingress: partition count must be positive")
 	}
-	if cfg.Slots == nil {
-		cfg.Slots = ledger.NewSlotMap(cfg.Partitions)
+	if cfg.Routing == nil {
+		cfg.Routing = engine.NewRouting(engine.NewRoutes(ledger.NewSlotMap(cfg.Partitions)), nil, log)
 	}
 	s := &Server{
 		cfg: cfg, log: log, producer: producer, replies: replies, engine: eng, store: store,
-		slots: cfg.Slots, metrics: metrics,
+		routing: cfg.Routing, metrics: metrics,
 		boot: strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bursar_http_requests_total", Help: "HTTP requests by route and status.",
@@ -904,7 +905,7 @@ func (s *Server) refuseWrites() *apiError {
 // wait in the log, and its answer with it: refusing it appends nothing,
 // and the retry the code asks for is safe under the same key.
 func (s *Server) refuseWaiting(c *ledger.Command) *apiError {
-	if s.engine == nil || !s.engine.WaitsForStorage(s.slots.PartitionOfAccount(c.AccountID)) {
+	if s.engine == nil || !s.engine.WaitsForStorage(s.routing.Load().Slots.PartitionOfAccount(c.AccountID)) {
 		return nil
 	}
 	s.rejected.WithLabelValues("database").Inc()
@@ -1001,12 +1002,14 @@ func (s *Server) newRecord(c *ledger.Command, seq uint64, now time.Time) *kgo.Re
 	c.TimestampUs = now.UnixMicro()
 	c.RequestHash = ledger.HashRequest(c)
 	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
+	slots := s.routing.Load().Slots
 	return &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
-		Partition: s.slots.PartitionOfAccount(c.AccountID),
+		Partition: slots.PartitionOfAccount(c.AccountID),
 		Key:       c.AccountID[:],
 		Value:     c.AppendBinary(make([]byte, 0, 256)),
 		Timestamp: now,
+		Headers:   []kgo.RecordHeader{kafkalog.SlotMapHeader(slots.Version)},
 	}
 }
 
@@ -1039,7 +1042,7 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	acc, err := s.engine.Account(c, s.slots.PartitionOfAccount(id), id)
+	acc, err := s.readAccount(c, id)
 	switch {
 	case errors.Is(err, engine.ErrNotReady):
 		return bad(ledger.CodeUnavailable, "the account's partition is recovering; retry shortly")
@@ -1066,6 +1069,26 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	}
 	writeJSON(ctx, 200, accountJSON(&acc, exp))
 	return nil
+}
+
+// readAccount reads an account from the owner of the partition that holds
+// its newest state. While its slot moves, the old partition refuses once
+// past the barrier and the new one until the handover lands: a few
+// milliseconds, waited out here rather than answered 503.
+func (s *Server) readAccount(c context.Context, id uuid.UUID) (ledger.Account, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		rt := s.routing.Load()
+		acc, err := s.engine.Account(c, rt.ReadPartition(id), id)
+		if (!errors.Is(err, engine.ErrNotReady) && !errors.Is(err, engine.ErrNotOwner)) || time.Now().After(deadline) || c.Err() != nil {
+			return acc, err
+		}
+		if now := s.routing.Load(); now.Mig == nil && now == rt {
+			return acc, err // recovering or unowned, not moving
+		}
+		s.routing.Kick()
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // readFailed is the answer to a read of PostgreSQL (what: transactions,

@@ -6,6 +6,7 @@ package kafkalog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,27 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// HeaderSlotMap is the header of a bursar.commands record that names the
+// slot map version it was routed under (8 bytes, big-endian). A record
+// without it was routed under version 0.
+const HeaderSlotMap = "slot-map"
+
+// SlotMapHeader returns the header naming slot map version v.
+func SlotMapHeader(v int64) kgo.RecordHeader {
+	return kgo.RecordHeader{Key: HeaderSlotMap, Value: binary.BigEndian.AppendUint64(nil, uint64(v))}
+}
+
+// SlotMapOf returns the slot map version r was routed under (0 when it
+// names none, or names it badly).
+func SlotMapOf(r *kgo.Record) int64 {
+	for _, h := range r.Headers {
+		if h.Key == HeaderSlotMap && len(h.Value) == 8 {
+			return int64(binary.BigEndian.Uint64(h.Value) & (1<<63 - 1))
+		}
+	}
+	return 0
+}
 
 // Topic names. Stable: operators and consumers depend on them.
 const (

@@ -1,5 +1,11 @@
 package ledger
 
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
 // Moving slots between partitions under load (issue 13): the rules a
 // partition's engine follows while a migration from one slot map to the
 // next is in flight. They are pure: what a partition does with a record
@@ -100,4 +106,70 @@ func (m *Migration) RouteOf(p int32, slot int, barrier, handedOver func(g int) b
 		return RouteHold
 	}
 	return RouteForward
+}
+
+// Validate refuses a migration the engines could not run: a partition
+// that both gives and takes slots could hold (waiting for a group it
+// takes) before the barrier of a group it gives, and two such partitions
+// could wait on each other. Scale never builds one (a partition over its
+// share only gives, one under it only takes), nor does a single MoveSlot.
+func (m *Migration) Validate() error {
+	gives := map[int32]bool{}
+	for _, g := range m.groups {
+		gives[g.From] = true
+	}
+	for _, g := range m.groups {
+		if gives[g.To] {
+			return fmt.Errorf("ledger: migration to slot map version %d moves slots both out of and into partition %d; finish it in two steps", m.Next.Version, g.To)
+		}
+	}
+	return nil
+}
+
+// ReadPartition is where the newest state of an account in slot lives:
+// its old partition until its group is handed over, then its new one.
+func (m *Migration) ReadPartition(slot int, handedOver func(g int) bool) int32 {
+	if g := m.GroupOf(slot); g >= 0 && !handedOver(g) {
+		return m.groups[g].From
+	}
+	return m.Next.PartitionOf(slot)
+}
+
+// Barrier is the record the driver of a migration appends to a group's
+// old partition: that partition applies none of the group's records after
+// it. It names the migration by the version of the map it moves to.
+type Barrier struct {
+	Version int64 // the slot map the migration moves to
+	Group   int   // index into Migration.Groups
+}
+
+// barrierMagic starts a barrier record; command records start with their
+// version (1..RecordVersionMax), so the two never mix.
+const barrierMagic = 0xB1
+
+// IsBarrier reports whether a bursar.commands record is a barrier.
+func IsBarrier(b []byte) bool { return len(b) > 0 && b[0] == barrierMagic }
+
+// ErrBadBarrier is DecodeBarrier's error for anything AppendBarrier did
+// not write.
+var ErrBadBarrier = errors.New("ledger: malformed barrier record")
+
+// AppendBinary appends b's record encoding to dst.
+func (b Barrier) AppendBinary(dst []byte) []byte {
+	dst = append(dst, barrierMagic)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(b.Version))
+	return binary.BigEndian.AppendUint16(dst, uint16(b.Group))
+}
+
+// DecodeBarrier decodes a record written by Barrier.AppendBinary.
+func DecodeBarrier(rec []byte) (Barrier, error) {
+	if len(rec) != 11 || rec[0] != barrierMagic {
+		return Barrier{}, ErrBadBarrier
+	}
+	v := int64(binary.BigEndian.Uint64(rec[1:]))
+	g := int(binary.BigEndian.Uint16(rec[9:]))
+	if v <= 0 || g >= PartitionsMax*PartitionsMax {
+		return Barrier{}, ErrBadBarrier
+	}
+	return Barrier{Version: v, Group: g}, nil
 }

@@ -315,3 +315,61 @@ func TestRouteOf(t *testing.T) {
 		}
 	}
 }
+
+func TestBarrierRoundTrip(t *testing.T) {
+	for _, b := range []Barrier{{1, 0}, {7, 12}, {1 << 40, 65535}} {
+		enc := b.AppendBinary(nil)
+		if !IsBarrier(enc) {
+			t.Fatalf("%+v: not recognized as a barrier", b)
+		}
+		got, err := DecodeBarrier(enc)
+		if err != nil || got != b {
+			t.Fatalf("%+v: decoded %+v, %v", b, got, err)
+		}
+	}
+	c := Command{Kind: KindCredit}
+	if IsBarrier(c.AppendBinary(nil)) {
+		t.Fatal("a command record taken for a barrier")
+	}
+	for _, bad := range [][]byte{nil, {barrierMagic}, append(Barrier{1, 0}.AppendBinary(nil), 0), Barrier{0, 0}.AppendBinary(nil), {1, 2, 3}} {
+		if _, err := DecodeBarrier(bad); err == nil {
+			t.Fatalf("%x decoded", bad)
+		}
+	}
+}
+
+func FuzzDecodeBarrier(f *testing.F) {
+	f.Add(Barrier{3, 4}.AppendBinary(nil))
+	f.Add([]byte{barrierMagic, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := DecodeBarrier(b)
+		if err != nil {
+			return
+		}
+		if enc := got.AppendBinary(nil); string(enc) != string(b) {
+			t.Fatalf("%x decodes to %+v, which encodes to %x", b, got, enc)
+		}
+	})
+}
+
+func TestMigrationValidate(t *testing.T) {
+	m := NewSlotMap(4)
+	next, err := m.Scale(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewMigration(m, next).Validate(); err != nil {
+		t.Fatalf("scale refused: %v", err)
+	}
+	one, _ := next.MoveSlot(0, 7)
+	if err := NewMigration(next, one).Validate(); err != nil {
+		t.Fatalf("move-slot refused: %v", err)
+	}
+	// Slot 0 from 0 to 1 and slot 1 from 1 to 0: partitions that give and take.
+	swap, _ := m.MoveSlot(0, 1)
+	swap, _ = swap.MoveSlot(1, 0)
+	swap.Version = m.Version + 1
+	if err := NewMigration(m, swap).Validate(); err == nil {
+		t.Fatal("a swap was accepted")
+	}
+}

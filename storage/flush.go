@@ -42,6 +42,21 @@ type Batch struct {
 	Tombstones []TxRow
 	Accounts   map[uuid.UUID]*ledger.Account
 	Marks      []PartitionMark
+	// Handovers are migration groups whose old partition's mark passes
+	// their barrier in this batch (slot_handovers).
+	Handovers []Handover
+}
+
+// Handover is one group of a slot migration handed over: every effect of
+// its records up to the barrier at BarrierOffset of partition From is in
+// the batch or before it.
+type Handover struct {
+	Version       int64 // the slot map the migration moves to
+	Group         int
+	From, To      int32
+	Slots         int
+	BarrierOffset int64
+	SlotList      []int // the slots (not stored: the slot maps have them)
 }
 
 // Len is the number of rows the batch will write.
@@ -250,6 +265,12 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 		}
 		if int(tag.RowsAffected()) != len(a.ids) {
 			return fmt.Errorf("%w: %d of %d accounts moved forward", ErrInvariant, tag.RowsAffected(), len(a.ids))
+		}
+	}
+	for _, h := range b.Handovers {
+		if _, err := tx.Exec(ctx, `INSERT INTO slot_handovers (version, grp, from_partition, to_partition, slots, barrier_offset)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version, grp) DO NOTHING`, h.Version, h.Group, h.From, h.To, h.Slots, h.BarrierOffset); err != nil {
+			return fmt.Errorf("storage: flush handover: %w", err)
 		}
 	}
 	// The commit is not cancelled with ctx: a commit interrupted on the

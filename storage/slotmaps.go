@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bursar/bursar/ledger"
 	"github.com/jackc/pgx/v5"
@@ -63,4 +64,101 @@ func (s *Store) InitSlotMap(ctx context.Context, partitions int32) (*ledger.Slot
 		return nil, err
 	}
 	return s.SlotMap(ctx)
+}
+
+// RouteState is what routes records while slots move: the newest slot
+// map, the one before it (nil at version 0) and the groups of the
+// migration between them that are handed over.
+type RouteState struct {
+	Slots  *SlotMapRow
+	Prev   *SlotMapRow
+	Handed map[int]HandoverRow
+}
+
+// SlotMapRow is a stored slot map.
+type SlotMapRow struct {
+	Map     *ledger.SlotMap
+	Created time.Time
+}
+
+// HandoverRow is a row of slot_handovers.
+type HandoverRow struct {
+	Group         int       `json:"group"`
+	From          int32     `json:"from"`
+	To            int32     `json:"to"`
+	Slots         int       `json:"slots"`
+	BarrierOffset int64     `json:"barrier_offset"`
+	HandedAt      time.Time `json:"handed_at"`
+}
+
+// SlotMapVersion returns the newest slot map's version (-1 when none is
+// stored): the cheap query a node polls to see a new map.
+func (s *Store) SlotMapVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), -1) FROM slot_maps`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("storage: slot map version: %w", err)
+	}
+	return v, nil
+}
+
+// RouteState reads the newest two slot maps and the handovers of the
+// migration between them (ErrNotFound when no map is stored).
+func (s *Store) RouteState(ctx context.Context) (*RouteState, error) {
+	rows, err := s.pool.Query(ctx, `SELECT encoding, created_at FROM slot_maps ORDER BY version DESC LIMIT 2`)
+	if err != nil {
+		return nil, fmt.Errorf("storage: route state: %w", err)
+	}
+	var maps []*SlotMapRow
+	for rows.Next() {
+		var enc []byte
+		var at time.Time
+		if err := rows.Scan(&enc, &at); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("storage: route state: %w", err)
+		}
+		m, err := ledger.DecodeSlotMap(enc)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("storage: route state: %w", err)
+		}
+		maps = append(maps, &SlotMapRow{Map: m, Created: at})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: route state: %w", err)
+	}
+	if len(maps) == 0 {
+		return nil, ErrNotFound
+	}
+	st := &RouteState{Slots: maps[0], Handed: map[int]HandoverRow{}}
+	if len(maps) < 2 {
+		return st, nil
+	}
+	st.Prev = maps[1]
+	hs, err := s.Handovers(ctx, st.Slots.Map.Version)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hs {
+		st.Handed[h.Group] = h
+	}
+	return st, nil
+}
+
+// Handovers returns the handed-over groups of the migration to slot map
+// version, by group.
+func (s *Store) Handovers(ctx context.Context, version int64) ([]HandoverRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT grp, from_partition, to_partition, slots, barrier_offset, handed_at
+FROM slot_handovers WHERE version = $1 ORDER BY grp`, version)
+	if err != nil {
+		return nil, fmt.Errorf("storage: handovers: %w", err)
+	}
+	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (HandoverRow, error) {
+		var h HandoverRow
+		err := r.Scan(&h.Group, &h.From, &h.To, &h.Slots, &h.BarrierOffset, &h.HandedAt)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: handovers: %w", err)
+	}
+	return hs, nil
 }

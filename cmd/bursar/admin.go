@@ -72,11 +72,18 @@ func runBroker(args []string, stdout io.Writer) error {
 }
 
 func runPartitions(args []string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "plan" {
-		return partitionsPlan(args[1:], stdout)
+	if len(args) > 0 {
+		switch args[0] {
+		case "plan":
+			return partitionsPlan(args[1:], stdout)
+		case "scale":
+			return partitionsScale(args[1:], stdout)
+		case "move-slot":
+			return partitionsMoveSlot(args[1:], stdout)
+		}
 	}
 	if len(args) == 0 || args[0] != "ls" {
-		return &exitError{code: 2, err: errors.New("usage: bursar partitions ls | plan --to N  [--database-url URL] [--format table|json]")}
+		return &exitError{code: 2, err: errors.New("usage: bursar partitions ls | plan --to N | scale --to N | move-slot SLOT --to P")}
 	}
 	fs := newFlagSet("partitions ls", "Lists partitions: the slots the slot map gives each, owner, epoch and committed offset (from PostgreSQL), and the slot map's version.")
 	url := fs.String("database-url", "", "PostgreSQL connection URL (required)")
@@ -107,6 +114,26 @@ func runPartitions(args []string, stdout io.Writer) error {
 		return err
 	default:
 		view.SlotMap = &slotMapView{Version: m.Version, Partitions: m.Partitions}
+		st, err := store.RouteState(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Prev != nil {
+			mig := ledger.NewMigration(st.Prev.Map, st.Slots.Map)
+			if len(st.Handed) < len(mig.Groups()) {
+				mv := &migrationLs{FromVersion: st.Prev.Map.Version, ToVersion: m.Version, Started: st.Slots.Created}
+				for g, grp := range mig.Groups() {
+					h, ok := st.Handed[g]
+					row := migrationGroupLs{Group: g, From: grp.From, To: grp.To, Slots: len(grp.Slots), HandedOver: ok}
+					if ok {
+						row.HandedAt = &h.HandedAt
+						mv.HandedOver++
+					}
+					mv.Groups = append(mv.Groups, row)
+				}
+				view.Migration = mv
+			}
+		}
 	}
 	byPart := map[int32]storage.PartitionRow{}
 	for _, r := range rows {
@@ -138,7 +165,26 @@ func runPartitions(args []string, stdout io.Writer) error {
 // partitionsLs is what partitions ls prints.
 type partitionsLs struct {
 	SlotMap    *slotMapView     `json:"slot_map"` // null before any node started
+	Migration  *migrationLs     `json:"migration"` // null when none is in flight
 	Partitions []partitionLsRow `json:"partitions"`
+}
+
+// migrationLs is a slot migration in flight.
+type migrationLs struct {
+	FromVersion int64              `json:"from_version"`
+	ToVersion   int64              `json:"to_version"`
+	Started     time.Time          `json:"started"`
+	HandedOver  int                `json:"handed_over"`
+	Groups      []migrationGroupLs `json:"groups"`
+}
+
+type migrationGroupLs struct {
+	Group      int        `json:"group"`
+	From       int32      `json:"from"`
+	To         int32      `json:"to"`
+	Slots      int        `json:"slots"`
+	HandedOver bool       `json:"handed_over"`
+	HandedAt   *time.Time `json:"handed_at"`
 }
 
 type slotMapView struct {
@@ -156,6 +202,17 @@ func printPartitions(w io.Writer, v partitionsLs) {
 		fmt.Fprintf(w, "slot map version %d: %d slots over %d partitions\n", v.SlotMap.Version, ledger.SlotCount, v.SlotMap.Partitions)
 	} else {
 		fmt.Fprintln(w, "no slot map yet (no node has started on this database)")
+	}
+	if mv := v.Migration; mv != nil {
+		fmt.Fprintf(w, "migration in flight since %s: version %d → %d, %d of %d groups handed over (bursar partitions scale resumes it; nodes resume it by themselves after 10s without progress)\n",
+			mv.Started.UTC().Format(time.RFC3339), mv.FromVersion, mv.ToVersion, mv.HandedOver, len(mv.Groups))
+		for _, g := range mv.Groups {
+			state := "waiting"
+			if g.HandedOver {
+				state = "handed over " + g.HandedAt.UTC().Format(time.RFC3339Nano)
+			}
+			fmt.Fprintf(w, "  group %d: %d slots %d → %d: %s\n", g.Group, g.Slots, g.From, g.To, state)
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tSLOTS\tOWNER\tEPOCH\tCOMMITTED OFFSET\tUPDATED")

@@ -56,7 +56,10 @@ type runningNode struct {
 	disk                                  *diskGuard       // the data directory's free space
 	broker                                *kafkalog.Broker // the embedded broker, if this node runs it
 	parts, eventParts                     int32
-	slots                                 *ledger.SlotMap // the routing authority, from PostgreSQL (loadSlotMap)
+	slots                                 *ledger.SlotMap // the newest slot map at start (loadSlotMap)
+	routing                               *engine.Routing // the routing authority, from PostgreSQL, kept fresh
+	migrator                              *engine.Migrator
+	migrations                            *nodeMigrations
 	stages                                *engine.Stages
 
 	// openStore
@@ -310,6 +313,15 @@ func (n *runningNode) loadSlotMap(ctx context.Context) error {
 		n.log.Warn("the command topic has more partitions than the slot map routes to; the extra ones stay empty", "topic_partitions", n.parts, "slot_map_partitions", m.Partitions, "slot_map_version", m.Version)
 	}
 	n.slots = m
+	st, err := n.store.RouteState(ctx)
+	if err != nil {
+		return fmt.Errorf("loading the slot map: %w", err)
+	}
+	n.routing = engine.NewRouting(engine.RoutesFrom(st, nil), n.store, n.log.With("component", "routing"), n.engineClient, n.apiClient)
+	if hd, groups := n.routing.Load().Progress(); groups > 0 {
+		n.log.Warn("a slot migration is in flight; its driver (bursar partitions scale, or this node after a while) finishes it", "slot_map_version", m.Version, "groups", groups, "handed_over", hd)
+	}
+	n.migrator = &engine.Migrator{Store: n.store, Client: n.engineClient, Log: n.log.With("component", "migrator"), Routing: n.routing}
 	return nil
 }
 
@@ -445,7 +457,7 @@ func (n *runningNode) startCluster(context.Context) error {
 			ID: f.nodeID, Roles: roles,
 			HTTP:    net.JoinHostPort(advertiseHost(httpHost, f.advertiseHost), strconv.Itoa(httpPort)),
 			Admin:   adminAdvertised,
-			Records: ledger.RecordVersionMax, SlotMap: n.slots.Version,
+			Records: ledger.RecordVersionMax, SlotMap: n.routing.Load().Slots.Version,
 			Remote: net.JoinHostPort(advertiseHost(remoteHost, f.advertiseHost), strconv.Itoa(remotePort)),
 		},
 		BindAddr: f.gossipAddr, Join: splitList(f.join), ProbeInterval: f.probeInterval, Keys: f.gossipKeys,
@@ -461,6 +473,11 @@ func (n *runningNode) startCluster(context.Context) error {
 		n.log.Warn("gossip beyond loopback without --gossip-key: any process that reaches --gossip-addr can join the cluster and take partitions", "addr", f.gossipAddr)
 	}
 	n.deferClose(n.leave)
+	mctx, stop := context.WithCancel(context.Background())
+	n.deferClose(stop)
+	n.migrations = &nodeMigrations{ctx: mctx, log: n.log.With("component", "migrator"), mig: n.migrator,
+		routing: n.routing, members: n.members, resumeIn: 10 * time.Second}
+	go n.migrations.run()
 	return nil
 }
 
@@ -489,7 +506,7 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 		// the engine.
 		var sink lateSink
 		n.eng, err = engine.New(engine.Config{
-			NodeID: f.nodeID, Partitions: n.parts, Slots: n.slots, Ack: f.ack, FlushRows: f.flushRows,
+			NodeID: f.nodeID, Partitions: n.parts, Routing: n.routing, Ack: f.ack, FlushRows: f.flushRows,
 			FlushInterval: f.flushInterval, MaxUnflushedRows: f.maxUnflushed, FetchMaxRecords: f.fetchMax,
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
@@ -524,7 +541,8 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 	n.deferClose(stopCoord)
 	n.coordDone = make(chan struct{})
 	if n.runEngine {
-		coord = cluster.NewCoordinator(f.nodeID, n.parts, n.members, n.eng, n.store, n.log.With("component", "coordinator"))
+		routing, topicParts := n.routing, n.parts
+		coord = cluster.NewCoordinator(f.nodeID, func() int32 { return max(topicParts, routing.Load().Partitions()) }, n.members, n.eng, n.store, n.log.With("component", "coordinator"))
 		go func() { coord.Run(coordCtx); close(n.coordDone) }()
 	} else {
 		close(n.coordDone)
@@ -604,7 +622,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
 		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
-		Partitions:    n.parts, Slots: n.slots, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
+		Partitions:    n.parts, Routing: n.routing, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,
@@ -622,7 +640,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if n.eng != nil {
 		stats = func() any { return n.eng.Stats() }
 	}
-	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats),
+	api.SetAdmin(cluster.AdminHandler(n.members, ready, stats, n.migrations),
 		fasthttpadaptor.NewFastHTTPHandlerFunc(http.DefaultServeMux.ServeHTTP), n.readyCheck) // net/http/pprof's handlers
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bursar/bursar/cluster"
+	"github.com/bursar/bursar/engine"
+	"github.com/bursar/bursar/ledger"
+)
+
+// nodeMigrations runs slot migrations on this node for the admin API
+// (cluster.Migrations), keeps the node's routes fresh (the routing's poll,
+// kicked when a peer gossips a newer map), gossips the version it routes
+// by, and resumes a migration that stopped moving: the driver that
+// started it crashed or was stopped. Two drivers at once only repeat
+// barriers, which the engines ignore.
+type nodeMigrations struct {
+	ctx      context.Context
+	log      *slog.Logger
+	mig      *engine.Migrator
+	routing  *engine.Routing
+	members  *cluster.Membership
+	resumeIn time.Duration // a migration with no handover this long is resumed here
+
+	mu       sync.Mutex
+	running  bool
+	progress time.Time // the last change of the routes while a migration is in flight
+	lastSeen *engine.Routes
+}
+
+// errMigrationRunning is the admin API's 409.
+type errMigrationRunning struct{}
+
+func (errMigrationRunning) Error() string {
+	return "a slot migration is running on this node; see GET /internal/partitions/migration"
+}
+func (errMigrationRunning) Conflict() bool { return true }
+
+func (m *nodeMigrations) start(run func(ctx context.Context) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running {
+		return errMigrationRunning{}
+	}
+	m.running = true
+	go func() {
+		err := run(m.ctx)
+		if err != nil && m.ctx.Err() == nil {
+			m.log.Error("slot migration failed; run it again to resume", "err", err)
+		}
+		m.mu.Lock()
+		m.running = false
+		m.mu.Unlock()
+	}()
+	return nil
+}
+
+// Scale implements cluster.Migrations.
+func (m *nodeMigrations) Scale(to int32) error {
+	if err := checkScale(m.routing.Load(), to); err != nil {
+		return err
+	}
+	return m.start(func(ctx context.Context) error { return m.mig.Scale(ctx, to) })
+}
+
+// MoveSlot implements cluster.Migrations.
+func (m *nodeMigrations) MoveSlot(slot int, to int32) error {
+	if err := checkMoveSlot(m.routing.Load(), slot, to); err != nil {
+		return err
+	}
+	return m.start(func(ctx context.Context) error { return m.mig.MoveSlot(ctx, slot, to) })
+}
+
+// migrationView is GET /internal/partitions/migration.
+type migrationView struct {
+	SlotMapVersion int64                  `json:"slot_map_version"`
+	Partitions     int32                  `json:"partitions"`
+	InFlight       bool                   `json:"in_flight"`
+	Groups         int                    `json:"groups"`
+	HandedOver     int                    `json:"handed_over"`
+	Driver         engine.MigrationStatus `json:"driver"` // this node's last run
+}
+
+// Status implements cluster.Migrations.
+func (m *nodeMigrations) Status() any {
+	rt := m.routing.Load()
+	hd, groups := rt.Progress()
+	return migrationView{SlotMapVersion: rt.Slots.Version, Partitions: rt.Partitions(), InFlight: rt.Mig != nil,
+		Groups: groups, HandedOver: hd, Driver: m.mig.Status()}
+}
+
+// run keeps the routes fresh and watches migrations until ctx ends.
+func (m *nodeMigrations) run() {
+	m.routing.OnChange = func(rt *engine.Routes) {
+		if err := m.members.SetSlotMap(rt.Slots.Version); err != nil {
+			m.log.Warn("gossiping the slot map version", "err", err)
+		}
+	}
+	go m.routing.Run(m.ctx)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		rt := m.routing.Load()
+		for _, mem := range m.members.Members() {
+			if mem.SlotMap > rt.Slots.Version {
+				m.routing.Kick()
+				break
+			}
+		}
+		m.watch(rt)
+	}
+}
+
+// watch resumes a migration in flight that has not moved for resumeIn.
+func (m *nodeMigrations) watch(rt *engine.Routes) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rt != m.lastSeen {
+		m.lastSeen, m.progress = rt, time.Now()
+	}
+	if rt.Mig == nil || m.running || time.Since(m.progress) < m.resumeIn {
+		return
+	}
+	m.log.Warn("a slot migration has not moved; resuming it here", "slot_map_version", rt.Slots.Version, "idle", time.Since(m.progress).Round(time.Second))
+	m.progress = time.Now()
+	m.running = true
+	go func() {
+		if err := m.mig.Resume(m.ctx); err != nil && m.ctx.Err() == nil && !errors.Is(err, engine.ErrMigrating) {
+			m.log.Error("resuming the slot migration failed; it is tried again", "err", err)
+		}
+		m.mu.Lock()
+		m.running = false
+		m.mu.Unlock()
+	}()
+}
+
+// checkScale refuses at once what Migrator.Scale would refuse.
+func checkScale(rt *engine.Routes, to int32) error {
+	switch {
+	case to <= 0 || to > ledger.PartitionsMax:
+		return fmt.Errorf("the partition count must be between 1 and %d, got %d", ledger.PartitionsMax, to)
+	case to < rt.Partitions():
+		return fmt.Errorf("%w: the slot map routes to %d partitions", engine.ErrShrink, rt.Partitions())
+	}
+	return nil
+}
+
+// checkMoveSlot refuses at once what Migrator.MoveSlot would refuse.
+func checkMoveSlot(rt *engine.Routes, slot int, to int32) error {
+	switch {
+	case slot < 0 || slot >= ledger.SlotCount:
+		return fmt.Errorf("%w: %d (slots are 0..%d)", engine.ErrNoSuchSlot, slot, ledger.SlotCount-1)
+	case to < 0 || to >= rt.Partitions():
+		return fmt.Errorf("%w: %d (it routes to 0..%d; scale first)", engine.ErrNoPartition, to, rt.Partitions()-1)
+	}
+	return nil
+}
