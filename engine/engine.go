@@ -244,8 +244,8 @@ func New(cfg Config, log *slog.Logger, store Store, client *kgo.Client, replies 
 		cfg: cfg, log: log, store: store, client: client, replies: replies, m: m,
 		parts: make(map[int32]*partition), restarts: make(map[int32]restart),
 		routing: cfg.Routing,
-		kick:  make(chan struct{}, 1),
-		fatal: make(chan error, 1),
+		kick:    make(chan struct{}, 1),
+		fatal:   make(chan error, 1),
 	}
 	e.emitter = newEmitter(e)
 	e.reemit = newReemitter(e)

@@ -449,7 +449,6 @@ func (p *partition) dropResidents(slots []int) {
 	}
 }
 
-
 func (p *partition) observeFetched(cmds []*ledger.Command, now time.Time) {
 	st := p.e.cfg.Stages
 	if st == nil {

@@ -164,7 +164,7 @@ func runPartitions(args []string, stdout io.Writer) error {
 
 // partitionsLs is what partitions ls prints.
 type partitionsLs struct {
-	SlotMap    *slotMapView     `json:"slot_map"` // null before any node started
+	SlotMap    *slotMapView     `json:"slot_map"`  // null before any node started
 	Migration  *migrationLs     `json:"migration"` // null when none is in flight
 	Partitions []partitionLsRow `json:"partitions"`
 }
