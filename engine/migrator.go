@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,10 @@ type MigrationStatus struct {
 	SlotsMoved  int       `json:"slots_moved"`
 	SlotsTotal  int       `json:"slots_to_move"`
 	Step        string    `json:"step"`
+	// Steps are the run's steps so far, oldest first, each with its time
+	// since the start (the first stepsMax; StepsDropped counts the rest).
+	Steps        []string `json:"steps"`
+	StepsDropped int      `json:"steps_dropped,omitempty"`
 	Started     time.Time `json:"started,omitzero"`
 	Finished    time.Time `json:"finished,omitzero"`
 	Error       string    `json:"error,omitempty"`
@@ -63,13 +68,27 @@ type MigrationStatus struct {
 func (m *Migrator) Status() MigrationStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.last
+	st := m.last
+	st.Steps = slices.Clone(st.Steps)
+	return st
 }
+
+// stepsMax bounds MigrationStatus.Steps.
+const stepsMax = 512
 
 func (m *Migrator) update(f func(*MigrationStatus)) {
 	m.mu.Lock()
+	prev := m.last.Step
 	f(&m.last)
+	if m.last.Step != prev && m.last.Step != "" {
+		if len(m.last.Steps) < stepsMax {
+			m.last.Steps = append(m.last.Steps, fmt.Sprintf("%8s  %s", time.Since(m.last.Started).Round(time.Millisecond), m.last.Step))
+		} else {
+			m.last.StepsDropped++
+		}
+	}
 	st := m.last
+	st.Steps = nil
 	m.mu.Unlock()
 	if st.Step != "" {
 		m.Log.Info("slot migration", "step", st.Step, "to_version", st.ToVersion, "handed_over", st.HandedOver, "groups", st.Groups)

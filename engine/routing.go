@@ -262,6 +262,9 @@ func (r *Routing) awaitPartitions(ctx context.Context, n int32) error {
 	for {
 		missing := false
 		for _, cl := range r.clients {
+			if leader, _, _ := cl.PartitionLeader(kafkalog.TopicCommands, 0); leader < 0 {
+				continue // it has not loaded the topic yet: its first produce loads it whole
+			}
 			if leader, _, _ := cl.PartitionLeader(kafkalog.TopicCommands, n-1); leader < 0 {
 				missing = true
 				cl.ForceMetadataRefresh()

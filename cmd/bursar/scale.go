@@ -89,15 +89,16 @@ func runMigration(fs *flag.FlagSet, args []string, stdout io.Writer, path string
 	case resp.StatusCode != 202:
 		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(msg))
 	}
-	start, lastStep := time.Now(), ""
+	printed := 0
 	for {
 		var st migrationView
 		if err := ac.get(ctx, *addr, "/internal/partitions/migration", &st); err != nil {
 			return fmt.Errorf("following the migration (it goes on; run the command again to follow or resume it): %w", err)
 		}
-		if st.Driver.Step != lastStep && *format == "table" {
-			lastStep = st.Driver.Step
-			fmt.Fprintf(stdout, "%8s  %s\n", time.Since(start).Round(time.Millisecond), st.Driver.Step)
+		if *format == "table" {
+			for ; printed < len(st.Driver.Steps); printed++ {
+				fmt.Fprintln(stdout, st.Driver.Steps[printed])
+			}
 		}
 		if !st.Driver.Running {
 			if st.Driver.Error != "" {
