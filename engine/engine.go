@@ -505,7 +505,7 @@ func (e *Engine) partition(p int32) *partition {
 // partition may apply on it as soon as the handover commits.
 func (e *Engine) Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Account, error) {
 	rt := e.routing.Load()
-	if q := rt.ReadPartition(id); q != p {
+	if q := rt.PartitionOf(id); q != p {
 		if e.partition(q) == nil {
 			e.routing.Kick() // the caller may know a newer map
 			return ledger.Account{}, ErrNotOwner
@@ -695,6 +695,8 @@ type PartitionStats struct {
 	UnflushedRows int   `json:"unflushed_rows"`
 	Resident      int   `json:"resident_actors"`
 	Ready         bool  `json:"ready"`
+	// Holding: the partition waits for a moving group's handover.
+	Holding bool `json:"holding"`
 }
 
 // Stats returns every owned partition's counters, by partition.
@@ -710,7 +712,7 @@ func (e *Engine) Stats() []PartitionStats {
 		p.mu.RLock()
 		out = append(out, PartitionStats{
 			Partition: p.id, Epoch: p.epoch, Applied: p.applied, Committed: p.committed, End: p.end,
-			UnflushedRows: p.buf.size(), Resident: len(p.residents), Ready: p.ready.Load(),
+			UnflushedRows: p.buf.size(), Resident: len(p.residents), Ready: p.ready.Load(), Holding: p.held.Load(),
 		})
 		p.mu.RUnlock()
 	}

@@ -47,7 +47,7 @@ func (l unflushedFirst) LookupKeys(ctx context.Context, account uuid.UUID, keys 
 // rows (and leg tombstones) of account since sinceUs.
 func (e *Engine) unflushedKeys(account uuid.UUID, keys []string, sinceUs int64) map[string]ledger.KeyRecord {
 	out := make(map[string]ledger.KeyRecord)
-	p := e.partition(e.routing.Load().ReadPartition(account))
+	p := e.partition(e.routing.Load().PartitionOf(account))
 	if p == nil {
 		return out
 	}

@@ -159,15 +159,18 @@ func (r *migRig) node() (*engine.Engine, *engine.Routing, *engine.Migrator) {
 	return r.eng, r.routing, r.migrator
 }
 
-// send appends c to the partition slots gives its account, as an ingress
-// routing by slots does, and waits for the answer.
-func (r *migRig) send(slots *ledger.SlotMap, c *ledger.Command) (ledger.Result, error) {
+// send appends c to partition to (-1: the one slots gives its account),
+// as an ingress routing by slots does, and waits for the answer.
+func (r *migRig) send(slots *ledger.SlotMap, to int32, c *ledger.Command) (ledger.Result, error) {
 	seq := r.seq.Add(1)
 	c.TxID = uuid.Must(uuid.NewV7())
 	c.TimestampUs = time.Now().UnixMicro()
 	c.RequestHash = ledger.HashRequest(c)
 	c.ReplyNode, c.ReplySeq = "n", seq
-	rec := &kgo.Record{Topic: kafkalog.TopicCommands, Partition: slots.PartitionOfAccount(c.AccountID), Key: c.AccountID[:],
+	if to < 0 {
+		to = slots.PartitionOfAccount(c.AccountID)
+	}
+	rec := &kgo.Record{Topic: kafkalog.TopicCommands, Partition: to, Key: c.AccountID[:],
 		Value: c.AppendBinary(nil), Headers: []kgo.RecordHeader{kafkalog.SlotMapHeader(slots.Version)}}
 	if err := r.producer.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 		return ledger.Result{}, err
@@ -204,7 +207,7 @@ func (r *migRig) openAccounts(n int) []uuid.UUID {
 	ids := make([]uuid.UUID, n)
 	for i := range ids {
 		ids[i] = uuid.New()
-		if res, err := r.send(routing.Load().Slots, openCmd(ids[i])); err != nil || res.Status != ledger.StatusCompleted {
+		if res, err := r.send(routing.Load().Slots, -1, openCmd(ids[i])); err != nil || res.Status != ledger.StatusCompleted {
 			r.t.Fatalf("open: %+v %v", res, err)
 		}
 	}
@@ -235,10 +238,17 @@ func (r *migRig) runLoad(ctx context.Context, clients, perClient int, sinks []uu
 			}
 			for i := 0; ctx.Err() == nil; i++ {
 				id := ids[rng.IntN(len(ids))]
-				slots := stale
-				if c%2 == 0 {
-					_, rt, _ := r.node()
-					slots = rt.Load().Slots
+				// A third route by the newest map (their commands for a
+				// moving slot wait at its new partition), a third by the
+				// map at start (a stale ingress: forwarded), a third as
+				// the ingress does (the old partition until handed over).
+				slots, to := stale, int32(-1)
+				_, routing, _ := r.node()
+				switch rt := routing.Load(); c % 3 {
+				case 0:
+					slots = rt.Slots
+				case 2:
+					slots, to = rt.Slots, rt.PartitionOf(id)
 				}
 				key := fmt.Sprintf("c%d-%d", c, i)
 				cmd := money(ledger.KindCredit, id, 3, key)
@@ -246,7 +256,7 @@ func (r *migRig) runLoad(ctx context.Context, clients, perClient int, sinks []uu
 				if transfer {
 					cmd = &ledger.Command{Kind: ledger.KindTransferDebit, AccountID: id, Counterparty: sinks[rng.IntN(len(sinks))], Amount: 1, Currency: "USD", IdemKey: key}
 				}
-				res, err := r.send(slots, cmd)
+				res, err := r.send(slots, to, cmd)
 				if err != nil {
 					lc.errs <- err
 					return

@@ -46,22 +46,22 @@ type Migrator struct {
 // MigrationStatus is a migration's progress, as `bursar partitions scale`
 // and the admin API show it.
 type MigrationStatus struct {
-	Running     bool      `json:"running"`
-	FromVersion int64     `json:"from_version"`
-	ToVersion   int64     `json:"to_version"`
-	Partitions  int32     `json:"partitions"`
-	Groups      int       `json:"groups"`
-	HandedOver  int       `json:"handed_over"`
-	SlotsMoved  int       `json:"slots_moved"`
-	SlotsTotal  int       `json:"slots_to_move"`
-	Step        string    `json:"step"`
+	Running     bool   `json:"running"`
+	FromVersion int64  `json:"from_version"`
+	ToVersion   int64  `json:"to_version"`
+	Partitions  int32  `json:"partitions"`
+	Groups      int    `json:"groups"`
+	HandedOver  int    `json:"handed_over"`
+	SlotsMoved  int    `json:"slots_moved"`
+	SlotsTotal  int    `json:"slots_to_move"`
+	Step        string `json:"step"`
 	// Steps are the run's steps so far, oldest first, each with its time
 	// since the start (the first stepsMax; StepsDropped counts the rest).
-	Steps        []string `json:"steps"`
-	StepsDropped int      `json:"steps_dropped,omitempty"`
-	Started     time.Time `json:"started,omitzero"`
-	Finished    time.Time `json:"finished,omitzero"`
-	Error       string    `json:"error,omitempty"`
+	Steps        []string  `json:"steps"`
+	StepsDropped int       `json:"steps_dropped,omitempty"`
+	Started      time.Time `json:"started,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
+	Error        string    `json:"error,omitempty"`
 }
 
 // Status returns the progress of the last run.

@@ -682,7 +682,7 @@ func (p *partition) legRecord(c *ledger.Command) *kgo.Record {
 	rt := p.e.routing.Load()
 	return &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
-		Partition: rt.Slots.PartitionOfAccount(c.AccountID),
+		Partition: rt.PartitionOf(c.AccountID),
 		Key:       c.AccountID[:],
 		Value:     c.AppendBinary(nil),
 		Timestamp: time.UnixMicro(c.TimestampUs),

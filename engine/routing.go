@@ -38,13 +38,18 @@ func (r *Routes) Handed(g int) bool { return r.Mig == nil || r.handed[g] }
 // Partitions is the number of partitions the newest map routes to.
 func (r *Routes) Partitions() int32 { return r.Slots.Partitions }
 
-// ReadPartition is the partition holding the newest state of an account:
-// its old one while its group is not handed over, else the newest map's.
-func (r *Routes) ReadPartition(id uuid.UUID) int32 {
+// PartitionOf is the partition holding the newest state of an account,
+// where its reads go and where new commands are best appended: its old
+// one while its group is not handed over, else the newest map's. An
+// ingress routing a moving slot to the new partition at once would have
+// it wait there (held) until the driver reaches its group; routed to the
+// old one, it is applied there until the barrier and forwarded after it,
+// and only the few between barrier and handover wait.
+func (r *Routes) PartitionOf(id uuid.UUID) int32 {
 	if r.Mig == nil {
 		return r.Slots.PartitionOfAccount(id)
 	}
-	return r.Mig.ReadPartition(ledger.SlotOf(id), r.Handed)
+	return r.Mig.PartitionOf(ledger.SlotOf(id), r.Handed)
 }
 
 // Progress counts the groups of the migration in flight that are handed

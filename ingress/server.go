@@ -905,7 +905,7 @@ func (s *Server) refuseWrites() *apiError {
 // wait in the log, and its answer with it: refusing it appends nothing,
 // and the retry the code asks for is safe under the same key.
 func (s *Server) refuseWaiting(c *ledger.Command) *apiError {
-	if s.engine == nil || !s.engine.WaitsForStorage(s.routing.Load().Slots.PartitionOfAccount(c.AccountID)) {
+	if s.engine == nil || !s.engine.WaitsForStorage(s.routing.Load().PartitionOf(c.AccountID)) {
 		return nil
 	}
 	s.rejected.WithLabelValues("database").Inc()
@@ -1002,14 +1002,14 @@ func (s *Server) newRecord(c *ledger.Command, seq uint64, now time.Time) *kgo.Re
 	c.TimestampUs = now.UnixMicro()
 	c.RequestHash = ledger.HashRequest(c)
 	c.ReplyNode, c.ReplySeq = s.replies.Node(), seq
-	slots := s.routing.Load().Slots
+	rt := s.routing.Load()
 	return &kgo.Record{
 		Topic:     kafkalog.TopicCommands,
-		Partition: slots.PartitionOfAccount(c.AccountID),
+		Partition: rt.PartitionOf(c.AccountID),
 		Key:       c.AccountID[:],
 		Value:     c.AppendBinary(make([]byte, 0, 256)),
 		Timestamp: now,
-		Headers:   []kgo.RecordHeader{kafkalog.SlotMapHeader(slots.Version)},
+		Headers:   []kgo.RecordHeader{kafkalog.SlotMapHeader(rt.Slots.Version)},
 	}
 }
 
@@ -1079,7 +1079,7 @@ func (s *Server) readAccount(c context.Context, id uuid.UUID) (ledger.Account, e
 	deadline := time.Now().Add(time.Second)
 	for {
 		rt := s.routing.Load()
-		acc, err := s.engine.Account(c, rt.ReadPartition(id), id)
+		acc, err := s.engine.Account(c, rt.PartitionOf(id), id)
 		if (!errors.Is(err, engine.ErrNotReady) && !errors.Is(err, engine.ErrNotOwner)) || time.Now().After(deadline) || c.Err() != nil {
 			return acc, err
 		}

@@ -126,9 +126,9 @@ func (m *Migration) Validate() error {
 	return nil
 }
 
-// ReadPartition is where the newest state of an account in slot lives:
+// PartitionOf is where the newest state of an account in slot lives:
 // its old partition until its group is handed over, then its new one.
-func (m *Migration) ReadPartition(slot int, handedOver func(g int) bool) int32 {
+func (m *Migration) PartitionOf(slot int, handedOver func(g int) bool) int32 {
 	if g := m.GroupOf(slot); g >= 0 && !handedOver(g) {
 		return m.groups[g].From
 	}

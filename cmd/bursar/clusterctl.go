@@ -28,6 +28,9 @@ type nodeView struct {
 	Ready      bool                    `json:"ready"`
 	Reachable  bool                    `json:"reachable"`
 	Partitions []engine.PartitionStats `json:"partitions"`
+	// Migration is the slot migration as this node sees it (nil when it
+	// did not answer).
+	Migration *migrationView `json:"migration"`
 }
 
 // partitionView is one partition as `cluster status` reports it.
@@ -142,6 +145,10 @@ func gatherCluster(ctx context.Context, ac *adminClient, addr string, brokers []
 		}
 		if m.Admin != "" && ac.get(ctx, m.Admin, "/internal/node", &st) == nil {
 			nv.Reachable, nv.Ready, nv.Partitions = true, st.Ready, st.Partitions
+			var mv migrationView
+			if ac.get(ctx, m.Admin, "/internal/partitions/migration", &mv) == nil {
+				nv.Migration = &mv
+			}
 		}
 		for _, p := range nv.Partitions {
 			pv := partitionView{PartitionStats: p, Owner: m.ID, LogEnd: -1, ConsumerLag: -1, UnflushedRecs: -1}
@@ -210,18 +217,27 @@ func runCluster(args []string, stdout io.Writer) error {
 
 func printCluster(w io.Writer, v *clusterView) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLES\tSTATE\tREADY\tDRAINING\tPARTITIONS\tHTTP\tREMOTE")
+	fmt.Fprintln(tw, "NODE\tROLES\tSTATE\tREADY\tDRAINING\tPARTITIONS\tSLOT MAP\tMIGRATION\tHTTP\tREMOTE")
 	for _, n := range v.Nodes {
 		state := n.State
 		if !n.Reachable {
 			state += " (unreachable)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%d\t%s\t%s\n", n.ID, strings.Join(n.Roles, ","), state, n.Ready, n.Draining, len(n.Partitions), n.HTTP, n.Remote)
+		mig := "-"
+		if mv := n.Migration; mv != nil && mv.InFlight {
+			mig = fmt.Sprintf("%d/%d groups handed over", mv.HandedOver, mv.Groups)
+			if mv.Driver.Running {
+				mig += " (driving)"
+			}
+		} else if mv != nil && mv.Driver.Running {
+			mig = "driving: " + mv.Driver.Step
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%d\tv%d\t%s\t%s\t%s\n", n.ID, strings.Join(n.Roles, ","), state, n.Ready, n.Draining, len(n.Partitions), n.SlotMap, mig, n.HTTP, n.Remote)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tOWNER\tEPOCH\tAPPLIED\tCOMMITTED\tLOG END\tLAG\tUNFLUSHED ROWS\tREADY")
+	fmt.Fprintln(tw, "PARTITION\tOWNER\tEPOCH\tAPPLIED\tCOMMITTED\tLOG END\tLAG\tUNFLUSHED ROWS\tREADY\tHOLDING")
 	dash := func(x int64) string {
 		if x < 0 {
 			return "-"
@@ -229,8 +245,8 @@ func printCluster(w io.Writer, v *clusterView) {
 		return fmt.Sprint(x)
 	}
 	for _, p := range v.Partitions {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%v\n", p.Partition, p.Owner, p.Epoch, p.Applied, p.Committed,
-			dash(p.LogEnd), dash(p.ConsumerLag), p.UnflushedRows, p.Ready)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%v\t%v\n", p.Partition, p.Owner, p.Epoch, p.Applied, p.Committed,
+			dash(p.LogEnd), dash(p.ConsumerLag), p.UnflushedRows, p.Ready, p.Holding)
 	}
 	tw.Flush()
 	if len(v.Unowned) > 0 {

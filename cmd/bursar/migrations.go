@@ -90,8 +90,15 @@ type migrationView struct {
 func (m *nodeMigrations) Status() any {
 	rt := m.routing.Load()
 	hd, groups := rt.Progress()
-	return migrationView{SlotMapVersion: rt.Slots.Version, Partitions: rt.Partitions(), InFlight: rt.Mig != nil,
+	v := migrationView{SlotMapVersion: rt.Slots.Version, Partitions: rt.Partitions(), InFlight: rt.Mig != nil,
 		Groups: groups, HandedOver: hd, Driver: m.mig.Status()}
+	m.mu.Lock()
+	if m.running && !v.Driver.Running {
+		// Started and not yet begun (or ending): running, with nothing to show.
+		v.Driver = engine.MigrationStatus{Running: true, Step: "starting"}
+	}
+	m.mu.Unlock()
+	return v
 }
 
 // run keeps the routes fresh and watches migrations until ctx ends.
