@@ -347,15 +347,16 @@ func TestScaleUnderLoadKeepsOrder(t *testing.T) {
 			t.Fatalf("no operation completed while scaling to %d", n)
 		}
 	}
-	// Hot-spot relief: one client account's slot to partition 7.
+	// Hot-spot relief: one client account's slot to another partition.
 	hot := lc.accounts[0][0]
-	if err := mig.MoveSlot(context.Background(), ledger.SlotOf(hot), 7); err != nil {
+	_, routing, _ := r.node()
+	to := (routing.Load().Slots.PartitionOfAccount(hot) + 1) % 8
+	if err := mig.MoveSlot(context.Background(), ledger.SlotOf(hot), to); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
 	cancel()
-	_, routing, _ := r.node()
-	if rt := routing.Load(); rt.Slots.PartitionOfAccount(hot) != 7 || rt.Mig != nil || rt.Partitions() != 8 {
+	if rt := routing.Load(); rt.Slots.PartitionOfAccount(hot) != to || rt.Mig != nil || rt.Partitions() != 8 {
 		t.Fatalf("routes after the moves: partitions %d, hot account on %d, in flight %v", rt.Partitions(), rt.Slots.PartitionOfAccount(hot), rt.Mig != nil)
 	}
 	// Idempotent: the same target again moves nothing.
