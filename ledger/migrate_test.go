@@ -65,6 +65,10 @@ func (w *mWorld) seen(pp *mPart, off, g int) bool {
 func (w *mWorld) send(a int) {
 	ver := w.ingresses[w.rng.IntN(len(w.ingresses))]
 	p := w.maps[ver].PartitionOf(w.slotOf[a])
+	if ver == w.cur+1 && w.mig != nil && w.rng.IntN(2) == 0 {
+		// As the ingress does: the old partition until handed over.
+		p = w.mig.PartitionOf(w.slotOf[a], func(g int) bool { return w.handed[g] })
+	}
 	pp := w.part(p)
 	pp.log = append(pp.log, mRec{mig: -1, acct: a, seq: w.next[a]})
 	w.waiting[a] = true
@@ -154,6 +158,16 @@ func (w *mWorld) drive() {
 			pp := w.part(mv.From)
 			if w.seen(pp, pp.committed, g) {
 				w.handed[g] = true
+				// The engine stops the group's actors on the old partition
+				// once its handover commits (Engine.afterCommit): should
+				// the slots come back, it must load them again, not
+				// apply on what it held (it may never hold in between,
+				// so the new partition's reload cannot cover it).
+				for a, s := range w.slotOf {
+					if w.mig.GroupOf(s) == g {
+						delete(pp.mem, a)
+					}
+				}
 			}
 			return
 		}
@@ -187,13 +201,26 @@ func TestMigrationModel(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		m0 := NewSlotMap(int32(1 + rng.IntN(4)))
 		maps := []*SlotMap{m0}
-		for len(maps) < 4 {
+		type move struct {
+			slot int
+			from int32
+		}
+		var moved []move // slots a MoveSlot moved, and where from
+		for len(maps) < 5 {
 			last := maps[len(maps)-1]
 			var next *SlotMap
 			var err error
-			if rng.IntN(4) == 0 {
-				next, err = last.MoveSlot(rng.IntN(SlotCount), int32(rng.IntN(int(last.Partitions))))
-			} else {
+			switch x := rng.IntN(8); {
+			case x < 2 && len(moved) > 0:
+				// Back where it was: its old partition must not apply
+				// from what it held of the accounts before (rule 4).
+				mv := moved[rng.IntN(len(moved))]
+				next, err = last.MoveSlot(mv.slot, mv.from)
+			case x < 4:
+				slot := rng.IntN(SlotCount)
+				moved = append(moved, move{slot, last.PartitionOf(slot)})
+				next, err = last.MoveSlot(slot, int32(rng.IntN(int(last.Partitions))))
+			default:
 				next, err = last.Scale(last.Partitions + int32(1+rng.IntN(int(last.Partitions)+1)))
 			}
 			if err != nil {
@@ -206,9 +233,12 @@ func TestMigrationModel(t *testing.T) {
 		w := &mWorld{t: t, rng: rng, maps: maps, ingresses: make([]int, 3), ops: 12}
 		const accounts = 24
 		for a := range accounts {
-			// Half the accounts on slots that move in some step.
+			// Half the accounts on slots that move in some step, a
+			// quarter on slots moved one by one (and maybe back).
 			slot := rng.IntN(SlotCount)
-			if a%2 == 0 {
+			if a%4 == 1 && len(moved) > 0 {
+				slot = moved[rng.IntN(len(moved))].slot
+			} else if a%2 == 0 {
 				for i := 0; i+1 < len(maps); i++ {
 					if mv := maps[i].Moves(maps[i+1]); len(mv) > 0 {
 						g := mv[rng.IntN(len(mv))]
@@ -227,7 +257,7 @@ func TestMigrationModel(t *testing.T) {
 		w.waiting = make([]bool, accounts)
 		w.begin(0)
 		for i := 0; !w.done(); i++ {
-			if i > 200_000 {
+			if i > 2_000_000 {
 				t.Fatalf("seed %d: no progress (migration %d of %d, handed %v)", seed, w.cur, len(maps)-1, w.handed)
 			}
 			switch x := rng.IntN(100); {
@@ -271,6 +301,9 @@ func TestMigrationModel(t *testing.T) {
 				want[i] = i + 1
 			}
 			if !slices.Equal(h, want) {
+				for i, m := range maps {
+					t.Logf("map %d: %d partitions, slot on %d", i, m.Partitions, m.PartitionOf(w.slotOf[a]))
+				}
 				t.Fatalf("seed %d: account %d (slot %d) stored %v, want %v", seed, a, w.slotOf[a], h, want)
 			}
 		}
