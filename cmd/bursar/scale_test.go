@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -169,12 +170,11 @@ func migrationOf(t *testing.T, dbURL string) partitionsLs {
 }
 
 // TestClusterScalesPartitionsUnderLoad runs three nodes and ordered
-// clients through two of them while it scales the command topic 8 → 16
-// (driven by n1, measured) and 16 → 32, killing the driving node with
-// SIGKILL in the middle of the second migration: the other nodes resume
-// it. After each step every partition has one owner, the audit is clean,
-// and every account's history is exactly its operations, in the order
-// they were sent.
+// clients while it scales the command topic 8 → 16 (driven by n1) and
+// then 24, 32 and 40, killing the driving node with SIGKILL at a
+// different step each time. After each step every partition has one
+// owner, the audit is clean, and every account's history is exactly its
+// operations, in the order they were sent.
 func TestClusterScalesPartitionsUnderLoad(t *testing.T) {
 	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 8}
 	for _, id := range []string{"n1", "n2", "n3"} {
@@ -223,56 +223,80 @@ func TestClusterScalesPartitionsUnderLoad(t *testing.T) {
 		t.Fatalf("after a repeated scale: %+v", v)
 	}
 
-	// 16 → 32, driven by n2, which is killed once a group is handed over.
-	stop = make(chan struct{})
-	load.run(addrs, stop, 2)
-	time.Sleep(500 * time.Millisecond)
-	n2 := tc.nodes["n2"]
-	driver := exec.Command(binPath, "partitions", "scale", "--to", "32", "--addr", n2.admin, "--api-key", keyFor(n2.admin))
-	if err := driver.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v := migrationOf(t, tc.dbURL)
-		if v.Migration != nil && v.Migration.HandedOver > 0 {
-			if v.Migration.HandedOver == len(v.Migration.Groups) {
-				t.Log("the migration finished before the driver could be killed")
+	// Then the driving node is killed at a step of the migration (it also
+	// owns old and new partitions of the groups in flight): while the
+	// topic grows (before any barrier), while it waits for a handover
+	// (after a barrier), and once a group is handed over. The migration
+	// is finished by running the command again on another node, or by the
+	// nodes themselves; the killed node starts again.
+	for round, step := range []struct {
+		to       int
+		driver   string
+		killAt   string // a substring of the driver's step
+		rerunOn  string // "" : left to the nodes' watchdog
+		resuming bool
+	}{
+		{to: 24, driver: "n2", killAt: "growing", rerunOn: "n1"},
+		{to: 32, driver: "n3", killAt: "waiting for the handover", resuming: true},
+		{to: 40, driver: "n2", killAt: "handed over in", rerunOn: "n1"},
+	} {
+		stop = make(chan struct{})
+		load.run([]string{tc.nodes["n1"].addr}, stop, 2+round)
+		time.Sleep(500 * time.Millisecond)
+		d := tc.nodes[step.driver]
+		driver := exec.Command(binPath, "partitions", "scale", "--to", fmt.Sprint(step.to), "--addr", d.admin, "--api-key", keyFor(d.admin), "--wait", "60s")
+		if err := driver.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ac := &adminClient{scheme: "http://", key: keyFor(d.admin), hc: &http.Client{Timeout: 2 * time.Second}}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var st migrationView
+			if err := ac.get(context.Background(), d.admin, "/internal/partitions/migration", &st); err == nil && strings.Contains(st.Driver.Step, step.killAt) {
+				break
 			}
-			break
+			if time.Now().After(deadline) {
+				t.Fatalf("scale --to %d on %s never reached %q", step.to, step.driver, step.killAt)
+			}
+			time.Sleep(time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no group of the 16 → 32 migration handed over in 30s: %+v", v)
+		d.kill()
+		delete(tc.nodes, step.driver)
+		driver.Wait() //nolint:errcheck // its node died under it
+		if step.rerunOn != "" {
+			r := tc.nodes[step.rerunOn]
+			out, err := exec.Command(binPath, "partitions", "scale", "--to", fmt.Sprint(step.to), "--addr", r.admin, "--api-key", keyFor(r.admin), "--wait", "60s").CombinedOutput()
+			if err != nil {
+				t.Fatalf("scale --to %d again on %s after %s was killed at %q: %v\n%s", step.to, step.rerunOn, step.driver, step.killAt, err, out)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	n2.kill()
-	delete(tc.nodes, "n2")
-	driver.Wait() //nolint:errcheck // its node died under it
-	deadline = time.Now().Add(90 * time.Second)
-	for {
-		v := migrationOf(t, tc.dbURL)
-		if v.SlotMap.Version == 2 && v.Migration == nil {
-			break
+		deadline = time.Now().Add(90 * time.Second)
+		for {
+			v := migrationOf(t, tc.dbURL)
+			if v.SlotMap != nil && v.SlotMap.Partitions == int32(step.to) && v.Migration == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("scale --to %d did not finish 90s after %s was killed at %q: %+v", step.to, step.driver, step.killAt, v.Migration)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the 16 → 32 migration did not finish 90s after its driver was killed: %+v", v.Migration)
+		if step.resuming {
+			resumed := false
+			for _, n := range tc.nodes {
+				resumed = resumed || strings.Contains(n.log.String(), "resuming it here")
+			}
+			if !resumed {
+				t.Fatal("no node says it resumed the migration")
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		tc.start(step.driver)
+		time.Sleep(time.Second)
+		close(stop)
+		load.wg.Wait()
+		tc.parts = step.to
+		checkpoint(fmt.Sprintf("after scaling to %d with its driver killed at %q", step.to, step.killAt), "n1", "n2", "n3")
 	}
-	resumed := false
-	for _, id := range []string{"n1", "n3"} {
-		resumed = resumed || strings.Contains(tc.nodes[id].log.String(), "resuming it here")
-	}
-	if !resumed {
-		t.Fatal("no node says it resumed the migration")
-	}
-	tc.start("n2")
-	time.Sleep(time.Second)
-	close(stop)
-	load.wg.Wait()
-	tc.parts = 32
-	checkpoint("after scaling 16 → 32 with its driver killed", "n1", "n2", "n3")
 	if load.ops.Load() == 0 {
 		t.Fatal("no operation completed")
 	}
