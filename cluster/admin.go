@@ -55,11 +55,14 @@ func AdminHandler(m *Membership, ready func() bool, stats func() any, mig Migrat
 			}
 			dec := json.NewDecoder(bytes.NewReader(ctx.PostBody()))
 			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil || req.To == nil || (path == "/internal/partitions/move-slot") != (req.Slot != nil) {
+			err := dec.Decode(&req)
+			if err == nil && dec.More() {
+				err = errors.New("trailing data")
+			}
+			if err != nil || req.To == nil || (path == "/internal/partitions/move-slot") != (req.Slot != nil) {
 				writeJSON(ctx, 400, map[string]any{"error": map[string]string{"code": "VALIDATION_ERROR", "message": `the body must be {"to": N} (scale) or {"slot": S, "to": P} (move-slot)`}})
 				return
 			}
-			var err error
 			if req.Slot != nil {
 				err = mig.MoveSlot(*req.Slot, *req.To)
 			} else {

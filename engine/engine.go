@@ -347,6 +347,9 @@ func (e *Engine) Release(ctx context.Context, id int32) error {
 	e.mu.Lock()
 	if e.parts[id] == p {
 		delete(e.parts, id)
+		// Again: a hold that ended before the worker did may have added
+		// the partition back.
+		e.client.RemoveConsumePartitions(map[string][]int32{kafkalog.TopicCommands: {id}})
 	}
 	e.mu.Unlock()
 	p.stop()
@@ -378,6 +381,13 @@ func (e *Engine) acquire(ctx context.Context, p int32, end int64) error {
 	epoch, next, err := e.store.Acquire(ctx, p, e.cfg.NodeID)
 	if err != nil {
 		return err
+	}
+	// The routes as PostgreSQL has them now: every handover an earlier
+	// owner of p committed is in them, so a replay from past a barrier
+	// forwards the group's records instead of applying them (rule: a
+	// barrier before the committed offset means its handover is stored).
+	if err := e.routing.Refresh(ctx); err != nil {
+		return fmt.Errorf("engine: partition %d: reading the slot map: %w", p, err)
 	}
 	if next > end {
 		// PostgreSQL has applied records the log does not hold: the log was
@@ -516,7 +526,9 @@ func (e *Engine) Account(ctx context.Context, p int32, id uuid.UUID) (ledger.Acc
 	if part == nil {
 		return ledger.Account{}, ErrNotOwner
 	}
-	if !part.ready.Load() && !part.held.Load() {
+	if !part.ready.Load() && !(part.held.Load() && part.heldCaughtUp.Load()) {
+		// A partition holding before the end it saw at acquisition has
+		// not replayed what an earlier owner may have answered.
 		return ledger.Account{}, ErrNotReady
 	}
 	if rt.Mig != nil {

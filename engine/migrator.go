@@ -20,6 +20,10 @@ import (
 type MigrationStore interface {
 	RouteState(ctx context.Context) (*storage.RouteState, error)
 	AddSlotMap(ctx context.Context, m *ledger.SlotMap) error
+	// LockMigrations takes the cluster's one driver lock (released by
+	// unlock, or when the process dies); storage.ErrLocked when another
+	// driver holds it.
+	LockMigrations(ctx context.Context) (unlock func(), err error)
 }
 
 // Migrator drives slot migrations (ledger.Migration): it grows
@@ -101,6 +105,9 @@ var (
 	ErrMigrating   = errors.New("engine: a migration is already running on this node")
 	ErrNoSuchSlot  = errors.New("engine: no such slot")
 	ErrNoPartition = errors.New("engine: the slot map does not route to that partition")
+	// ErrDrivenElsewhere: another node drives a migration now (it holds
+	// the driver lock in PostgreSQL).
+	ErrDrivenElsewhere = errors.New("engine: another node drives a slot migration now; follow it with bursar partitions ls")
 )
 
 // inFlight reports whether st has a migration whose groups are not all
@@ -167,7 +174,14 @@ func (m *Migrator) run(ctx context.Context, plan func(cur *ledger.SlotMap) (*led
 	}
 	m.last = MigrationStatus{Running: true, Started: time.Now()}
 	m.mu.Unlock()
-	err := m.runLocked(ctx, plan)
+	unlock, err := m.Store.LockMigrations(ctx)
+	if errors.Is(err, storage.ErrLocked) {
+		err = ErrDrivenElsewhere
+	}
+	if err == nil {
+		err = m.runLocked(ctx, plan)
+		unlock()
+	}
 	m.update(func(s *MigrationStatus) {
 		s.Running, s.Finished = false, time.Now()
 		if err != nil {

@@ -131,8 +131,9 @@ type partition struct {
 	holdSince time.Time
 	// held: the worker holds at holdAt (its consumption removed) until
 	// group holdGroup is handed over. passed: the barriers, for reads.
-	held   atomic.Bool
-	passed atomic.Pointer[passedBarriers]
+	held         atomic.Bool
+	heldCaughtUp atomic.Bool // held at or past the end seen at acquisition
+	passed       atomic.Pointer[passedBarriers]
 }
 
 // passedBarriers are the groups of one migration whose barrier a
@@ -282,7 +283,14 @@ func (p *partition) decode(recs []*kgo.Record) fetched {
 			f.deadWhy = append(f.deadWhy, err.Error())
 			continue
 		}
-		rt := p.routesFor(kafkalog.SlotMapOf(r))
+		rt, known := p.routesFor(kafkalog.SlotMapOf(r))
+		if !known {
+			expected++
+			f.last = r.Offset
+			f.dead = append(f.dead, r)
+			f.deadWhy = append(f.deadWhy, fmt.Sprintf("routed under slot map version %d, which PostgreSQL does not hold (newest %d)", kafkalog.SlotMapOf(r), rt.Slots.Version))
+			continue
+		}
 		route, to := p.route(rt, ledger.SlotOf(c.AccountID))
 		if route == ledger.RouteHold {
 			p.holdAt, p.holdVer, p.holdGroup = r.Offset, rt.Slots.Version, rt.Mig.GroupOf(ledger.SlotOf(c.AccountID))
@@ -306,32 +314,28 @@ func (p *partition) decode(recs []*kgo.Record) fetched {
 // node has, read again from PostgreSQL first when the record was routed
 // under a newer map than they hold (its ingress saw the map first). It
 // starts a fresh barrier set when the migration changed.
-func (p *partition) routesFor(version int64) *Routes {
+//
+// ok is false when PostgreSQL answers but holds no such map: the record's
+// header is wrong (maps are stored before anything is routed by them),
+// and the caller dead-letters it. While PostgreSQL does not answer, it
+// retries: deciding by an older map could apply a record that belongs to
+// another partition now.
+func (p *partition) routesFor(version int64) (rt *Routes, ok bool) {
 	e := p.e
 	if version > e.routing.Load().Slots.Version && e.routing.store != nil {
-		err := retry.Do(e.ctx, retry.Policy{OnRetry: func(err error, _ time.Duration) {
+		retry.Do(e.ctx, retry.Policy{OnRetry: func(err error, _ time.Duration) { //nolint:errcheck // ends only with e.ctx
 			e.m.storageErrors.Inc()
 			e.log.Warn("a record names a newer slot map; reading it failed, retrying", "partition", p.id, "version", version, "err", err)
-		}}, func(ctx context.Context) error {
-			if err := e.routing.Refresh(ctx); err != nil {
-				return err
-			}
-			if v := e.routing.Load().Slots.Version; v < version {
-				return fmt.Errorf("slot map version %d is not stored yet (newest %d)", version, v)
-			}
-			return nil
-		})
-		if err != nil && e.ctx.Err() == nil {
-			e.log.Error("a record names a slot map PostgreSQL does not hold; routing it by the newest one", "partition", p.id, "version", version, "err", err)
-		}
+		}}, e.routing.Refresh)
 	}
-	rt := e.routing.Load()
+	rt = e.routing.Load()
+	ok = version <= rt.Slots.Version
 	if rt.Slots.Version != p.routes.Slots.Version {
 		p.barriers = map[int]int64{}
 		p.passed.Store(nil)
 	}
 	p.routes = rt
-	return rt
+	return rt, ok
 }
 
 // route decides what this partition does with a record of slot under rt,
@@ -369,7 +373,12 @@ func (p *partition) takeBarrier(f *fetched, r *kgo.Record) {
 		f.deadWhy = append(f.deadWhy, err.Error())
 		return
 	}
-	rt := p.routesFor(b.Version)
+	rt, known := p.routesFor(b.Version)
+	if !known {
+		f.dead = append(f.dead, r)
+		f.deadWhy = append(f.deadWhy, fmt.Sprintf("barrier of slot map version %d, which PostgreSQL does not hold (newest %d)", b.Version, rt.Slots.Version))
+		return
+	}
 	if rt.Mig == nil || rt.Slots.Version != b.Version || b.Group >= len(rt.Mig.Groups()) || rt.Mig.Groups()[b.Group].From != p.id || rt.Handed(b.Group) {
 		e.m.barriers.WithLabelValues("ignored").Inc()
 		return
@@ -401,6 +410,7 @@ func (p *partition) beginHold() {
 		e.client.RemoveConsumePartitions(map[string][]int32{kafkalog.TopicCommands: {p.id}})
 	}
 	e.mu.Unlock()
+	p.heldCaughtUp.Store(p.holdAt >= p.end)
 	p.held.Store(true)
 	p.holdSince = time.Now()
 	e.log.Info("holding until a moving group is handed over", "partition", p.id, "offset", p.holdAt, "slot_map_version", p.holdVer, "group", p.holdGroup)
@@ -421,7 +431,7 @@ func (p *partition) tryResume() {
 	}
 	p.dropResidents(p.holdSlots)
 	e.mu.Lock()
-	if e.parts[p.id] == p && !p.stopped.Load() {
+	if e.parts[p.id] == p && !p.stopped.Load() && !p.quitting() {
 		e.client.AddConsumePartitions(map[string]map[int32]kgo.Offset{
 			kafkalog.TopicCommands: {p.id: kgo.NewOffset().At(p.holdAt)},
 		})
@@ -431,6 +441,16 @@ func (p *partition) tryResume() {
 	wait := time.Since(p.holdSince)
 	e.m.barrierWait.Observe(wait.Seconds())
 	e.log.Info("hold ended: the group is handed over", "partition", p.id, "offset", p.holdAt, "slot_map_version", p.holdVer, "group", p.holdGroup, "waited", wait)
+}
+
+// quitting reports whether the worker was told to end (Release, stop).
+func (p *partition) quitting() bool {
+	select {
+	case <-p.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 // dropResidents stops the actors of the accounts in slots: their state

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,7 @@ func RoutesFrom(st *storage.RouteState, mig *ledger.Migration) *Routes {
 type RouteStore interface {
 	SlotMapVersion(ctx context.Context) (int64, error)
 	RouteState(ctx context.Context) (*storage.RouteState, error)
+	Handovers(ctx context.Context, version int64) ([]storage.HandoverRow, error)
 }
 
 // Routing is a node's current Routes, shared by its ingress, engine,
@@ -127,7 +129,8 @@ type Routing struct {
 	clients []*kgo.Client
 	known   atomic.Int32 // partitions every client knows of
 
-	mu      sync.Mutex // serializes Refresh; guards changed
+	ioMu    sync.Mutex // serializes Refresh
+	mu      sync.Mutex // guards publishing: cur's stores and changed
 	changed chan struct{}
 	kick    chan struct{}
 
@@ -164,10 +167,15 @@ func (r *Routing) Kick() {
 	}
 }
 
+// publishLocked makes next current; callers hold r.mu.
 func (r *Routing) publishLocked(next *Routes) {
 	r.cur.Store(next)
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// notify tells OnChange, outside r.mu (it may gossip, which can wait).
+func (r *Routing) notify(next *Routes) {
 	if r.OnChange != nil {
 		r.OnChange(next)
 	}
@@ -177,66 +185,93 @@ func (r *Routing) publishLocked(next *Routes) {
 // the migration to version (the flush that passed the barrier).
 func (r *Routing) MarkHanded(version int64, g int) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	cur := r.cur.Load()
 	if cur.Mig == nil || cur.Slots.Version != version {
+		r.mu.Unlock()
 		return
 	}
-	if next := cur.withHanded(g); next != cur {
+	next := cur.withHanded(g)
+	if next != cur {
 		r.publishLocked(next)
+	}
+	r.mu.Unlock()
+	if next != cur {
+		r.notify(next)
 	}
 }
 
+// refreshTimeout bounds one Refresh.
+const refreshTimeout = 10 * time.Second
+
 // Refresh reads the routes from PostgreSQL and publishes them when they
-// changed. A map never goes back: an older one read (a replica behind)
-// is ignored.
+// changed. Refreshes run one at a time, and the I/O runs outside the lock
+// every reader of Changed and MarkHanded takes. A map never goes back,
+// and a handover this node knows of is never forgotten.
 func (r *Routing) Refresh(ctx context.Context) error {
 	if r.store == nil {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	r.ioMu.Lock()
+	defer r.ioMu.Unlock()
 	cur := r.cur.Load()
-	if cur.Mig == nil {
-		v, err := r.store.SlotMapVersion(ctx)
-		if err != nil {
-			return err
-		}
-		if v <= cur.Slots.Version {
-			return nil
-		}
-	}
-	st, err := r.store.RouteState(ctx)
+	v, err := r.store.SlotMapVersion(ctx)
 	if err != nil {
 		return err
 	}
-	next := st.Slots.Map
-	if next.Version < cur.Slots.Version {
+	var routes *Routes
+	switch {
+	case v < cur.Slots.Version, v == cur.Slots.Version && cur.Mig == nil:
 		return nil
-	}
-	if next.Partitions > r.known.Load() {
-		if err := r.awaitPartitions(ctx, next.Partitions); err != nil {
+	case v == cur.Slots.Version:
+		// The same migration: only its handovers can have changed.
+		hs, err := r.store.Handovers(ctx, v)
+		if err != nil {
 			return err
 		}
-	}
-	same := next.Version == cur.Slots.Version
-	var reuse *ledger.Migration
-	if same {
-		reuse = cur.Mig
-	}
-	routes := RoutesFrom(st, reuse)
-	if same && routes.Mig != nil {
-		for g := range routes.handed {
-			if cur.Handed(g) {
-				routes.handed[g] = true // this node committed it; the read may predate that
+		handed := make([]bool, len(cur.Mig.Groups()))
+		for _, h := range hs {
+			if h.Group < len(handed) {
+				handed[h.Group] = true
 			}
 		}
-		routes = buildRoutes(routes.Slots, routes.Mig, routes.handed)
+		routes = buildRoutes(cur.Slots, cur.Mig, handed)
+	default:
+		st, err := r.store.RouteState(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Slots.Map.Version <= cur.Slots.Version {
+			return nil
+		}
+		if n := st.Slots.Map.Partitions; n > r.known.Load() {
+			if err := r.awaitPartitions(ctx, n); err != nil {
+				return err
+			}
+		}
+		routes = RoutesFrom(st, nil)
 	}
-	if same && sameHanded(cur, routes) {
+	r.mu.Lock()
+	now := r.cur.Load() // MarkHanded may have moved it meanwhile
+	if routes.Slots.Version == now.Slots.Version && now.Mig == nil {
+		r.mu.Unlock()
 		return nil
 	}
+	if routes.Slots.Version == now.Slots.Version && routes.Mig != nil {
+		h := slices.Clone(routes.handed)
+		for g := range h {
+			h[g] = h[g] || now.Handed(g) // committed here; the read may predate it
+		}
+		routes = buildRoutes(routes.Slots, routes.Mig, h)
+		if sameHanded(now, routes) {
+			r.mu.Unlock()
+			return nil
+		}
+	}
 	r.publishLocked(routes)
+	r.mu.Unlock()
+	r.notify(routes)
 	if routes.Slots.Version != cur.Slots.Version {
 		hd, n := routes.Progress()
 		r.log.Info("slot map loaded", "version", routes.Slots.Version, "partitions", routes.Slots.Partitions, "groups", n, "handed_over", hd)
@@ -287,8 +322,10 @@ func (r *Routing) awaitPartitions(ctx context.Context, n int32) error {
 	}
 }
 
-// Run refreshes until ctx ends.
+// Run refreshes until ctx ends, at most once per FastInterval however
+// often it is kicked.
 func (r *Routing) Run(ctx context.Context) {
+	last := time.Now()
 	for {
 		wait := r.PollInterval
 		if r.Load().Mig != nil {
@@ -298,8 +335,16 @@ func (r *Routing) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
+			if d := r.FastInterval - time.Since(last); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
 		case <-time.After(wait):
 		}
+		last = time.Now()
 		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, storage.ErrNotFound) {
 			r.log.Warn("refreshing the slot map", "err", err)
 		}

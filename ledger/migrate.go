@@ -168,7 +168,7 @@ func DecodeBarrier(rec []byte) (Barrier, error) {
 	}
 	v := int64(binary.BigEndian.Uint64(rec[1:]))
 	g := int(binary.BigEndian.Uint16(rec[9:]))
-	if v <= 0 || g >= PartitionsMax*PartitionsMax {
+	if v <= 0 || g >= SlotCount { // a migration has at most one group per slot
 		return Barrier{}, ErrBadBarrier
 	}
 	return Barrier{Version: v, Group: g}, nil

@@ -350,7 +350,7 @@ func TestRouteOf(t *testing.T) {
 }
 
 func TestBarrierRoundTrip(t *testing.T) {
-	for _, b := range []Barrier{{1, 0}, {7, 12}, {1 << 40, 65535}} {
+	for _, b := range []Barrier{{1, 0}, {7, 12}, {1 << 40, SlotCount - 1}} {
 		enc := b.AppendBinary(nil)
 		if !IsBarrier(enc) {
 			t.Fatalf("%+v: not recognized as a barrier", b)
@@ -364,7 +364,7 @@ func TestBarrierRoundTrip(t *testing.T) {
 	if IsBarrier(c.AppendBinary(nil)) {
 		t.Fatal("a command record taken for a barrier")
 	}
-	for _, bad := range [][]byte{nil, {barrierMagic}, append(Barrier{1, 0}.AppendBinary(nil), 0), Barrier{0, 0}.AppendBinary(nil), {1, 2, 3}} {
+	for _, bad := range [][]byte{nil, {barrierMagic}, append(Barrier{1, 0}.AppendBinary(nil), 0), Barrier{0, 0}.AppendBinary(nil), Barrier{1, SlotCount}.AppendBinary(nil), {1, 2, 3}} {
 		if _, err := DecodeBarrier(bad); err == nil {
 			t.Fatalf("%x decoded", bad)
 		}

@@ -162,3 +162,37 @@ FROM slot_handovers WHERE version = $1 ORDER BY grp`, version)
 	}
 	return hs, nil
 }
+
+// ErrLocked is LockMigrations' error when another session holds the lock.
+var ErrLocked = errors.New("storage: the lock is held by another session")
+
+// migrationLock is the advisory lock key of the slot migration driver.
+const migrationLock = 0x6275727361720d01
+
+// LockMigrations takes the session-level advisory lock that lets one
+// slot migration driver run at a time in the cluster. It holds one
+// pooled connection until unlock; a driver that dies loses it with its
+// session.
+func (s *Store) LockMigrations(ctx context.Context) (unlock func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("storage: migration lock: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(migrationLock)).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("storage: migration lock: %w", err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, ErrLocked
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, int64(migrationLock)); err != nil {
+			conn.Conn().Close(ctx) //nolint:errcheck // closing the session releases the lock
+		}
+		conn.Release()
+	}, nil
+}

@@ -27,6 +27,8 @@ type nodeMigrations struct {
 	members  *cluster.Membership
 	resumeIn time.Duration // a migration with no handover this long is resumed here
 
+	changed chan struct{} // the routes changed (watchRoutes)
+
 	mu       sync.Mutex
 	running  bool
 	progress time.Time // the last change of the routes while a migration is in flight
@@ -101,13 +103,22 @@ func (m *nodeMigrations) Status() any {
 	return v
 }
 
-// run keeps the routes fresh and watches migrations until ctx ends.
-func (m *nodeMigrations) run() {
-	m.routing.OnChange = func(rt *engine.Routes) {
-		if err := m.members.SetSlotMap(rt.Slots.Version); err != nil {
-			m.log.Warn("gossiping the slot map version", "err", err)
+// watchRoutes makes the routing tell run about changes, which gossips
+// the version: gossip may wait, and the routing's callers (the flusher
+// among them) must not. Called before run and before anything refreshes.
+func (m *nodeMigrations) watchRoutes() {
+	m.changed = make(chan struct{}, 1)
+	m.routing.OnChange = func(*engine.Routes) {
+		select {
+		case m.changed <- struct{}{}:
+		default:
 		}
 	}
+}
+
+// run keeps the routes fresh, gossips their version and watches
+// migrations until ctx ends.
+func (m *nodeMigrations) run() {
 	go m.routing.Run(m.ctx)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -115,6 +126,11 @@ func (m *nodeMigrations) run() {
 		select {
 		case <-m.ctx.Done():
 			return
+		case <-m.changed:
+			if err := m.members.SetSlotMap(m.routing.Load().Slots.Version); err != nil {
+				m.log.Warn("gossiping the slot map version", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
 		rt := m.routing.Load()
@@ -142,7 +158,7 @@ func (m *nodeMigrations) watch(rt *engine.Routes) {
 	m.progress = time.Now()
 	m.running = true
 	go func() {
-		if err := m.mig.Resume(m.ctx); err != nil && m.ctx.Err() == nil && !errors.Is(err, engine.ErrMigrating) {
+		if err := m.mig.Resume(m.ctx); err != nil && m.ctx.Err() == nil && !errors.Is(err, engine.ErrMigrating) && !errors.Is(err, engine.ErrDrivenElsewhere) {
 			m.log.Error("resuming the slot migration failed; it is tried again", "err", err)
 		}
 		m.mu.Lock()

@@ -477,6 +477,7 @@ func (n *runningNode) startCluster(context.Context) error {
 	n.deferClose(stop)
 	n.migrations = &nodeMigrations{ctx: mctx, log: n.log.With("component", "migrator"), mig: n.migrator,
 		routing: n.routing, members: n.members, resumeIn: 10 * time.Second}
+	n.migrations.watchRoutes()
 	go n.migrations.run()
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/bursar/bursar/ledger"
 )
 
 // partitionsScale is `bursar partitions scale --to N`: the node at --addr
@@ -20,8 +22,8 @@ func partitionsScale(args []string, stdout io.Writer) error {
 	fs := newFlagSet("partitions scale", "Grows bursar.commands to --to partitions and moves about 1 − old/new of the slots to the new\nones, under load, one group at a time through a barrier (the README's runbook). Resumes a\nmigration in flight first; at --to partitions already it does nothing. The node at --addr drives\nit; this command prints its progress until it ends (interrupting it leaves the migration running).")
 	to := fs.Int("to", 0, "the partition count to reach (required)")
 	return runMigration(fs, args, stdout, "/internal/partitions/scale", func() (map[string]any, error) {
-		if *to <= 0 {
-			return nil, errors.New("--to is required (the partition count to reach)")
+		if *to <= 0 || *to > ledger.PartitionsMax {
+			return nil, fmt.Errorf("--to is required: the partition count to reach, 1 to %d", ledger.PartitionsMax)
 		}
 		return map[string]any{"to": *to}, nil
 	})
@@ -43,8 +45,11 @@ func partitionsMoveSlot(args []string, stdout io.Writer) error {
 		if slot < 0 {
 			return nil, errors.New("usage: bursar partitions move-slot SLOT --to P")
 		}
-		if *to < 0 {
-			return nil, errors.New("--to is required (the partition to move the slot to)")
+		if *to < 0 || *to >= ledger.PartitionsMax {
+			return nil, fmt.Errorf("--to is required: the partition to move the slot to, 0 to %d", ledger.PartitionsMax-1)
+		}
+		if slot >= ledger.SlotCount {
+			return nil, fmt.Errorf("SLOT must be 0 to %d", ledger.SlotCount-1)
 		}
 		return map[string]any{"slot": slot, "to": *to}, nil
 	})
