@@ -39,6 +39,9 @@ type Config struct {
 	// Auth checks every route's credential but /healthz and /readyz; nil
 	// lets every request in (--auth=off).
 	Auth Authenticator
+	// RateLimiter, if set, limits the API's requests per credential and
+	// per source address (429 RATE_LIMITED); nil: no limits.
+	RateLimiter *RateLimiter
 	// MetricsOnAdmin serves /metrics on the admin listener only, not on
 	// the API's.
 	MetricsOnAdmin bool
@@ -618,9 +621,30 @@ const principalKey = "bursar.principal"
 // else of the route (method, body, decoding), so a refused request is
 // told nothing about the route beyond that it exists.
 func (s *Server) authorize(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError {
+	limited := s.cfg.RateLimiter != nil && ctx.UserValue(adminListenerKey) == nil
+	write := scope == auth.AccountsWrite || scope == auth.TransactionsWrite
+	if limited {
+		// Per address first: it also bounds what unauthenticated floods
+		// cost (a credential's check needs the key looked up).
+		if err := s.cfg.RateLimiter.check(ctx, write, sourceAddrOf(ctx), ""); err != nil {
+			return err
+		}
+	}
 	if s.cfg.Auth == nil {
 		return nil
 	}
+	aerr := s.authorizeCredential(ctx, scope)
+	if aerr == nil && limited {
+		if p := principalOf(ctx); p != nil {
+			return s.cfg.RateLimiter.check(ctx, write, netip.Addr{}, p.String())
+		}
+	}
+	return aerr
+}
+
+// authorizeCredential checks the request's credential for scope, with the
+// failed-authentication throttles.
+func (s *Server) authorizeCredential(ctx *fasthttp.RequestCtx, scope auth.Scope) *apiError {
 	addr := sourceAddrOf(ctx)
 	// Failures are counted per source address and, for API keys, per key
 	// ID too (the principal a bad key claims), from any address. Past
@@ -762,6 +786,13 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	status := 200
 	if !ok {
 		status = 503
+	}
+	if rl := s.cfg.RateLimiter; rl != nil && rl.client != nil {
+		// Never failing: without Redis each node enforces the limits alone.
+		checks["redis"] = "ok"
+		if !rl.RedisUp() {
+			checks["redis"], degraded = "degraded: unreachable; each node enforces the rate limits alone", true
+		}
 	}
 	// Not a failure, but never quiet: a node that lets every request in.
 	checks["auth"] = "api keys"

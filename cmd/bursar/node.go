@@ -588,6 +588,10 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if !n.runIngress {
 		return nil
 	}
+	limiter, err := n.startRateLimits()
+	if err != nil {
+		return err
+	}
 	var (
 		verifier  ingress.Authenticator
 		directory ingress.Directory
@@ -623,6 +627,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
 		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
+		RateLimiter:   limiter,
 		Partitions:    n.parts, Routing: n.routing, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.

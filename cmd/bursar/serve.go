@@ -24,31 +24,32 @@ import (
 )
 
 type serveFlags struct {
-	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL string
-	nodeID, gossipAddr, join, remoteAddr, roles, ack       string
-	brokerListen, logLevel, pprofAddr                      string
-	partitions, eventPartitions                            int
-	flushRows, maxUnflushed, fetchMax, maxResident, keys   int
-	maxInflight, maxBody, pgConns                          int
-	maxBatchBody, batchItemsMax                            int
-	flushInterval, idleTimeout, waitTimeout, shutdownWait  time.Duration
-	kafkaLinger, commandsRetention, eventsRetention        time.Duration
-	eventsRetentionBytes, diskReserve, diskLow             int64
-	events                                                 bool
-	brokerSync                                             string
-	advertiseHost                                          string
-	probeInterval                                          time.Duration
-	gossipKey                                              string
-	authMode                                               string
-	adminAddr, metricsOn                                   string
-	tlsCert, tlsKey                                        string
-	remoteTLSCert, remoteTLSKey, remoteTLSCA               string
-	kafkaSecurity                                          *kafkalog.Security
-	kafkaOpts                                              []kgo.Opt // from kafkaSecurity
-	authRefresh                                            time.Duration
-	authFailLimit, loginFailLimit                          int
-	tokenTTL                                               time.Duration
-	gossipKeys                                             [][]byte // parsed from gossipKey
+	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL       string
+	rateCredWrites, rateCredReads, rateAddrWrites, rateAddrReads int
+	nodeID, gossipAddr, join, remoteAddr, roles, ack             string
+	brokerListen, logLevel, pprofAddr                            string
+	partitions, eventPartitions                                  int
+	flushRows, maxUnflushed, fetchMax, maxResident, keys         int
+	maxInflight, maxBody, pgConns                                int
+	maxBatchBody, batchItemsMax                                  int
+	flushInterval, idleTimeout, waitTimeout, shutdownWait        time.Duration
+	kafkaLinger, commandsRetention, eventsRetention              time.Duration
+	eventsRetentionBytes, diskReserve, diskLow                   int64
+	events                                                       bool
+	brokerSync                                                   string
+	advertiseHost                                                string
+	probeInterval                                                time.Duration
+	gossipKey                                                    string
+	authMode                                                     string
+	adminAddr, metricsOn                                         string
+	tlsCert, tlsKey                                              string
+	remoteTLSCert, remoteTLSKey, remoteTLSCA                     string
+	kafkaSecurity                                                *kafkalog.Security
+	kafkaOpts                                                    []kgo.Opt // from kafkaSecurity
+	authRefresh                                                  time.Duration
+	authFailLimit, loginFailLimit                                int
+	tokenTTL                                                     time.Duration
+	gossipKeys                                                   [][]byte // parsed from gossipKey
 
 	// HTTP limits (ingress.Config).
 	maxHeaderBytes, httpMaxConns, httpMaxConnsPerIP     int
@@ -71,7 +72,11 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	f.kafkaSecurity = kafkaSecurityFlags(fs)
-	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL; empty runs without Redis (reserved: not used by this release)")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); shares the rate limits between nodes. Empty: each node enforces them alone")
+	fs.IntVar(&f.rateCredWrites, "rate-limit-writes", 0, "writes a second per API key or user (429 RATE_LIMITED beyond); 0 = no limit")
+	fs.IntVar(&f.rateCredReads, "rate-limit-reads", 0, "reads a second per API key or user; 0 = no limit")
+	fs.IntVar(&f.rateAddrWrites, "rate-limit-address-writes", 0, "writes a second per source address (IPv6 per /64); 0 = no limit")
+	fs.IntVar(&f.rateAddrReads, "rate-limit-address-reads", 0, "reads a second per source address (IPv6 per /64); 0 = no limit")
 	fs.IntVar(&f.partitions, "partitions", 64, "partitions of bursar.commands when the topic is created")
 	fs.IntVar(&f.eventPartitions, "event-partitions", 0, "partitions of bursar.events when the topic is created; 0 = as --partitions. An account's events go to its command partition modulo this count, so they stay in one partition while the counts do not change; with the embedded broker's fsync, fewer partitions mean fewer fsyncs per produce request")
 	fs.StringVar(&f.nodeID, "node-id", defaultNodeID(), "unique node ID (default: host name)")
@@ -141,6 +146,19 @@ func runServe(args []string, _ io.Writer) error {
 	}
 	if f.partitions < 1 || f.partitions > ledger.PartitionsMax {
 		return &exitError{code: 2, err: fmt.Errorf("--partitions must be between 1 and %d (the most a slot map spreads its slots over)", ledger.PartitionsMax)}
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"--rate-limit-writes", f.rateCredWrites}, {"--rate-limit-reads", f.rateCredReads}, {"--rate-limit-address-writes", f.rateAddrWrites}, {"--rate-limit-address-reads", f.rateAddrReads}} {
+		if v.n < 0 || v.n > 1_000_000 {
+			return &exitError{code: 2, err: fmt.Errorf("%s must be between 0 (no limit) and 1000000 a second", v.name)}
+		}
+	}
+	if f.redisURL != "" {
+		if _, err := redisOptions(f.redisURL); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
+		}
 	}
 	if f.kafkaLinger < 0 || f.kafkaLinger > time.Second {
 		return &exitError{code: 2, err: errors.New("--kafka-linger must be between 0 and 1s")}

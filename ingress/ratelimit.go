@@ -1,0 +1,232 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bursar/bursar/ledger"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
+)
+
+// RateLimits are the request budgets per second (0: no limit), each with
+// a burst of one second's worth.
+type RateLimits struct {
+	// CredentialWrites and CredentialReads are per API key or user.
+	CredentialWrites, CredentialReads int
+	// AddressWrites and AddressReads are per source address (an IPv6
+	// client per /64).
+	AddressWrites, AddressReads int
+}
+
+// On reports whether any limit is set.
+func (l RateLimits) On() bool {
+	return l.CredentialWrites > 0 || l.CredentialReads > 0 || l.AddressWrites > 0 || l.AddressReads > 0
+}
+
+// RateLimiter enforces RateLimits: shared by every ingress node through
+// Redis (GCRA, redis_rate) while Redis answers, and by this node alone
+// (the same budget, golang.org/x/time/rate) while it does not or when
+// there is no Redis. A Redis call that fails or takes longer than
+// RedisTimeout falls back for that request; after a failure the node
+// stays on its own limits until a ping succeeds (every second), so a
+// Redis that is down costs no request a timeout.
+type RateLimiter struct {
+	limits  RateLimits
+	redis   *redis_rate.Limiter // nil without Redis
+	client  redis.UniversalClient
+	log     *slog.Logger
+	timeout time.Duration
+	up      atomic.Bool
+
+	mu    sync.Mutex
+	local map[string]*rate.Limiter
+
+	rejected *prometheus.CounterVec // by limit, class
+	fallback prometheus.Counter
+	evicted  prometheus.Counter
+	errors   prometheus.Counter
+}
+
+// localKeysMax bounds the node's own limiter state; beyond it a random
+// key's state goes (counted): that key starts again with a full burst.
+const localKeysMax = 100_000
+
+// NewRateLimiter returns a limiter for limits; client may be nil (no
+// Redis). reg registers its metrics (nil: none).
+func NewRateLimiter(limits RateLimits, client redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *RateLimiter {
+	l := &RateLimiter{
+		limits: limits, client: client, log: log, timeout: 50 * time.Millisecond,
+		local: make(map[string]*rate.Limiter),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_ratelimit_rejected_total", Help: "Requests refused with 429 RATE_LIMITED, by limit (credential, address) and class (write, read).",
+		}, []string{"limit", "class"}),
+		fallback: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_ratelimit_local_total", Help: "Rate limit decisions this node took alone because Redis was down, slow or not configured.",
+		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_ratelimit_local_evicted_total", Help: "Keys dropped from the node's own limiter state at its bound (100000 keys).",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation.", ConstLabels: prometheus.Labels{"op": "rate_limit"},
+		}),
+	}
+	if client != nil {
+		l.redis = redis_rate.NewLimiter(client)
+		l.up.Store(true)
+	}
+	if reg != nil {
+		reg.MustRegister(l.rejected, l.fallback, l.evicted, l.errors)
+	}
+	return l
+}
+
+// Run pings Redis every second while the limiter is on its own, and goes
+// back to Redis once it answers.
+func (l *RateLimiter) Run(ctx context.Context) {
+	if l.client == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l.up.Load() {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := l.client.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			l.up.Store(true)
+			l.log.Info("Redis answers again: rate limits are shared again")
+		}
+	}
+}
+
+// RedisUp reports whether the limiter uses Redis now.
+func (l *RateLimiter) RedisUp() bool { return l.redis != nil && l.up.Load() }
+
+// decision is one limit's answer.
+type decision struct {
+	allowed    bool
+	limit      int
+	remaining  int
+	retryAfter time.Duration
+	resetAfter time.Duration
+}
+
+// allow takes one request from key's budget of perSec.
+func (l *RateLimiter) allow(key string, perSec int) decision {
+	if l.redis != nil && l.up.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		res, err := l.redis.Allow(ctx, key, redis_rate.PerSecond(perSec))
+		cancel()
+		if err == nil {
+			return decision{allowed: res.Allowed > 0, limit: perSec, remaining: res.Remaining, retryAfter: res.RetryAfter, resetAfter: res.ResetAfter}
+		}
+		l.errors.Inc()
+		if l.up.Swap(false) {
+			l.log.Warn("Redis failed a rate limit call; each node enforces the limits alone until it answers", "err", err, "timeout", errors.Is(err, context.DeadlineExceeded))
+		}
+	}
+	l.fallback.Inc()
+	return l.allowLocal(key, perSec)
+}
+
+func (l *RateLimiter) allowLocal(key string, perSec int) decision {
+	now := time.Now()
+	l.mu.Lock()
+	lim, ok := l.local[key]
+	if !ok {
+		if len(l.local) >= localKeysMax {
+			for k := range l.local { // a random one
+				delete(l.local, k)
+				l.evicted.Inc()
+				break
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(perSec), perSec)
+		l.local[key] = lim
+	}
+	r := lim.ReserveN(now, 1)
+	d := decision{limit: perSec}
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		d.retryAfter = delay
+	} else {
+		d.allowed = true
+	}
+	tokens := lim.TokensAt(now)
+	l.mu.Unlock()
+	d.remaining = max(0, int(math.Floor(tokens)))
+	d.resetAfter = time.Duration((float64(perSec) - tokens) / float64(perSec) * float64(time.Second))
+	return d
+}
+
+// check applies the limits of class (write or read) to a request from
+// addr by principal (nil: before or without authentication, address only),
+// writes the RateLimit-* headers of the tightest limit, and returns the
+// refusal when a budget is spent.
+func (l *RateLimiter) check(ctx *fasthttp.RequestCtx, write bool, addr netip.Addr, principal string) *apiError {
+	class, addrLimit, credLimit := "read", l.limits.AddressReads, l.limits.CredentialReads
+	if write {
+		class, addrLimit, credLimit = "write", l.limits.AddressWrites, l.limits.CredentialWrites
+	}
+	var tight *decision
+	try := func(kind, key string, perSec int) *apiError {
+		if perSec <= 0 {
+			return nil
+		}
+		d := l.allow(kind+":"+class+":"+key, perSec)
+		if tight == nil || d.remaining < tight.remaining || !d.allowed {
+			tight = &d
+		}
+		if d.allowed {
+			return nil
+		}
+		l.rejected.WithLabelValues(kind, class).Inc()
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(max(d.retryAfter, time.Millisecond).Seconds()))))
+		return bad(ledger.CodeRateLimited, "too many "+class+"s for this "+kind+": at most "+strconv.Itoa(perSec)+" a second; retry after Retry-After seconds")
+	}
+	var err *apiError
+	if principal == "" {
+		if addr.IsValid() {
+			err = try("address", addrKey(addr), addrLimit)
+		}
+	} else {
+		err = try("credential", principal, credLimit)
+	}
+	if tight != nil {
+		h := &ctx.Response.Header
+		h.Set("RateLimit-Limit", strconv.Itoa(tight.limit))
+		h.Set("RateLimit-Remaining", strconv.Itoa(tight.remaining))
+		h.Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(tight.resetAfter.Seconds()))))
+	}
+	return err
+}
+
+// addrKey is an address as its limit counts it: IPv4 whole, IPv6 by /64
+// (one host gets a /64 and picks addresses in it freely).
+func addrKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}

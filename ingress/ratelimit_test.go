@@ -1,0 +1,198 @@
+package ingress
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/ledger"
+	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
+)
+
+// testRedis is a redis-server of the test's own, on its own port.
+type testRedis struct {
+	t    *testing.T
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *testRedis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed (make test installs it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := &testRedis{t: t, addr: addr}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *testRedis) start() {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.addr)
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr})
+	defer c.Close()
+	for i := 0; ; i++ {
+		if c.Ping(context.Background()).Err() == nil {
+			return
+		}
+		if i > 200 {
+			r.t.Fatal("redis-server did not start")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func (r *testRedis) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill() //nolint:errcheck // it may be gone
+		r.cmd.Wait()         //nolint:errcheck // killed
+		r.cmd = nil
+	}
+}
+
+func (r *testRedis) client() redis.UniversalClient {
+	c := redis.NewClient(&redis.Options{Addr: r.addr, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// allowed counts the calls of n alternating between limiters that a
+// credential's write budget lets through.
+func allowed(ls []*RateLimiter, key string, n int) int {
+	got := 0
+	for i := range n {
+		if ls[i%len(ls)].allow("credential:write:"+key, ls[0].limits.CredentialWrites).allowed {
+			got++
+		}
+	}
+	return got
+}
+
+func TestRateLimitsSharedThroughRedis(t *testing.T) {
+	r := startRedis(t)
+	limits := RateLimits{CredentialWrites: 10}
+	shared := []*RateLimiter{NewRateLimiter(limits, r.client(), quietLog(), nil), NewRateLimiter(limits, r.client(), quietLog(), nil)}
+	alone := []*RateLimiter{NewRateLimiter(limits, nil, quietLog(), nil), NewRateLimiter(limits, nil, quietLog(), nil)}
+	// A burst of one second's worth, then about 10 a second: 40 calls in
+	// well under a second get about 10 through one shared budget, about 20
+	// through two separate ones.
+	if got := allowed(shared, "k1", 40); got < 10 || got > 15 {
+		t.Fatalf("two nodes sharing Redis let %d of 40 through a budget of 10/s", got)
+	}
+	if got := allowed(alone, "k1", 40); got < 20 || got > 25 {
+		t.Fatalf("two nodes without Redis let %d of 40 through, want each its own 10/s", got)
+	}
+	for _, l := range shared {
+		if !l.RedisUp() {
+			t.Fatal("a limiter left Redis while it answered")
+		}
+	}
+}
+
+func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
+	r := startRedis(t)
+	l := NewRateLimiter(RateLimits{CredentialWrites: 5}, r.client(), quietLog(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	if got := allowed([]*RateLimiter{l}, "k", 20); got < 5 || got > 8 {
+		t.Fatalf("%d of 20 through a budget of 5/s", got)
+	}
+	r.stop()
+	// Redis gone: the node decides alone, with the same budget, and every
+	// call gets an answer.
+	if got := allowed([]*RateLimiter{l}, "k2", 20); got < 5 || got > 8 {
+		t.Fatalf("without Redis: %d of 20 through a budget of 5/s", got)
+	}
+	if l.RedisUp() {
+		t.Fatal("still on Redis after it died")
+	}
+	r.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for !l.RedisUp() {
+		if time.Now().After(deadline) {
+			t.Fatal("not back on Redis 10s after it returned")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	other := NewRateLimiter(RateLimits{CredentialWrites: 5}, r.client(), quietLog(), nil)
+	if got := allowed([]*RateLimiter{l, other}, "k3", 20); got < 5 || got > 8 {
+		t.Fatalf("back on Redis: %d of 20 through one shared budget of 5/s", got)
+	}
+}
+
+func TestRateLimitedRequestIs429(t *testing.T) {
+	r := startRedis(t)
+	rl := NewRateLimiter(RateLimits{AddressWrites: 2}, r.client(), quietLog(), nil)
+	srv, err := New(Config{Partitions: 8, MaxBodyBytes: testMaxBody, RateLimiter: rl}, quietLog(), nil, NewReplies("n/1", 10), nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := serveTestAPI(t, srv)
+	// Bodies refused after the limit's check: nothing reaches the log
+	// (this server has none), and each spends one of the budget.
+	bad := testReq{method: "POST", path: "/api/v1/transactions/credit", body: `{"account_id":"nope","amount":"1.00","currency":"USD"}`}
+	for i := range 2 {
+		if got := api.do(t, bad); got.status != 400 {
+			t.Fatalf("request %d: %d %s", i, got.status, got.body)
+		}
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://bursar.test" + bad.path)
+	req.Header.SetContentType("application/json")
+	req.SetBodyString(bad.body)
+	if err := api.client.Do(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	got := testResp{status: resp.StatusCode(), header: map[string]string{}, body: append([]byte(nil), resp.Body()...)}
+	for _, k := range []string{"X-Request-ID", "Content-Type", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
+		got.header[k] = string(resp.Header.Peek(k))
+	}
+	assertError(t, got, ledger.CodeRateLimited)
+	if ra, err := strconv.Atoi(got.header["Retry-After"]); err != nil || ra < 1 {
+		t.Fatalf("Retry-After %q", got.header["Retry-After"])
+	}
+	if got.header["RateLimit-Limit"] != "2" || got.header["RateLimit-Remaining"] != "0" || got.header["RateLimit-Reset"] == "" {
+		t.Fatalf("RateLimit headers %v", got.header)
+	}
+	// Reads have their own budget (none here).
+	if got := api.do(t, testReq{method: "GET", path: "/api/v1/accounts/nope"}); got.status == 429 {
+		t.Fatalf("a read was refused by the write budget: %s", got.body)
+	}
+}
+
+func TestAddrKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"},
+	} {
+		if got := addrKey(netip.MustParseAddr(tc.in)); got != tc.want {
+			t.Errorf("addrKey(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
