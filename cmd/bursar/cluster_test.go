@@ -31,6 +31,7 @@ type testCluster struct {
 	nodes  map[string]*node
 	gossip map[string]string
 	parts  int
+	extra  []string // more flags for every node
 }
 
 func (tc *testCluster) start(id string) *node {
@@ -39,12 +40,12 @@ func (tc *testCluster) start(id string) *node {
 	if tc.seed == "" {
 		tc.seed = gossip
 	}
-	n := startNode(tc.t, addr, "--node-id", id, "--database-url", tc.dbURL, "--kafka-brokers", tc.broker,
+	n := startNode(tc.t, addr, append([]string{"--node-id", id, "--database-url", tc.dbURL, "--kafka-brokers", tc.broker,
 		"--partitions", fmt.Sprint(tc.parts), "--gossip-addr", gossip, "--remote-addr", freePort(tc.t),
 		"--join", tc.seed, "--probe-interval", "200ms", "--flush-interval", "20ms", "--wait-timeout", "3s",
 		// Trim the command log every second while partitions move: a new
 		// owner must find everything after the committed offset.
-		"--commands-retention", "1s")
+		"--commands-retention", "1s"}, tc.extra...)...)
 	tc.nodes[id] = n
 	tc.gossip[id] = gossip
 	return n
