@@ -89,7 +89,9 @@ func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 	}
 	// At most a burst (20) per budget plus what refills while the burst
 	// runs (20/s per budget), and at least a burst.
-	most := func(budgets int, took time.Duration) int { return budgets*20 + int(float64(budgets*20)*took.Seconds()) + 2 }
+	most := func(budgets int, took time.Duration) int {
+		return budgets*20 + int(float64(budgets*20)*took.Seconds()) + 2
+	}
 	ok, limited, took := burst("shared", 60)
 	t.Logf("sharing Redis: %d of 60 through, %d limited, in %s", ok, limited, took)
 	if ok < 19 || ok > most(1, took) {
