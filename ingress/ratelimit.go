@@ -1,20 +1,15 @@
 package ingress
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"math"
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bursar/bursar/ledger"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 )
@@ -35,19 +30,13 @@ func (l RateLimits) On() bool {
 }
 
 // RateLimiter enforces RateLimits: shared by every ingress node through
-// Redis (GCRA, redis_rate) while Redis answers, and by this node alone
-// (the same budget, golang.org/x/time/rate) while it does not or when
-// there is no Redis. A Redis call that fails or takes longer than
-// RedisTimeout falls back for that request; after a failure the node
-// stays on its own limits until a ping succeeds (every second), so a
-// Redis that is down costs no request a timeout.
+// Redis (GCRA, redis_rate) while the RedisLink is up, and by this node
+// alone (the same budget, golang.org/x/time/rate) while it is not or when
+// there is no Redis.
 type RateLimiter struct {
-	limits  RateLimits
-	redis   *redis_rate.Limiter // nil without Redis
-	client  redis.UniversalClient
-	log     *slog.Logger
-	timeout time.Duration
-	up      atomic.Bool
+	limits RateLimits
+	redis  *redis_rate.Limiter // nil without Redis
+	link   *RedisLink
 
 	mu    sync.Mutex
 	local map[string]*rate.Limiter
@@ -55,18 +44,17 @@ type RateLimiter struct {
 	rejected *prometheus.CounterVec // by limit, class
 	fallback prometheus.Counter
 	evicted  prometheus.Counter
-	errors   prometheus.Counter
 }
 
 // localKeysMax bounds the node's own limiter state; beyond it a random
 // key's state goes (counted): that key starts again with a full burst.
 const localKeysMax = 100_000
 
-// NewRateLimiter returns a limiter for limits; client may be nil (no
-// Redis). reg registers its metrics (nil: none).
-func NewRateLimiter(limits RateLimits, client redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *RateLimiter {
+// NewRateLimiter returns a limiter for limits, shared through link while
+// it is up (nil: never). reg registers its metrics (nil: none).
+func NewRateLimiter(limits RateLimits, link *RedisLink, reg prometheus.Registerer) *RateLimiter {
 	l := &RateLimiter{
-		limits: limits, client: client, log: log, timeout: 50 * time.Millisecond,
+		limits: limits, link: link,
 		local: make(map[string]*rate.Limiter),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bursar_ratelimit_rejected_total", Help: "Requests refused with 429 RATE_LIMITED, by limit (credential, address) and class (write, read).",
@@ -77,49 +65,18 @@ func NewRateLimiter(limits RateLimits, client redis.UniversalClient, log *slog.L
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_ratelimit_local_evicted_total", Help: "Keys dropped from the node's own limiter state at its bound (100000 keys).",
 		}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation.", ConstLabels: prometheus.Labels{"op": "rate_limit"},
-		}),
 	}
-	if client != nil {
-		l.redis = redis_rate.NewLimiter(client)
-		l.up.Store(true)
+	if link.Configured() {
+		l.redis = redis_rate.NewLimiter(link.Client)
 	}
 	if reg != nil {
-		reg.MustRegister(l.rejected, l.fallback, l.evicted, l.errors)
+		reg.MustRegister(l.rejected, l.fallback, l.evicted)
 	}
 	return l
 }
 
-// Run pings Redis every second while the limiter is on its own, and goes
-// back to Redis once it answers.
-func (l *RateLimiter) Run(ctx context.Context) {
-	if l.client == nil {
-		return
-	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if l.up.Load() {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := l.client.Ping(pctx).Err()
-		cancel()
-		if err == nil {
-			l.up.Store(true)
-			l.log.Info("Redis answers again: rate limits are shared again")
-		}
-	}
-}
-
-// RedisUp reports whether the limiter uses Redis now.
-func (l *RateLimiter) RedisUp() bool { return l.redis != nil && l.up.Load() }
+// RedisUp reports whether the limiter shares its limits through Redis now.
+func (l *RateLimiter) RedisUp() bool { return l.redis != nil && l.link.Up() }
 
 // decision is one limit's answer.
 type decision struct {
@@ -132,17 +89,14 @@ type decision struct {
 
 // allow takes one request from key's budget of perSec.
 func (l *RateLimiter) allow(key string, perSec int) decision {
-	if l.redis != nil && l.up.Load() {
-		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	if l.RedisUp() {
+		ctx, cancel := l.link.ctx()
 		res, err := l.redis.Allow(ctx, key, redis_rate.PerSecond(perSec))
 		cancel()
 		if err == nil {
 			return decision{allowed: res.Allowed > 0, limit: perSec, remaining: res.Remaining, retryAfter: res.RetryAfter, resetAfter: res.ResetAfter}
 		}
-		l.errors.Inc()
-		if l.up.Swap(false) {
-			l.log.Warn("Redis failed a rate limit call; each node enforces the limits alone until it answers", "err", err, "timeout", errors.Is(err, context.DeadlineExceeded))
-		}
+		l.link.failed("rate_limit", err)
 	}
 	l.fallback.Inc()
 	return l.allowLocal(key, perSec)

@@ -91,8 +91,8 @@ func allowed(ls []*RateLimiter, key string, n int) int {
 func TestRateLimitsSharedThroughRedis(t *testing.T) {
 	r := startRedis(t)
 	limits := RateLimits{CredentialWrites: 10}
-	shared := []*RateLimiter{NewRateLimiter(limits, r.client(), quietLog(), nil), NewRateLimiter(limits, r.client(), quietLog(), nil)}
-	alone := []*RateLimiter{NewRateLimiter(limits, nil, quietLog(), nil), NewRateLimiter(limits, nil, quietLog(), nil)}
+	shared := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(r.client(), quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(r.client(), quietLog(), nil), nil)}
+	alone := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(nil, quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(nil, quietLog(), nil), nil)}
 	// A burst of one second's worth, then about 10 a second: 40 calls in
 	// well under a second get about 10 through one shared budget, about 20
 	// through two separate ones.
@@ -111,10 +111,11 @@ func TestRateLimitsSharedThroughRedis(t *testing.T) {
 
 func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 	r := startRedis(t)
-	l := NewRateLimiter(RateLimits{CredentialWrites: 5}, r.client(), quietLog(), nil)
+	link := NewRedisLink(r.client(), quietLog(), nil)
+	l := NewRateLimiter(RateLimits{CredentialWrites: 5}, link, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go l.Run(ctx)
+	go link.Run(ctx)
 	if got := allowed([]*RateLimiter{l}, "k", 20); got < 5 || got > 8 {
 		t.Fatalf("%d of 20 through a budget of 5/s", got)
 	}
@@ -135,7 +136,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	other := NewRateLimiter(RateLimits{CredentialWrites: 5}, r.client(), quietLog(), nil)
+	other := NewRateLimiter(RateLimits{CredentialWrites: 5}, NewRedisLink(r.client(), quietLog(), nil), nil)
 	if got := allowed([]*RateLimiter{l, other}, "k3", 20); got < 5 || got > 8 {
 		t.Fatalf("back on Redis: %d of 20 through one shared budget of 5/s", got)
 	}
@@ -143,7 +144,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 
 func TestRateLimitedRequestIs429(t *testing.T) {
 	r := startRedis(t)
-	rl := NewRateLimiter(RateLimits{AddressWrites: 2}, r.client(), quietLog(), nil)
+	rl := NewRateLimiter(RateLimits{AddressWrites: 2}, NewRedisLink(r.client(), quietLog(), nil), nil)
 	srv, err := New(Config{Partitions: 8, MaxBodyBytes: testMaxBody, RateLimiter: rl}, quietLog(), nil, NewReplies("n/1", 10), nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,10 @@ type Config struct {
 	// RateLimiter, if set, limits the API's requests per credential and
 	// per source address (429 RATE_LIMITED); nil: no limits.
 	RateLimiter *RateLimiter
+	// Redis is the node's Redis (nil: none), for /readyz.
+	Redis *RedisLink
+	// Idem is the idempotency fast path (nil: none).
+	Idem *IdemCache
 	// MetricsOnAdmin serves /metrics on the admin listener only, not on
 	// the API's.
 	MetricsOnAdmin bool
@@ -787,11 +791,11 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) *apiError {
 	if !ok {
 		status = 503
 	}
-	if rl := s.cfg.RateLimiter; rl != nil && rl.client != nil {
-		// Never failing: without Redis each node enforces the limits alone.
+	if s.cfg.Redis.Configured() {
+		// Never failing: without Redis each node works alone.
 		checks["redis"] = "ok"
-		if !rl.RedisUp() {
-			checks["redis"], degraded = "degraded: unreachable; each node enforces the rate limits alone", true
+		if !s.cfg.Redis.Up() {
+			checks["redis"], degraded = "degraded: unreachable; rate limits per node, no idempotency fast path", true
 		}
 	}
 	// Not a failure, but never quiet: a node that lets every request in.
@@ -883,7 +887,13 @@ func (s *Server) decodeAndSubmit(ctx *fasthttp.RequestCtx, kind ledger.Kind,
 		return c, nil, aerr
 	}
 	c.CreatedBy = s.createdBy(ctx)
+	if res, ok := s.cfg.Idem.lookup(&c); ok {
+		return c, res, nil // a retry answered from Redis, as the actor would
+	}
 	res, aerr := s.submit(ctx, &c)
+	if res != nil {
+		s.cfg.Idem.store(&c, res)
+	}
 	return c, res, aerr
 }
 

@@ -588,7 +588,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if !n.runIngress {
 		return nil
 	}
-	limiter, err := n.startRateLimits()
+	redisLink, limiter, idem, err := n.startRedis()
 	if err != nil {
 		return err
 	}
@@ -627,8 +627,8 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
 		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
-		RateLimiter:   limiter,
-		Partitions:    n.parts, Routing: n.routing, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
+		RateLimiter:   limiter, Redis: redisLink, Idem: idem,
+		Partitions: n.parts, Routing: n.routing, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.
 		AnswersDurable:    n.durableAt != nil && n.runEngine,

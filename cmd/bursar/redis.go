@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/bursar/bursar/ingress"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,9 +35,11 @@ func redisOptions(raw string) (*redis.Options, error) {
 	return opts, nil
 }
 
-// startRateLimits builds the rate limiter of --rate-limit-* (nil when
-// none is set), sharing them through --redis-url when it is given.
-func (n *runningNode) startRateLimits() (*ingress.RateLimiter, error) {
+// startRedis connects --redis-url (when set) and builds the rate limiter
+// of --rate-limit-* (nil when none is set; shared through Redis when it
+// is up) and the idempotency fast path (nil without Redis or with
+// --redis-idempotency=false).
+func (n *runningNode) startRedis() (*ingress.RedisLink, *ingress.RateLimiter, *ingress.IdemCache, error) {
 	f := n.f
 	limits := ingress.RateLimits{CredentialWrites: f.rateCredWrites, CredentialReads: f.rateCredReads,
 		AddressWrites: f.rateAddrWrites, AddressReads: f.rateAddrReads}
@@ -47,48 +47,24 @@ func (n *runningNode) startRateLimits() (*ingress.RateLimiter, error) {
 	if f.redisURL != "" {
 		opts, err := redisOptions(f.redisURL)
 		if err != nil {
-			return nil, &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
+			return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
 		}
 		c := redis.NewClient(opts)
 		n.deferClose(func() { c.Close() })
 		client = c
-		up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "bursar_redis_up", Help: "1 while Redis answers a ping (each second), 0 while it does not."},
-			redisPinger(c))
-		n.reg.MustRegister(up)
 	}
-	if !limits.On() {
-		if client != nil {
-			n.log.Info("--redis-url is set but no --rate-limit-* is: Redis has nothing to do in this release beyond that")
-		}
-		return nil, nil
-	}
-	rl := ingress.NewRateLimiter(limits, client, n.log.With("component", "ratelimit"), n.reg)
+	link := ingress.NewRedisLink(client, n.log.With("component", "redis"), n.reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.deferClose(cancel)
-	go rl.Run(ctx)
-	return rl, nil
-}
-
-// redisPinger returns the value of bursar_redis_up: the last ping's
-// outcome, refreshed at most once a second.
-func redisPinger(c *redis.Client) func() float64 {
-	var (
-		mu   sync.Mutex
-		last time.Time
-		up   float64
-	)
-	return func() float64 {
-		mu.Lock() // scrapes may run at once
-		defer mu.Unlock()
-		if time.Since(last) >= time.Second {
-			last = time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			up = 0
-			if c.Ping(ctx).Err() == nil {
-				up = 1
-			}
-			cancel()
-		}
-		return up
+	go link.Run(ctx)
+	var rl *ingress.RateLimiter
+	if limits.On() {
+		rl = ingress.NewRateLimiter(limits, link, n.reg)
 	}
+	var idem *ingress.IdemCache
+	if link.Configured() && f.redisIdempotency {
+		idem = ingress.NewIdemCache(link, n.reg)
+		go idem.Run(ctx)
+	}
+	return link, rl, idem, nil
 }

@@ -1,0 +1,138 @@
+package ingress
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/bursar/bursar/ledger"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// IdemCache is the idempotency fast path: the final answer of a keyed
+// write is stored in Redis under its account, owner constraint and key,
+// with its request's fingerprint, for the idempotency window; a retry
+// with the same fingerprint is answered from there without a round trip
+// through the log. The account's actor stays the authority: a cached
+// answer is one it gave, for a key it remembers for at least as long, so
+// it would replay the same; a miss, another fingerprint (the actor's 409),
+// an answer it does not remember (unrecorded refusals) or a Redis that is
+// down or slow goes through the log as without Redis.
+type IdemCache struct {
+	link  *RedisLink
+	ttl   time.Duration
+	queue chan idemEntry
+
+	hits, misses, conflicts, stored, dropped prometheus.Counter
+}
+
+type idemEntry struct {
+	key string
+	val []byte
+}
+
+// idemQueueMax bounds the answers waiting to be stored; beyond, an
+// answer is not stored (counted): its retry takes the log.
+const idemQueueMax = 4096
+
+// NewIdemCache returns the fast path over link (nil or unconfigured:
+// never used). reg registers its metrics (nil: none).
+func NewIdemCache(link *RedisLink, reg prometheus.Registerer) *IdemCache {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "bursar_idempotency_cache_" + name + "_total", Help: help})
+	}
+	c := &IdemCache{link: link, queue: make(chan idemEntry, idemQueueMax),
+		ttl:       time.Duration(ledger.IdempotencyWindowUs+ledger.ClockSkewUs) * time.Microsecond,
+		hits:      counter("hits", "Retries answered from Redis without a round trip through the log."),
+		misses:    counter("misses", "Keyed writes Redis had no answer for (or could not be asked: down, slow)."),
+		conflicts: counter("conflicts", "Keyed writes whose key Redis holds for another request fingerprint (they go through the log, which refuses them)."),
+		stored:    counter("stored", "Final answers stored in Redis."),
+		dropped:   counter("dropped", "Final answers not stored: the store queue was full (4096) or Redis down."),
+	}
+	if reg != nil {
+		reg.MustRegister(c.hits, c.misses, c.conflicts, c.stored, c.dropped)
+	}
+	return c
+}
+
+// on reports whether the fast path is to be used now.
+func (c *IdemCache) on() bool { return c != nil && c.link.Up() }
+
+// cacheKey scopes a key as the actor does (per account) and by the owner
+// constraint the credential put on the command: another customer's retry
+// of the same key must get the actor's ACCOUNT_NOT_FOUND, not this answer.
+func cacheKey(cmd *ledger.Command) string {
+	return "bursar:idem:1:" + cmd.AccountID.String() + ":" + cmd.Owner + ":" + cmd.IdemKey
+}
+
+// lookup returns the stored answer to cmd's key when its fingerprint is
+// cmd's, marked replayed.
+func (c *IdemCache) lookup(cmd *ledger.Command) (*ledger.Result, bool) {
+	if cmd.IdemKey == "" || !c.on() {
+		return nil, false
+	}
+	ctx, cancel := c.link.ctx()
+	b, err := c.link.Client.Get(ctx, cacheKey(cmd)).Bytes()
+	cancel()
+	switch {
+	case errors.Is(err, redis.Nil):
+		c.misses.Inc()
+		return nil, false
+	case err != nil:
+		c.link.failed("idempotency_get", err)
+		c.misses.Inc()
+		return nil, false
+	}
+	if len(b) < 8 || binary.BigEndian.Uint64(b) != ledger.HashRequest(cmd) {
+		c.conflicts.Inc()
+		return nil, false
+	}
+	res, err := ledger.DecodeResult(b[8:])
+	if err != nil {
+		c.conflicts.Inc()
+		return nil, false
+	}
+	c.hits.Inc()
+	res.Replayed = true
+	return &res, true
+}
+
+// store queues cmd's final answer res for Redis; answers the actor does
+// not remember (unrecorded refusals) or that are not final are not kept.
+func (c *IdemCache) store(cmd *ledger.Command, res *ledger.Result) {
+	if cmd.IdemKey == "" || !c.on() || res.Unrecorded || res.Status == ledger.StatusPending {
+		return
+	}
+	val := binary.BigEndian.AppendUint64(make([]byte, 0, 128), ledger.HashRequest(cmd))
+	select {
+	case c.queue <- idemEntry{key: cacheKey(cmd), val: ledger.AppendResult(val, res)}:
+	default:
+		c.dropped.Inc()
+	}
+}
+
+// Run stores the queued answers until ctx ends.
+func (c *IdemCache) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-c.queue:
+			if !c.on() {
+				c.dropped.Inc()
+				continue
+			}
+			sctx, cancel := c.link.ctx()
+			err := c.link.Client.Set(sctx, e.key, e.val, c.ttl).Err()
+			cancel()
+			if err != nil {
+				c.link.failed("idempotency_set", err)
+				c.dropped.Inc()
+				continue
+			}
+			c.stored.Inc()
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package ingress
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisLink is the node's Redis, shared by the rate limits and the
+// idempotency fast path: a call that fails or times out marks it down,
+// and every user skips it (the node works alone) until a ping succeeds,
+// each second (Run). So a Redis that is down costs one timeout, not one
+// per request, and the node uses it again without a restart once it is
+// back. Redis never decides anything about money.
+type RedisLink struct {
+	Client  redis.UniversalClient
+	Timeout time.Duration // of one call; default 50ms
+	log     *slog.Logger
+	up      atomic.Bool
+	errors  *prometheus.CounterVec
+}
+
+// NewRedisLink wraps client (nil: no Redis; every user works alone).
+func NewRedisLink(client redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *RedisLink {
+	l := &RedisLink{Client: client, Timeout: 50 * time.Millisecond, log: log,
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation (the node then works without Redis until a ping succeeds).",
+		}, []string{"op"})}
+	l.up.Store(client != nil)
+	if reg != nil {
+		reg.MustRegister(l.errors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bursar_redis_up", Help: "1 while the node uses Redis, 0 while it works without it (down, slow, or not configured).",
+		}, func() float64 {
+			if l.Up() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return l
+}
+
+// Up reports whether Redis is to be used now.
+func (l *RedisLink) Up() bool { return l != nil && l.Client != nil && l.up.Load() }
+
+// Configured reports whether the node has a Redis at all.
+func (l *RedisLink) Configured() bool { return l != nil && l.Client != nil }
+
+// ctx returns the context of one call.
+func (l *RedisLink) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), l.Timeout)
+}
+
+// failed counts a failed call of op and marks Redis down.
+func (l *RedisLink) failed(op string, err error) {
+	l.errors.WithLabelValues(op).Inc()
+	if l.up.Swap(false) {
+		l.log.Warn("a Redis call failed; the node works without Redis until it answers a ping", "op", op, "err", err)
+	}
+}
+
+// Run pings Redis each second while it is marked down, until ctx ends.
+func (l *RedisLink) Run(ctx context.Context) {
+	if !l.Configured() {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if l.up.Load() {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := l.Client.Ping(pctx).Err()
+		cancel()
+		if err == nil {
+			l.up.Store(true)
+			l.log.Info("Redis answers again; the node uses it again")
+		}
+	}
+}
