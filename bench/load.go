@@ -75,6 +75,9 @@ func newWorker(ctx context.Context, id int, cfg *Config, cl *fasthttp.Client, ac
 // send builds and sends w.o and returns its error code ("" on success).
 func (w *worker) send() (string, error) {
 	x, o, cfg := w.x, &w.o, w.cfg
+	if o.retry {
+		return x.do(nil, o.kind.wantStatus()) // x holds the request to retry
+	}
 	x.url = append(x.url[:0], cfg.Target...)
 	x.body = x.body[:0]
 	var key []byte

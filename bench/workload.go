@@ -17,6 +17,7 @@ const (
 	WorkloadCrossPartition = "cross-partition"
 	WorkloadHot            = "hot"
 	WorkloadBatch          = "batch"
+	WorkloadRetry          = "retry"
 )
 
 // WorkloadInfo describes one workload for --help.
@@ -37,6 +38,7 @@ func Workloads() []WorkloadInfo {
 		{WorkloadSamePartition, "transfers between two random accounts of the same partition (see --partitions)", true},
 		{WorkloadCrossPartition, "transfers between two random accounts of different partitions (see --partitions)", true},
 		{WorkloadHot, "payouts: one hot account (funded so it never runs dry) pays every transfer to a random account", true},
+		{WorkloadRetry, "credits of 1 to 10 units to a random account, each sent twice under the same reference_id (its idempotency key): half the operations are retries, answered as replays", true},
 		{WorkloadBatch, "POST /api/v1/transactions/batch of --batch-size transfers of 0.01 between uniformly random distinct accounts; ops count items answered 201, latency is per request", true},
 	}
 }
@@ -77,6 +79,9 @@ type op struct {
 	account      int
 	counterparty int
 	amount       int64
+	// retry: send the previous request again, byte for byte (the retry
+	// workload).
+	retry bool
 	// items are a batch's transfers; the worker's op keeps the buffer
 	// from one batch to the next.
 	items []batchItem
@@ -129,6 +134,8 @@ func newWorkload(name string, pool *accountPool, exponent, batchSize int) (workl
 		return hot{accounts: n, amounts: amounts}, nil
 	case WorkloadBatch:
 		return batch{accounts: n, size: batchSize}, nil
+	case WorkloadRetry:
+		return retrying{accounts: n, amounts: amounts}, nil
 	}
 	names := make([]string, 0, 6)
 	for _, w := range Workloads() {
@@ -365,3 +372,25 @@ func (w batch) next(r *rand.Rand, o *op) {
 }
 
 func (batch) expectedRefusal(opKind, string) bool { return false }
+
+// retrying credits a random account, then sends the same request again (a
+// client retrying after a lost answer): the second is a replay.
+type retrying struct {
+	evenFunding
+	accounts int
+	amounts  amountRange
+}
+
+func (w retrying) next(r *rand.Rand, o *op) {
+	if o.kind == opCredit && o.amount > 0 && !o.retry {
+		o.retry = true
+		return
+	}
+	o.retry = false
+	o.kind = opCredit
+	o.account = r.IntN(w.accounts)
+	o.counterparty = 0
+	o.amount = w.amounts.draw(r)
+}
+
+func (retrying) expectedRefusal(opKind, string) bool { return false }

@@ -272,6 +272,7 @@ func TestExpectedRefusal(t *testing.T) {
 		WorkloadCrossPartition: {{opTransfer, "INSUFFICIENT_FUNDS"}},
 		WorkloadHot:            nil, // the hot account cannot run dry
 		WorkloadBatch:          nil, // every item not answered 201 is an error
+		WorkloadRetry:          nil, // credits and their replays always succeed
 	}
 	codes := []string{"INSUFFICIENT_FUNDS", "UNAVAILABLE", "ACCOUNT_NOT_FOUND", "SAME_ACCOUNT", codeTransport, "HTTP_202"}
 	for _, w := range Workloads() {
@@ -311,4 +312,25 @@ var goldenCreditDebit = []op{
 func opEqual(a, b op) bool {
 	return a.kind == b.kind && a.account == b.account && a.counterparty == b.counterparty &&
 		a.amount == b.amount && slices.Equal(a.items, b.items)
+}
+
+// The retry workload sends each credit twice: the second is the first's
+// request again.
+func TestRetryWorkloadRepeats(t *testing.T) {
+	wl, err := newWorkload(WorkloadRetry, testPool, 2, BatchSizeDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRand(1, 0)
+	var o op
+	for i := range 20 {
+		prev := o
+		wl.next(r, &o)
+		if o.kind != opCredit || o.amount <= 0 || o.retry != (i%2 == 1) {
+			t.Fatalf("op %d: %+v", i, o)
+		}
+		if o.retry && (o.account != prev.account || o.amount != prev.amount) {
+			t.Fatalf("op %d retries %+v as %+v", i, prev, o)
+		}
+	}
 }

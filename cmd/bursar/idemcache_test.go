@@ -47,7 +47,7 @@ func TestIdempotencyFastPath(t *testing.T) {
 	addr := freePort(t)
 	dbURL := pgtest.NewDatabase(t)
 	n := startNode(t, addr, "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4",
-		"--redis-url", "redis://"+rd.addr, "--flush-interval", "20ms")
+		"--redis-url", "redis://"+rd.addr, "--redis-idempotency", "--flush-interval", "20ms")
 	c := newClient(addr)
 	acct := c.openAccount(t, "fast-open")
 	other := c.openAccount(t, "fast-open-2")

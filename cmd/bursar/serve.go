@@ -74,7 +74,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	f.kafkaSecurity = kafkaSecurityFlags(fs)
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); shares the rate limits between nodes. Empty: each node enforces them alone")
-	fs.BoolVar(&f.redisIdempotency, "redis-idempotency", true, "with --redis-url: answer a retried keyed write from Redis when its first answer is there (the idempotency fast path)")
+	fs.BoolVar(&f.redisIdempotency, "redis-idempotency", false, "with --redis-url: answer a retried keyed write from Redis when its first answer is there (the idempotency fast path; off by default: measured slower on one host, see the README)")
 	fs.IntVar(&f.rateCredWrites, "rate-limit-writes", 0, "writes a second per API key or user (429 RATE_LIMITED beyond); 0 = no limit")
 	fs.IntVar(&f.rateCredReads, "rate-limit-reads", 0, "reads a second per API key or user; 0 = no limit")
 	fs.IntVar(&f.rateAddrWrites, "rate-limit-address-writes", 0, "writes a second per source address (IPv6 per /64); 0 = no limit")
