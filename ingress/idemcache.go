@@ -13,7 +13,8 @@ import (
 
 // IdemCache is the idempotency fast path: the final answer of a keyed
 // write is stored in Redis under its account, owner constraint and key,
-// with its request's fingerprint, for the idempotency window; a retry
+// with its request's fingerprint, until the actor would forget the key
+// (the answer's time plus the idempotency window); a retry
 // with the same fingerprint is answered from there without a round trip
 // through the log. The account's actor stays the authority: a cached
 // answer is one it gave, for a key it remembers for at least as long, so
@@ -22,15 +23,23 @@ import (
 // down or slow goes through the log as without Redis.
 type IdemCache struct {
 	link  *RedisLink
-	ttl   time.Duration
 	queue chan idemEntry
 
 	hits, misses, conflicts, stored, dropped prometheus.Counter
 }
 
 type idemEntry struct {
-	key string
-	val []byte
+	key     string
+	val     []byte
+	expires time.Time // when the actor forgets the key: the answer's time plus the window
+}
+
+// forgotten is when the actor stops remembering the key of an answer
+// recorded at us (ledger.KeyIndex: older than the window): a cached
+// answer must be gone by then, or a retry the ledger would apply anew
+// would be told it was done.
+func forgotten(us int64) time.Time {
+	return time.UnixMicro(us + ledger.IdempotencyWindowUs)
 }
 
 // idemQueueMax bounds the answers waiting to be stored; beyond, an
@@ -44,7 +53,6 @@ func NewIdemCache(link *RedisLink, reg prometheus.Registerer) *IdemCache {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "bursar_idempotency_cache_" + name + "_total", Help: help})
 	}
 	c := &IdemCache{link: link, queue: make(chan idemEntry, idemQueueMax),
-		ttl:       time.Duration(ledger.IdempotencyWindowUs+ledger.ClockSkewUs) * time.Microsecond,
 		hits:      counter("hits", "Retries answered from Redis without a round trip through the log."),
 		misses:    counter("misses", "Keyed writes Redis had no answer for (or could not be asked: down, slow)."),
 		conflicts: counter("conflicts", "Keyed writes whose key Redis holds for another request fingerprint (they go through the log, which refuses them)."),
@@ -63,8 +71,8 @@ func (c *IdemCache) on() bool { return c != nil && c.link.Up() }
 // cacheKey scopes a key as the actor does (per account) and by the owner
 // constraint the credential put on the command: another customer's retry
 // of the same key must get the actor's ACCOUNT_NOT_FOUND, not this answer.
-func cacheKey(cmd *ledger.Command) string {
-	return "bursar:idem:1:" + cmd.AccountID.String() + ":" + cmd.Owner + ":" + cmd.IdemKey
+func (c *IdemCache) cacheKey(cmd *ledger.Command) string {
+	return c.link.Prefix + "idem:1:" + cmd.AccountID.String() + ":" + cmd.Owner + ":" + cmd.IdemKey
 }
 
 // lookup returns the stored answer to cmd's key when its fingerprint is
@@ -74,7 +82,7 @@ func (c *IdemCache) lookup(cmd *ledger.Command) (*ledger.Result, bool) {
 		return nil, false
 	}
 	ctx, cancel := c.link.ctx()
-	b, err := c.link.Client.Get(ctx, cacheKey(cmd)).Bytes()
+	b, err := c.link.Client.Get(ctx, c.cacheKey(cmd)).Bytes()
 	cancel()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -90,8 +98,8 @@ func (c *IdemCache) lookup(cmd *ledger.Command) (*ledger.Result, bool) {
 		return nil, false
 	}
 	res, err := ledger.DecodeResult(b[8:])
-	if err != nil {
-		c.conflicts.Inc()
+	if err != nil || !time.Now().Before(forgotten(res.TimestampUs)) {
+		c.misses.Inc() // another release's encoding, or past the window
 		return nil, false
 	}
 	c.hits.Inc()
@@ -102,12 +110,20 @@ func (c *IdemCache) lookup(cmd *ledger.Command) (*ledger.Result, bool) {
 // store queues cmd's final answer res for Redis; answers the actor does
 // not remember (unrecorded refusals) or that are not final are not kept.
 func (c *IdemCache) store(cmd *ledger.Command, res *ledger.Result) {
-	if cmd.IdemKey == "" || !c.on() || res.Unrecorded || res.Status == ledger.StatusPending {
+	if cmd.IdemKey == "" || res.Unrecorded || res.Status == ledger.StatusPending || c == nil {
+		return
+	}
+	if !c.on() {
+		c.dropped.Inc()
+		return
+	}
+	expires := forgotten(res.TimestampUs) // a replay keeps the first answer's
+	if !time.Now().Before(expires) {
 		return
 	}
 	val := binary.BigEndian.AppendUint64(make([]byte, 0, 128), ledger.HashRequest(cmd))
 	select {
-	case c.queue <- idemEntry{key: cacheKey(cmd), val: ledger.AppendResult(val, res)}:
+	case c.queue <- idemEntry{key: c.cacheKey(cmd), val: ledger.AppendResult(val, res), expires: expires}:
 	default:
 		c.dropped.Inc()
 	}
@@ -124,8 +140,12 @@ func (c *IdemCache) Run(ctx context.Context) {
 				c.dropped.Inc()
 				continue
 			}
+			ttl := time.Until(e.expires)
+			if ttl <= 0 {
+				continue
+			}
 			sctx, cancel := c.link.ctx()
-			err := c.link.Client.Set(sctx, e.key, e.val, c.ttl).Err()
+			err := c.link.Client.Set(sctx, e.key, e.val, ttl).Err()
 			cancel()
 			if err != nil {
 				c.link.failed("idempotency_set", err)

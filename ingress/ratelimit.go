@@ -146,7 +146,7 @@ func (l *RateLimiter) check(ctx *fasthttp.RequestCtx, write bool, addr netip.Add
 		if perSec <= 0 {
 			return nil
 		}
-		d := l.allow(kind+":"+class+":"+key, perSec)
+		d := l.allow(l.link.prefix()+"rate:"+kind+":"+class+":"+key, perSec)
 		if tight == nil || d.remaining < tight.remaining || !d.allowed {
 			tight = &d
 		}
@@ -165,8 +165,11 @@ func (l *RateLimiter) check(ctx *fasthttp.RequestCtx, write bool, addr netip.Add
 	} else {
 		err = try("credential", principal, credLimit)
 	}
+	h := &ctx.Response.Header
+	if prev, err := strconv.Atoi(string(h.Peek("RateLimit-Remaining"))); err == nil && tight != nil && tight.allowed && prev <= tight.remaining {
+		tight = nil // the address's budget, checked first, is the tighter one
+	}
 	if tight != nil {
-		h := &ctx.Response.Header
 		h.Set("RateLimit-Limit", strconv.Itoa(tight.limit))
 		h.Set("RateLimit-Remaining", strconv.Itoa(tight.remaining))
 		h.Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(tight.resetAfter.Seconds()))))

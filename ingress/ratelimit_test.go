@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/ledger"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 )
@@ -91,8 +93,8 @@ func allowed(ls []*RateLimiter, key string, n int) int {
 func TestRateLimitsSharedThroughRedis(t *testing.T) {
 	r := startRedis(t)
 	limits := RateLimits{CredentialWrites: 10}
-	shared := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(r.client(), quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(r.client(), quietLog(), nil), nil)}
-	alone := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(nil, quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(nil, quietLog(), nil), nil)}
+	shared := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(r.client(), "t:", quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(r.client(), "t:", quietLog(), nil), nil)}
+	alone := []*RateLimiter{NewRateLimiter(limits, NewRedisLink(nil, "t:", quietLog(), nil), nil), NewRateLimiter(limits, NewRedisLink(nil, "t:", quietLog(), nil), nil)}
 	// A burst of one second's worth, then about 10 a second: 40 calls in
 	// well under a second get about 10 through one shared budget, about 20
 	// through two separate ones.
@@ -111,7 +113,7 @@ func TestRateLimitsSharedThroughRedis(t *testing.T) {
 
 func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 	r := startRedis(t)
-	link := NewRedisLink(r.client(), quietLog(), nil)
+	link := NewRedisLink(r.client(), "t:", quietLog(), nil)
 	l := NewRateLimiter(RateLimits{CredentialWrites: 5}, link, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -136,7 +138,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	other := NewRateLimiter(RateLimits{CredentialWrites: 5}, NewRedisLink(r.client(), quietLog(), nil), nil)
+	other := NewRateLimiter(RateLimits{CredentialWrites: 5}, NewRedisLink(r.client(), "t:", quietLog(), nil), nil)
 	if got := allowed([]*RateLimiter{l, other}, "k3", 20); got < 5 || got > 8 {
 		t.Fatalf("back on Redis: %d of 20 through one shared budget of 5/s", got)
 	}
@@ -144,7 +146,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 
 func TestRateLimitedRequestIs429(t *testing.T) {
 	r := startRedis(t)
-	rl := NewRateLimiter(RateLimits{AddressWrites: 2}, NewRedisLink(r.client(), quietLog(), nil), nil)
+	rl := NewRateLimiter(RateLimits{AddressWrites: 2}, NewRedisLink(r.client(), "t:", quietLog(), nil), nil)
 	srv, err := New(Config{Partitions: 8, MaxBodyBytes: testMaxBody, RateLimiter: rl}, quietLog(), nil, NewReplies("n/1", 10), nil, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -195,5 +197,61 @@ func TestAddrKey(t *testing.T) {
 		if got := addrKey(netip.MustParseAddr(tc.in)); got != tc.want {
 			t.Errorf("addrKey(%s) = %s, want %s", tc.in, got, tc.want)
 		}
+	}
+}
+
+// A cached answer lives only as long as the actor remembers its key: a
+// retry after the window must reach the ledger (which applies it anew).
+func TestIdemCacheExpiresWithTheWindow(t *testing.T) {
+	r := startRedis(t)
+	link := NewRedisLink(r.client(), "t:", quietLog(), nil)
+	c := NewIdemCache(link, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	cmd := &ledger.Command{Kind: ledger.KindCredit, AccountID: uuid.New(), Amount: 100, Currency: "USD", IdemKey: "k"}
+	windowAgo := time.Now().UnixMicro() - ledger.IdempotencyWindowUs
+	// Recorded just inside the window: stored, with what is left of it.
+	fresh := &ledger.Result{TxID: uuid.New(), Kind: ledger.KindCredit, Status: ledger.StatusCompleted, AccountID: cmd.AccountID, Amount: 100, Currency: "USD", TimestampUs: windowAgo + 3_000_000}
+	c.store(cmd, fresh)
+	var got *ledger.Result
+	for i := 0; ; i++ {
+		if res, ok := c.lookup(cmd); ok {
+			got = res
+			break
+		}
+		if i > 200 {
+			t.Fatal("the answer was never stored")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.TxID != fresh.TxID || !got.Replayed {
+		t.Fatalf("cached %+v, stored %+v", got, fresh)
+	}
+	ttl, err := link.Client.TTL(ctx, c.cacheKey(cmd)).Result()
+	if err != nil || ttl <= 0 || ttl > 3*time.Second {
+		t.Fatalf("TTL %v %v: want what is left of the window (under 3s)", ttl, err)
+	}
+	// Recorded past the window: not stored; and an old entry is not served.
+	old := *fresh
+	old.TimestampUs = windowAgo - 1_000_000
+	cmd2 := *cmd
+	cmd2.IdemKey = "k2"
+	c.store(&cmd2, &old)
+	time.Sleep(50 * time.Millisecond)
+	if n, _ := link.Client.Exists(ctx, c.cacheKey(&cmd2)).Result(); n != 0 {
+		t.Fatal("an answer past the window was stored")
+	}
+	val := binary.BigEndian.AppendUint64(nil, ledger.HashRequest(&cmd2))
+	if err := link.Client.Set(ctx, c.cacheKey(&cmd2), ledger.AppendResult(val, &old), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.lookup(&cmd2); ok {
+		t.Fatal("an answer past the window was served")
+	}
+	// Another ledger's keys (another prefix) are not this one's.
+	other := NewIdemCache(NewRedisLink(r.client(), "u:", quietLog(), nil), nil)
+	if _, ok := other.lookup(cmd); ok {
+		t.Fatal("another ledger's answer was served")
 	}
 }

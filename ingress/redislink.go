@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -19,14 +20,18 @@ import (
 type RedisLink struct {
 	Client  redis.UniversalClient
 	Timeout time.Duration // of one call; default 50ms
-	log     *slog.Logger
-	up      atomic.Bool
-	errors  *prometheus.CounterVec
+	// Prefix starts every key: it names the ledger (its log's identity),
+	// so that two clusters sharing a Redis, or a ledger rebuilt while
+	// Redis kept its keys, never read each other's.
+	Prefix string
+	log    *slog.Logger
+	up     atomic.Bool
+	errors *prometheus.CounterVec
 }
 
 // NewRedisLink wraps client (nil: no Redis; every user works alone).
-func NewRedisLink(client redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *RedisLink {
-	l := &RedisLink{Client: client, Timeout: 50 * time.Millisecond, log: log,
+func NewRedisLink(client redis.UniversalClient, prefix string, log *slog.Logger, reg prometheus.Registerer) *RedisLink {
+	l := &RedisLink{Client: client, Timeout: 50 * time.Millisecond, Prefix: prefix, log: log,
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation (the node then works without Redis until a ping succeeds).",
 		}, []string{"op"})}
@@ -44,6 +49,14 @@ func NewRedisLink(client redis.UniversalClient, log *slog.Logger, reg prometheus
 	return l
 }
 
+// prefix is Prefix, "" without a link.
+func (l *RedisLink) prefix() string {
+	if l == nil {
+		return ""
+	}
+	return l.Prefix
+}
+
 // Up reports whether Redis is to be used now.
 func (l *RedisLink) Up() bool { return l != nil && l.Client != nil && l.up.Load() }
 
@@ -55,9 +68,15 @@ func (l *RedisLink) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), l.Timeout)
 }
 
-// failed counts a failed call of op and marks Redis down.
+// failed counts a failed call of op and, unless Redis itself answered
+// with an error (out of memory under noeviction, say: the others' calls
+// may still pass), marks Redis down.
 func (l *RedisLink) failed(op string, err error) {
 	l.errors.WithLabelValues(op).Inc()
+	var answered redis.Error
+	if errors.As(err, &answered) {
+		return
+	}
 	if l.up.Swap(false) {
 		l.log.Warn("a Redis call failed; the node works without Redis until it answers a ping", "op", op, "err", err)
 	}
@@ -79,7 +98,7 @@ func (l *RedisLink) Run(ctx context.Context) {
 		if l.up.Load() {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 4*l.Timeout)
 		err := l.Client.Ping(pctx).Err()
 		cancel()
 		if err == nil {

@@ -60,6 +60,7 @@ type runningNode struct {
 	routing                               *engine.Routing // the routing authority, from PostgreSQL, kept fresh
 	migrator                              *engine.Migrator
 	migrations                            *nodeMigrations
+	logID                                 string // bursar.commands' topic ID: names this ledger in Redis keys
 	stages                                *engine.Stages
 
 	// openStore
@@ -337,6 +338,7 @@ func (n *runningNode) checkLogIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.logID = topicID
 	recorded, err := n.store.CheckLogIdentity(ctx, clusterID, topicID, ends)
 	if errors.Is(err, storage.ErrOtherLog) {
 		where := "--kafka-brokers " + n.f.kafkaBrokers

@@ -31,7 +31,10 @@ func redisOptions(raw string) (*redis.Options, error) {
 	opts.ReadTimeout = 200 * time.Millisecond
 	opts.WriteTimeout = 200 * time.Millisecond
 	opts.PoolTimeout = 200 * time.Millisecond
-	opts.MaxRetries = 0 // a retry is the node's own limit, not a second wait
+	opts.MaxRetries = -1 // none: a retried rate-limit script could charge twice, and a retry is the node's own limit, not a second wait
+	// The call's context (50 ms) bounds reads and writes too, not only
+	// the dial and the pool.
+	opts.ContextTimeoutEnabled = true
 	return opts, nil
 }
 
@@ -53,7 +56,10 @@ func (n *runningNode) startRedis() (*ingress.RedisLink, *ingress.RateLimiter, *i
 		n.deferClose(func() { c.Close() })
 		client = c
 	}
-	link := ingress.NewRedisLink(client, n.log.With("component", "redis"), n.reg)
+	// Keys name the ledger: two clusters sharing a Redis, or a ledger
+	// restored or rebuilt while Redis kept its keys (a new topic ID),
+	// never read each other's.
+	link := ingress.NewRedisLink(client, "bursar:"+n.logID+":", n.log.With("component", "redis"), n.reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.deferClose(cancel)
 	go link.Run(ctx)

@@ -157,6 +157,9 @@ func runServe(args []string, _ io.Writer) error {
 			return &exitError{code: 2, err: fmt.Errorf("%s must be between 0 (no limit) and 1000000 a second", v.name)}
 		}
 	}
+	if f.redisIdempotency && f.redisURL == "" {
+		return &exitError{code: 2, err: errors.New("--redis-idempotency needs --redis-url")}
+	}
 	if f.redisURL != "" {
 		if _, err := redisOptions(f.redisURL); err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
