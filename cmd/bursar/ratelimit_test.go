@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +114,60 @@ func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 	}
 	if code, out := auditProcess(t, tc.dbURL, "--kafka-brokers", tc.broker, "--wait", "60s"); code != 0 {
 		t.Fatalf("audit exit %d:\n%s", code, out)
+	}
+}
+
+// TestRateLimitsThroughSentinel: --redis-url naming Redis Sentinels
+// (?master_name=) reaches the master they report, and the limits are
+// enforced through it.
+func TestRateLimitsThroughSentinel(t *testing.T) {
+	master := startRedisProcess(t)
+	_, mport, _ := net.SplitHostPort(master.addr)
+	sentinel := freePort(t)
+	_, sport, _ := net.SplitHostPort(sentinel)
+	conf := t.TempDir() + "/sentinel.conf"
+	if err := os.WriteFile(conf, []byte("port "+sport+"\nbind 127.0.0.1\nsentinel monitor bursar 127.0.0.1 "+mport+" 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck // cleanup
+	eventually(t, 10*time.Second, func() (bool, string) {
+		out, err := exec.Command("redis-cli", "-p", sport, "sentinel", "get-master-addr-by-name", "bursar").Output()
+		return err == nil && strings.Contains(string(out), mport), "the sentinel does not report the master yet: " + string(out)
+	})
+	addr := freePort(t)
+	startNode(t, addr, "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2",
+		"--redis-url", "redis://"+sentinel+"?master_name=bursar", "--rate-limit-writes", "10")
+	c := newClient(addr)
+	acct := c.openAccount(t, "sentinel-acct")
+	time.Sleep(1100 * time.Millisecond)
+	ok, limited := 0, 0
+	for i := range 30 {
+		r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit",
+			map[string]any{"account_id": acct, "amount": "1.00", "currency": "USD", "reference_id": fmt.Sprintf("s-%d", i)}, nil)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case r.status == 201:
+			ok++
+		case r.status == 429:
+			limited++
+		default:
+			t.Fatalf("%d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if ok < 9 || limited == 0 {
+		t.Fatalf("%d of 30 through a budget of 10/s (%d limited)", ok, limited)
+	}
+	if v := metricNow(t, addr, "bursar_redis_up"); v != 1 {
+		t.Fatalf("bursar_redis_up %v: the node is not using Redis through the sentinel", v)
+	}
+	// The master holds the limiter's keys: it was the one used.
+	out, err := exec.Command("redis-cli", "-p", mport, "--scan", "--pattern", "*bursar:*credential:write*").Output()
+	if err != nil || !strings.Contains(string(out), "credential:write") {
+		t.Fatalf("no rate limit key on the master: %v %q", err, out)
 	}
 }

@@ -11,11 +11,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redisOptions parses --redis-url: redis://[user:password@]host:port[/db]
-// or rediss:// (TLS, checked against the system's roots), as go-redis
-// reads them, with bounded timeouts: Redis only ever makes the node
-// faster or shares its limits, so a slow one must not hold a request.
-func redisOptions(raw string) (*redis.Options, error) {
+// newRedisClient builds the client of --redis-url, without connecting:
+//   - redis://[user:password@]host:port[/db], or rediss:// (TLS, checked
+//     against the system's roots): one server;
+//   - the same with ?master_name=NAME (and more sentinels as &addr=H:P):
+//     Redis Sentinel, whose host:port are sentinels (the credentials are
+//     the master's; sentinel_username/sentinel_password for theirs are
+//     not read from the URL).
+//
+// Timeouts are bounded: Redis only ever makes the node faster or shares
+// its limits, so a slow one must not hold a request; the call's context
+// (50 ms) bounds reads and writes too, and nothing is retried (a retried
+// rate-limit script could charge twice).
+func newRedisClient(raw string) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, errors.New("not a URL")
@@ -23,19 +31,22 @@ func redisOptions(raw string) (*redis.Options, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fmt.Errorf("scheme %q: want redis:// or rediss:// (TLS)", u.Scheme)
 	}
+	if u.Query().Get("master_name") != "" {
+		opts, err := redis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = time.Second, 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
+		return redis.NewFailoverClient(opts), nil
+	}
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	opts.DialTimeout = time.Second
-	opts.ReadTimeout = 200 * time.Millisecond
-	opts.WriteTimeout = 200 * time.Millisecond
-	opts.PoolTimeout = 200 * time.Millisecond
-	opts.MaxRetries = -1 // none: a retried rate-limit script could charge twice, and a retry is the node's own limit, not a second wait
-	// The call's context (50 ms) bounds reads and writes too, not only
-	// the dial and the pool.
-	opts.ContextTimeoutEnabled = true
-	return opts, nil
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = time.Second, 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
+	return redis.NewClient(opts), nil
 }
 
 // startRedis connects --redis-url (when set) and builds the rate limiter
@@ -48,11 +59,10 @@ func (n *runningNode) startRedis() (*ingress.RedisLink, *ingress.RateLimiter, *i
 		AddressWrites: f.rateAddrWrites, AddressReads: f.rateAddrReads}
 	var client redis.UniversalClient
 	if f.redisURL != "" {
-		opts, err := redisOptions(f.redisURL)
+		c, err := newRedisClient(f.redisURL)
 		if err != nil {
 			return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
 		}
-		c := redis.NewClient(opts)
 		n.deferClose(func() { c.Close() })
 		client = c
 	}

@@ -73,7 +73,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	f.kafkaSecurity = kafkaSecurityFlags(fs)
-	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); shares the rate limits between nodes. Empty: each node enforces them alone")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); with ?master_name=NAME[&addr=H:P…] the hosts are Redis Sentinels. Shares the rate limits between nodes. Empty: each node enforces them alone")
 	fs.BoolVar(&f.redisIdempotency, "redis-idempotency", false, "with --redis-url: answer a retried keyed write from Redis when its first answer is there (the idempotency fast path; off by default: measured slower on one host, see the README)")
 	fs.IntVar(&f.rateCredWrites, "rate-limit-writes", 0, "writes a second per API key or user (429 RATE_LIMITED beyond); 0 = no limit")
 	fs.IntVar(&f.rateCredReads, "rate-limit-reads", 0, "reads a second per API key or user; 0 = no limit")
@@ -161,9 +161,11 @@ func runServe(args []string, _ io.Writer) error {
 		return &exitError{code: 2, err: errors.New("--redis-idempotency needs --redis-url")}
 	}
 	if f.redisURL != "" {
-		if _, err := redisOptions(f.redisURL); err != nil {
+		c, err := newRedisClient(f.redisURL)
+		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
 		}
+		c.Close()
 	}
 	if f.kafkaLinger < 0 || f.kafkaLinger > time.Second {
 		return &exitError{code: 2, err: errors.New("--kafka-linger must be between 0 and 1s")}
