@@ -283,9 +283,9 @@ func (e *Engine) afterCommit(work []taken) {
 				// left them: the new partition may apply from here on, so
 				// this node reads them there, and their actors here go.
 				e.routing.MarkHanded(h.Version, h.Group)
-				e.m.slotsMoved.Add(float64(h.Slots))
-				t.p.dropResidents(h.SlotList)
-				e.log.Info("slots handed over", "partition", t.p.id, "to", h.To, "slots", h.Slots, "slot_map_version", h.Version, "group", h.Group, "barrier_offset", h.BarrierOffset)
+				e.m.slotsMoved.Add(float64(len(h.Slots)))
+				t.p.dropResidents(h.Slots)
+				e.log.Info("slots handed over", "partition", t.p.id, "to", h.To, "slots", len(h.Slots), "slot_map_version", h.Version, "group", h.Group, "barrier_offset", h.BarrierOffset)
 			}
 		}
 	}

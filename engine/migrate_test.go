@@ -105,7 +105,7 @@ func (r *migRig) start() {
 		r.staleHandovers = false
 	}
 	cl := r.newClient()
-	routing := engine.NewRouting(engine.RoutesFrom(st, nil), r.store, testLogger(), cl, r.producer)
+	routing := engine.NewRouting(engine.RoutesFrom(st), r.store, testLogger(), cl, r.producer)
 	routing.PollInterval = 50 * time.Millisecond
 	eng, err := engine.New(engine.Config{NodeID: "test", Partitions: routing.Load().Partitions(), Routing: routing, EventPartitions: 1,
 		FlushInterval: 5 * time.Millisecond, DisableEvents: true}, testLogger(), r.store, cl, r.sink, nil, nil)

@@ -110,6 +110,31 @@ var (
 	ErrDrivenElsewhere = errors.New("engine: another node drives a slot migration now; follow it with bursar partitions ls")
 )
 
+// CheckScale refuses a scale to n partitions from a map routing to cur:
+// out of range, or fewer (ErrShrink). The driver and the admin API (which
+// answers at once, before it starts the driver) both ask it.
+func CheckScale(cur, n int32) error {
+	switch {
+	case n <= 0 || n > ledger.PartitionsMax:
+		return fmt.Errorf("engine: partition count %d outside 1..%d", n, ledger.PartitionsMax)
+	case n < cur:
+		return fmt.Errorf("%w: the slot map routes to %d partitions", ErrShrink, cur)
+	}
+	return nil
+}
+
+// CheckMoveSlot refuses moving slot to partition to of a map routing to
+// partitions: an unknown slot (ErrNoSuchSlot) or partition (ErrNoPartition).
+func CheckMoveSlot(partitions int32, slot int, to int32) error {
+	switch {
+	case slot < 0 || slot >= ledger.SlotCount:
+		return fmt.Errorf("%w: %d (slots are 0..%d)", ErrNoSuchSlot, slot, ledger.SlotCount-1)
+	case to < 0 || to >= partitions:
+		return fmt.Errorf("%w: %d (it routes to 0..%d; scale first)", ErrNoPartition, to, partitions-1)
+	}
+	return nil
+}
+
 // inFlight reports whether st has a migration whose groups are not all
 // handed over, and returns it.
 func inFlight(st *storage.RouteState) (*ledger.Migration, bool) {
@@ -124,15 +149,12 @@ func inFlight(st *storage.RouteState) (*ledger.Migration, bool) {
 // of the slots to the new ones. A migration in flight is finished first;
 // at n already, it does nothing.
 func (m *Migrator) Scale(ctx context.Context, n int32) error {
-	if n <= 0 || n > ledger.PartitionsMax {
-		return fmt.Errorf("engine: partition count %d outside 1..%d", n, ledger.PartitionsMax)
+	if err := CheckScale(0, n); err != nil {
+		return err
 	}
 	return m.run(ctx, func(cur *ledger.SlotMap) (*ledger.SlotMap, error) {
-		switch {
-		case n == cur.Partitions:
-			return nil, nil
-		case n < cur.Partitions:
-			return nil, ErrShrink
+		if err := CheckScale(cur.Partitions, n); err != nil || n == cur.Partitions {
+			return nil, err
 		}
 		if err := m.growTopic(ctx, n); err != nil {
 			return nil, err
@@ -145,12 +167,12 @@ func (m *Migrator) Scale(ctx context.Context, n int32) error {
 // partition of its own). A migration in flight is finished first; a slot
 // already there is left alone.
 func (m *Migrator) MoveSlot(ctx context.Context, slot int, to int32) error {
-	if slot < 0 || slot >= ledger.SlotCount {
-		return fmt.Errorf("%w: %d (slots are 0..%d)", ErrNoSuchSlot, slot, ledger.SlotCount-1)
+	if err := CheckMoveSlot(ledger.PartitionsMax, slot, to); err != nil {
+		return err
 	}
 	return m.run(ctx, func(cur *ledger.SlotMap) (*ledger.SlotMap, error) {
-		if to < 0 || to >= cur.Partitions {
-			return nil, fmt.Errorf("%w: %d (it routes to 0..%d; scale first)", ErrNoPartition, to, cur.Partitions-1)
+		if err := CheckMoveSlot(cur.Partitions, slot, to); err != nil {
+			return nil, err
 		}
 		if cur.PartitionOf(slot) == to {
 			return nil, nil

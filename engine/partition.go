@@ -120,17 +120,17 @@ type partition struct {
 	flushing []*buffer
 
 	// Moving slots (ledger.Migration). The worker's own: routes, the
-	// routes the last record was decided under; barriers, the groups of
-	// their migration whose barrier this log holds (at offset); the hold.
+	// routes the last record was decided under; the hold.
 	routes    *Routes
-	barriers  map[int]int64
 	holdAt    int64
 	holdVer   int64
 	holdGroup int
 	holdSlots []int
 	holdSince time.Time
 	// held: the worker holds at holdAt (its consumption removed) until
-	// group holdGroup is handed over. passed: the barriers, for reads.
+	// group holdGroup is handed over. passed: the groups of routes'
+	// migration whose barrier this log holds before the next record to
+	// apply (written by the worker, read by reads too).
 	held         atomic.Bool
 	heldCaughtUp atomic.Bool // held at or past the end seen at acquisition
 	passed       atomic.Pointer[passedBarriers]
@@ -162,7 +162,6 @@ func newPartition(e *Engine, id int32, epoch, next, end int64) *partition {
 		committed: next,
 		changed:   make(chan struct{}),
 		routes:    e.routing.Load(),
-		barriers:  map[int]int64{},
 	}
 	p.space = sync.NewCond(&p.mu)
 	if next >= end {
@@ -331,8 +330,7 @@ func (p *partition) routesFor(version int64) (rt *Routes, ok bool) {
 	rt = e.routing.Load()
 	ok = version <= rt.Slots.Version
 	if rt.Slots.Version != p.routes.Slots.Version {
-		p.barriers = map[int]int64{}
-		p.passed.Store(nil)
+		p.passed.Store(nil) // another migration: none of its barriers yet
 	}
 	p.routes = rt
 	return rt, ok
@@ -347,7 +345,7 @@ func (p *partition) route(rt *Routes, slot int) (ledger.Route, int32) {
 		}
 		return ledger.RouteApply, p.id
 	}
-	barrier := func(g int) bool { _, ok := p.barriers[g]; return ok || rt.Handed(g) }
+	barrier := func(g int) bool { return p.passedBarrier(rt.Slots.Version, g) || rt.Handed(g) }
 	return rt.Mig.RouteOf(p.id, slot, barrier, rt.Handed), rt.Mig.Target(slot)
 }
 
@@ -383,12 +381,11 @@ func (p *partition) takeBarrier(f *fetched, r *kgo.Record) {
 		e.m.barriers.WithLabelValues("ignored").Inc()
 		return
 	}
-	if _, ok := p.barriers[b.Group]; ok {
+	if p.passedBarrier(b.Version, b.Group) {
 		e.m.barriers.WithLabelValues("ignored").Inc()
 		return
 	}
 	e.m.barriers.WithLabelValues("taken").Inc()
-	p.barriers[b.Group] = r.Offset
 	groups := map[int]bool{b.Group: true}
 	if pb := p.passed.Load(); pb != nil && pb.version == b.Version {
 		for g := range pb.groups {
@@ -397,7 +394,7 @@ func (p *partition) takeBarrier(f *fetched, r *kgo.Record) {
 	}
 	p.passed.Store(&passedBarriers{version: b.Version, groups: groups})
 	mv := rt.Mig.Groups()[b.Group]
-	f.handovers = append(f.handovers, storage.Handover{Version: b.Version, Group: b.Group, From: mv.From, To: mv.To, Slots: len(mv.Slots), BarrierOffset: r.Offset, SlotList: mv.Slots})
+	f.handovers = append(f.handovers, storage.Handover{Version: b.Version, Group: b.Group, From: mv.From, To: mv.To, BarrierOffset: r.Offset, Slots: mv.Slots})
 	e.log.Info("barrier applied: forwarding the group's records from here on", "partition", p.id, "offset", r.Offset, "slot_map_version", b.Version, "group", b.Group, "to", mv.To, "slots", len(mv.Slots))
 }
 

@@ -92,15 +92,12 @@ func buildRoutes(slots *ledger.SlotMap, mig *ledger.Migration, handed []bool) *R
 	return r
 }
 
-// RoutesFrom returns the routes PostgreSQL's state gives; mig, if not
-// nil, is the migration between its maps already built.
-func RoutesFrom(st *storage.RouteState, mig *ledger.Migration) *Routes {
+// RoutesFrom returns the routes PostgreSQL's state gives.
+func RoutesFrom(st *storage.RouteState) *Routes {
 	if st.Prev == nil {
 		return NewRoutes(st.Slots.Map)
 	}
-	if mig == nil {
-		mig = ledger.NewMigration(st.Prev.Map, st.Slots.Map)
-	}
+	mig := ledger.NewMigration(st.Prev.Map, st.Slots.Map)
 	handed := make([]bool, len(mig.Groups()))
 	for g := range handed {
 		_, handed[g] = st.Handed[g]
@@ -250,7 +247,7 @@ func (r *Routing) Refresh(ctx context.Context) error {
 				return err
 			}
 		}
-		routes = RoutesFrom(st, nil)
+		routes = RoutesFrom(st)
 	}
 	r.mu.Lock()
 	now := r.cur.Load() // MarkHanded may have moved it meanwhile

@@ -5,73 +5,28 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/bursar/bursar/ingress/redistest"
 	"github.com/bursar/bursar/ledger"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 )
 
-// testRedis is a redis-server of the test's own, on its own port.
+// testRedis is the test's own redis-server.
 type testRedis struct {
-	t    *testing.T
-	addr string
-	cmd  *exec.Cmd
+	*redistest.Server
+	t *testing.T
 }
 
-func startRedis(t *testing.T) *testRedis {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed (make test installs it)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	r := &testRedis{t: t, addr: addr}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *testRedis) start() {
-	r.t.Helper()
-	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr})
-	defer c.Close()
-	for i := 0; ; i++ {
-		if c.Ping(context.Background()).Err() == nil {
-			return
-		}
-		if i > 200 {
-			r.t.Fatal("redis-server did not start")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (r *testRedis) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Kill() //nolint:errcheck // it may be gone
-		r.cmd.Wait()         //nolint:errcheck // killed
-		r.cmd = nil
-	}
-}
+func startRedis(t *testing.T) *testRedis { return &testRedis{redistest.Start(t, ""), t} }
 
 func (r *testRedis) client() redis.UniversalClient {
-	c := redis.NewClient(&redis.Options{Addr: r.addr, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	r.t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -121,7 +76,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 	if got := allowed([]*RateLimiter{l}, "k", 20); got < 5 || got > 8 {
 		t.Fatalf("%d of 20 through a budget of 5/s", got)
 	}
-	r.stop()
+	r.Kill()
 	// Redis gone: the node decides alone, with the same budget, and every
 	// call gets an answer.
 	if got := allowed([]*RateLimiter{l}, "k2", 20); got < 5 || got > 8 {
@@ -130,7 +85,7 @@ func TestRateLimitsWithoutRedisAndBack(t *testing.T) {
 	if l.RedisUp() {
 		t.Fatal("still on Redis after it died")
 	}
-	r.start()
+	r.Restart()
 	deadline := time.Now().Add(10 * time.Second)
 	for !l.RedisUp() {
 		if time.Now().After(deadline) {

@@ -1124,11 +1124,21 @@ func (s *Server) readAccount(c context.Context, id uuid.UUID) (ledger.Account, e
 		if (!errors.Is(err, engine.ErrNotReady) && !errors.Is(err, engine.ErrNotOwner)) || time.Now().After(deadline) || c.Err() != nil {
 			return acc, err
 		}
-		if now := s.routing.Load(); now.Mig == nil && now == rt {
+		changed := s.routing.Changed()
+		if now := s.routing.Load(); now != rt {
+			continue // the routes moved on meanwhile: ask where they say
+		} else if now.Mig == nil {
 			return acc, err // recovering or unowned, not moving
 		}
 		s.routing.Kick()
-		time.Sleep(5 * time.Millisecond)
+		// The handover lands in this node's routes (its poll, or its own
+		// flush's commit); a handover another node commits is polled, so
+		// the wait is bounded by the poll's interval too.
+		select {
+		case <-changed:
+		case <-time.After(s.routing.FastInterval):
+		case <-c.Done():
+		}
 	}
 }
 

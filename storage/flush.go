@@ -54,9 +54,8 @@ type Handover struct {
 	Version       int64 // the slot map the migration moves to
 	Group         int
 	From, To      int32
-	Slots         int
 	BarrierOffset int64
-	SlotList      []int // the slots (not stored: the slot maps have them)
+	Slots         []int // the group's slots (their count is stored; the slot maps have them)
 }
 
 // Len is the number of rows the batch will write.
@@ -269,7 +268,7 @@ func (s *Store) Flush(ctx context.Context, b *Batch) error {
 	}
 	for _, h := range b.Handovers {
 		if _, err := tx.Exec(ctx, `INSERT INTO slot_handovers (version, grp, from_partition, to_partition, slots, barrier_offset)
-VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version, grp) DO NOTHING`, h.Version, h.Group, h.From, h.To, h.Slots, h.BarrierOffset); err != nil {
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (version, grp) DO NOTHING`, h.Version, h.Group, h.From, h.To, len(h.Slots), h.BarrierOffset); err != nil {
 			return fmt.Errorf("storage: flush handover: %w", err)
 		}
 	}

@@ -193,10 +193,13 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 	if argValue(args, "--tls-cert") != "" {
 		scheme, hc = "https://", &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness only
 	}
+	last := ""
 	for {
 		resp, err := hc.Get(scheme + addr + "/readyz")
 		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
+			last = string(b)
 			if resp.StatusCode == 200 {
 				return n
 			}
@@ -208,7 +211,7 @@ func startNode(t *testing.T, addr string, args ...string) *node {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node not ready after 60s\n%s", n.log.String())
+			t.Fatalf("node not ready after 60s (last /readyz: %s)\n%s", last, n.log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

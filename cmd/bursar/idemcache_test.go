@@ -47,7 +47,7 @@ func TestIdempotencyFastPath(t *testing.T) {
 	addr := freePort(t)
 	dbURL := pgtest.NewDatabase(t)
 	n := startNode(t, addr, "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4",
-		"--redis-url", "redis://"+rd.addr, "--redis-idempotency", "--flush-interval", "20ms")
+		"--redis-url", "redis://"+rd.Addr, "--redis-idempotency", "--flush-interval", "20ms")
 	c := newClient(addr)
 	acct := c.openAccount(t, "fast-open")
 	other := c.openAccount(t, "fast-open-2")
@@ -103,7 +103,7 @@ func TestIdempotencyFastPath(t *testing.T) {
 		t.Fatalf("key reused with another body: %d %s", r.status, r.raw)
 	}
 	// Without Redis: the log answers the retries the same way.
-	rd.kill()
+	rd.Kill()
 	for i, w := range writes {
 		r := send(w, w.body)
 		if !same(r, first[i]) || r.header.Get("Idempotent-Replayed") != "true" {

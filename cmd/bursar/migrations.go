@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/bursar/bursar/cluster"
 	"github.com/bursar/bursar/engine"
-	"github.com/bursar/bursar/ledger"
 )
 
 // nodeMigrations runs slot migrations on this node for the admin API
@@ -49,22 +47,33 @@ func (m *nodeMigrations) start(run func(ctx context.Context) error) error {
 	if m.running {
 		return errMigrationRunning{}
 	}
+	m.goLocked(run)
+	return nil
+}
+
+// goLocked runs a driver in the background (callers hold m.mu and have
+// checked that none runs here). Another node's driver is not a failure:
+// it finishes the migration.
+func (m *nodeMigrations) goLocked(run func(ctx context.Context) error) {
 	m.running = true
 	go func() {
 		err := run(m.ctx)
-		if err != nil && m.ctx.Err() == nil {
-			m.log.Error("slot migration failed; run it again to resume", "err", err)
+		switch {
+		case err == nil, m.ctx.Err() != nil:
+		case errors.Is(err, engine.ErrDrivenElsewhere):
+			m.log.Info("another node drives the slot migration", "err", err)
+		default:
+			m.log.Error("slot migration failed; run it again to resume (a node resumes it by itself after a while)", "err", err)
 		}
 		m.mu.Lock()
 		m.running = false
 		m.mu.Unlock()
 	}()
-	return nil
 }
 
 // Scale implements cluster.Migrations.
 func (m *nodeMigrations) Scale(to int32) error {
-	if err := checkScale(m.routing.Load(), to); err != nil {
+	if err := engine.CheckScale(m.routing.Load().Partitions(), to); err != nil {
 		return err
 	}
 	return m.start(func(ctx context.Context) error { return m.mig.Scale(ctx, to) })
@@ -72,7 +81,7 @@ func (m *nodeMigrations) Scale(to int32) error {
 
 // MoveSlot implements cluster.Migrations.
 func (m *nodeMigrations) MoveSlot(slot int, to int32) error {
-	if err := checkMoveSlot(m.routing.Load(), slot, to); err != nil {
+	if err := engine.CheckMoveSlot(m.routing.Load().Partitions(), slot, to); err != nil {
 		return err
 	}
 	return m.start(func(ctx context.Context) error { return m.mig.MoveSlot(ctx, slot, to) })
@@ -156,35 +165,5 @@ func (m *nodeMigrations) watch(rt *engine.Routes) {
 	}
 	m.log.Warn("a slot migration has not moved; resuming it here", "slot_map_version", rt.Slots.Version, "idle", time.Since(m.progress).Round(time.Second))
 	m.progress = time.Now()
-	m.running = true
-	go func() {
-		if err := m.mig.Resume(m.ctx); err != nil && m.ctx.Err() == nil && !errors.Is(err, engine.ErrMigrating) && !errors.Is(err, engine.ErrDrivenElsewhere) {
-			m.log.Error("resuming the slot migration failed; it is tried again", "err", err)
-		}
-		m.mu.Lock()
-		m.running = false
-		m.mu.Unlock()
-	}()
-}
-
-// checkScale refuses at once what Migrator.Scale would refuse.
-func checkScale(rt *engine.Routes, to int32) error {
-	switch {
-	case to <= 0 || to > ledger.PartitionsMax:
-		return fmt.Errorf("the partition count must be between 1 and %d, got %d", ledger.PartitionsMax, to)
-	case to < rt.Partitions():
-		return fmt.Errorf("%w: the slot map routes to %d partitions", engine.ErrShrink, rt.Partitions())
-	}
-	return nil
-}
-
-// checkMoveSlot refuses at once what Migrator.MoveSlot would refuse.
-func checkMoveSlot(rt *engine.Routes, slot int, to int32) error {
-	switch {
-	case slot < 0 || slot >= ledger.SlotCount:
-		return fmt.Errorf("%w: %d (slots are 0..%d)", engine.ErrNoSuchSlot, slot, ledger.SlotCount-1)
-	case to < 0 || to >= rt.Partitions():
-		return fmt.Errorf("%w: %d (it routes to 0..%d; scale first)", engine.ErrNoPartition, to, rt.Partitions()-1)
-	}
-	return nil
+	m.goLocked(m.mig.Resume)
 }

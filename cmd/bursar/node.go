@@ -318,7 +318,7 @@ func (n *runningNode) loadSlotMap(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the slot map: %w", err)
 	}
-	n.routing = engine.NewRouting(engine.RoutesFrom(st, nil), n.store, n.log.With("component", "routing"), n.engineClient, n.apiClient)
+	n.routing = engine.NewRouting(engine.RoutesFrom(st), n.store, n.log.With("component", "routing"), n.engineClient, n.apiClient)
 	if hd, groups := n.routing.Load().Progress(); groups > 0 {
 		n.log.Warn("a slot migration is in flight; its driver (bursar partitions scale, or this node after a while) finishes it", "slot_map_version", m.Version, "groups", groups, "handed_over", hd)
 	}

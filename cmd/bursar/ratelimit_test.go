@@ -10,44 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bursar/bursar/ingress/redistest"
 	"github.com/bursar/bursar/storage/pgtest"
 )
 
-// redisProcess is a redis-server of the test's own.
-type redisProcess struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-func startRedisProcess(t *testing.T) *redisProcess {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed (make test installs it)")
-	}
-	r := &redisProcess{addr: freePort(t)}
-	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.kill)
-	eventually(t, 10*time.Second, func() (bool, string) {
-		c, err := net.Dial("tcp", r.addr)
-		if err != nil {
-			return false, "redis-server not listening: " + err.Error()
-		}
-		c.Close()
-		return true, ""
-	})
-	return r
-}
-
-func (r *redisProcess) kill() {
-	if r.cmd.Process != nil {
-		r.cmd.Process.Kill() //nolint:errcheck // it may be gone
-		r.cmd.Wait()         //nolint:errcheck // killed
-	}
-}
+// startRedisProcess starts the test's own redis-server (on a port of
+// freePort's).
+func startRedisProcess(t *testing.T) *redistest.Server { return redistest.Start(t, freePort(t)) }
 
 // TestRateLimitsSharedAcrossNodes: two nodes share one Redis and one
 // credential's write budget (20/s): a quick burst through both gets about
@@ -57,7 +26,7 @@ func (r *redisProcess) kill() {
 func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 	rd := startRedisProcess(t)
 	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 4,
-		extra: []string{"--redis-url", "redis://" + rd.addr, "--rate-limit-writes", "20"}}
+		extra: []string{"--redis-url", "redis://" + rd.Addr, "--rate-limit-writes", "20"}}
 	tc.start("n1")
 	tc.start("n2")
 	tc.waitOwned("n1", "n2")
@@ -99,7 +68,7 @@ func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 	if ok < 19 || ok > most(1, took) {
 		t.Fatalf("two nodes sharing Redis let %d of 60 writes through one budget of 20/s in %s (at most %d)", ok, took, most(1, took))
 	}
-	rd.kill()
+	rd.Kill()
 	ok, limited, took = burst("alone", 60)
 	t.Logf("Redis down: %d of 60 through, %d limited, in %s", ok, limited, took)
 	if ok < 38 || ok > most(2, took) {
@@ -122,7 +91,7 @@ func TestRateLimitsSharedAcrossNodes(t *testing.T) {
 // enforced through it.
 func TestRateLimitsThroughSentinel(t *testing.T) {
 	master := startRedisProcess(t)
-	_, mport, _ := net.SplitHostPort(master.addr)
+	_, mport, _ := net.SplitHostPort(master.Addr)
 	sentinel := freePort(t)
 	_, sport, _ := net.SplitHostPort(sentinel)
 	conf := t.TempDir() + "/sentinel.conf"

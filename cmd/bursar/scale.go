@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/bursar/bursar/engine"
 	"github.com/bursar/bursar/ledger"
 )
 
@@ -22,8 +24,11 @@ func partitionsScale(args []string, stdout io.Writer) error {
 	fs := newFlagSet("partitions scale", "Grows bursar.commands to --to partitions and moves about 1 − old/new of the slots to the new\nones, under load, one group at a time through a barrier (the README's runbook). Resumes a\nmigration in flight first; at --to partitions already it does nothing. The node at --addr drives\nit; this command prints its progress until it ends (interrupting it leaves the migration running).")
 	to := fs.Int("to", 0, "the partition count to reach (required)")
 	return runMigration(fs, args, stdout, "/internal/partitions/scale", func() (map[string]any, error) {
-		if *to <= 0 || *to > ledger.PartitionsMax {
-			return nil, fmt.Errorf("--to is required: the partition count to reach, 1 to %d", ledger.PartitionsMax)
+		if *to == 0 {
+			return nil, errors.New("--to is required: the partition count to reach")
+		}
+		if err := engine.CheckScale(0, clamp32(*to)); err != nil {
+			return nil, fmt.Errorf("--to: %w", err)
 		}
 		return map[string]any{"to": *to}, nil
 	})
@@ -31,7 +36,7 @@ func partitionsScale(args []string, stdout io.Writer) error {
 
 // partitionsMoveSlot is `bursar partitions move-slot SLOT --to P`.
 func partitionsMoveSlot(args []string, stdout io.Writer) error {
-	fs := newFlagSet("partitions move-slot", "Moves one slot (bursar partitions ls --slot-of ACCOUNT names an account's) to partition --to\nthrough the same barrier as scale: hot-spot relief. Usage: bursar partitions move-slot SLOT --to P")
+	fs := newFlagSet("partitions move-slot", "Moves one slot (an account's is the FNV-1a hash of its ID's 16 bytes, modulo 16384) to\npartition --to through the same barrier as scale: hot-spot relief. Usage: bursar partitions move-slot SLOT --to P")
 	to := fs.Int("to", -1, "the partition to move the slot to (required)")
 	slot := -1
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
@@ -45,11 +50,12 @@ func partitionsMoveSlot(args []string, stdout io.Writer) error {
 		if slot < 0 {
 			return nil, errors.New("usage: bursar partitions move-slot SLOT --to P")
 		}
-		if *to < 0 || *to >= ledger.PartitionsMax {
-			return nil, fmt.Errorf("--to is required: the partition to move the slot to, 0 to %d", ledger.PartitionsMax-1)
+		if *to < 0 {
+			return nil, errors.New("--to is required: the partition to move the slot to")
 		}
-		if slot >= ledger.SlotCount {
-			return nil, fmt.Errorf("SLOT must be 0 to %d", ledger.SlotCount-1)
+		// The node checks --to against its map; here only what no map allows.
+		if err := engine.CheckMoveSlot(ledger.PartitionsMax, slot, clamp32(*to)); err != nil {
+			return nil, err
 		}
 		return map[string]any{"slot": slot, "to": *to}, nil
 	})
@@ -122,3 +128,6 @@ func runMigration(fs *flag.FlagSet, args []string, stdout io.Writer, path string
 		}
 	}
 }
+
+// clamp32 is n as an int32, saturated (a flag's int sent as a JSON int32).
+func clamp32(n int) int32 { return int32(max(min(n, math.MaxInt32), math.MinInt32)) }

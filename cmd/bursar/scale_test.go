@@ -176,7 +176,7 @@ func migrationOf(t *testing.T, dbURL string) partitionsLs {
 // owner, the audit is clean, and every account's history is exactly its
 // operations, in the order they were sent.
 func TestClusterScalesPartitionsUnderLoad(t *testing.T) {
-	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 8}
+	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 8, extra: []string{"--log-level", "info"}}
 	for _, id := range []string{"n1", "n2", "n3"} {
 		tc.start(id)
 	}
