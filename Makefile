@@ -36,15 +36,25 @@ test:
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./ledger/
-	$(GO) test -run='^$$' -fuzz=FuzzParseAmount -fuzztime=$(FUZZTIME) ./ledger/
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeWire -fuzztime=$(FUZZTIME) ./ledger/
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeMoney -fuzztime=$(FUZZTIME) ./ingress/
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeOpen -fuzztime=$(FUZZTIME) ./ingress/
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeTransfer -fuzztime=$(FUZZTIME) ./ingress/
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeBatch -fuzztime=$(FUZZTIME) ./ingress/
-	$(GO) test -run='^$$' -fuzz=FuzzJournalEntry -fuzztime=$(FUZZTIME) ./kafkalog/
-	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePHC$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzCheckToken$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzErrorCode$$' -fuzztime=$(FUZZTIME) ./bench/
+	$(GO) test -run='^$$' -fuzz='^FuzzAuthorizationHeader$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCachedBalance$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzFraming$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeOpen$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeTransfer$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeUserBodies$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMoney$$' -fuzztime=$(FUZZTIME) ./ingress/
+	$(GO) test -run='^$$' -fuzz='^FuzzAppendString$$' -fuzztime=$(FUZZTIME) ./jsonw/
+	$(GO) test -run='^$$' -fuzz='^FuzzJournalEntry$$' -fuzztime=$(FUZZTIME) ./kafkalog/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAmount$$' -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeBarrier$$' -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSlotMap$$' -fuzztime=$(FUZZTIME) ./ledger/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeWire$$' -fuzztime=$(FUZZTIME) ./ledger/
 
 ## bench: Go micro-benchmarks of the core and the write-behind encoding.
 bench:

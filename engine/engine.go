@@ -103,6 +103,11 @@ type Config struct {
 	// on LogDurable for it: the embedded broker syncs only the partitions
 	// reported (kafkalog.Broker.Written).
 	LogWritten func(r *kgo.Record)
+	// AccountsCommitted, if set, is given the account states of each
+	// flush once PostgreSQL committed them, with the commit's time, in
+	// commit order (ingress.BalanceCache.Publish). It runs on the flusher
+	// and must not block or keep the map.
+	AccountsCommitted func(accounts map[uuid.UUID]*ledger.Account, at time.Time)
 	// EventsProducer, if set, produces bursar.events: a client keeps one
 	// produce request in flight per broker, and the events (two per
 	// command) would otherwise hold up the credit legs a transfer's answer

@@ -761,3 +761,76 @@ func (h countingHandler) Enabled(_ context.Context, l slog.Level) bool { return 
 func (h countingHandler) Handle(context.Context, slog.Record) error    { h.n.Add(1); return nil }
 func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler           { return h }
 func (h countingHandler) WithGroup(string) slog.Handler                { return h }
+
+// TestAccountsCommittedAfterTheCommit: the hook sees each account state
+// once PostgreSQL holds it, per account in version order, and ends at the
+// state the owner's memory has.
+func TestAccountsCommittedAfterTheCommit(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		store    *storage.Store
+		last     = map[uuid.UUID]int64{}
+		problems []string
+	)
+	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	r := newRigOn(t, broker.ListenAddrs(), parts, func(c *engine.Config) {
+		c.AccountsCommitted = func(accounts map[uuid.UUID]*ledger.Account, at time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			for id, a := range accounts {
+				if a.Version < last[id] {
+					problems = append(problems, fmt.Sprintf("%s: version %d after %d", id, a.Version, last[id]))
+				}
+				last[id] = a.Version
+				if store == nil {
+					continue
+				}
+				stored, err := store.Account(context.Background(), id)
+				if err != nil || stored.Version < a.Version {
+					problems = append(problems, fmt.Sprintf("%s: version %d published, PostgreSQL has %d (%v)", id, a.Version, stored.Version, err))
+				}
+			}
+			if time.Since(at) < 0 {
+				problems = append(problems, "a commit time in the future")
+			}
+		}
+	})
+	mu.Lock()
+	store = r.store
+	mu.Unlock()
+	ids := []uuid.UUID{accountIn(0, r.slots), accountIn(1, r.slots), accountIn(2, r.slots)}
+	for _, id := range ids {
+		r.apply(openCmd(id))
+	}
+	for i := range 60 {
+		r.apply(money(ledger.KindCredit, ids[i%len(ids)], 10, fmt.Sprintf("c%d", i)))
+	}
+	for _, id := range ids {
+		acc, err := r.eng.Account(context.Background(), r.slots.PartitionOfAccount(id), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			mu.Lock()
+			v := last[id]
+			mu.Unlock()
+			if v == acc.Version {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: last published version %d, the owner has %d", id, v, acc.Version)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+}

@@ -266,6 +266,7 @@ func fatalStorageError(err error) bool { return !storage.Retriable(err) }
 // afterCommit moves each committed partition's offset and delivers the answers
 // held back for the commit (ack=flushed).
 func (e *Engine) afterCommit(work []taken) {
+	at := time.Now()
 	for _, t := range work {
 		t.p.mu.Lock()
 		t.p.committed = t.next()
@@ -274,6 +275,9 @@ func (e *Engine) afterCommit(work []taken) {
 		t.p.notifyLocked()
 		t.p.mu.Unlock()
 		for _, b := range t.bufs {
+			if e.cfg.AccountsCommitted != nil && len(b.accounts) > 0 {
+				e.cfg.AccountsCommitted(b.accounts, at)
+			}
 			for i := range b.replies {
 				r := &b.replies[i]
 				e.replies.Deliver(r.node, r.seq, &r.result)

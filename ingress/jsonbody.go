@@ -127,21 +127,26 @@ func (b accountBody) appendJSON(w *jsonw.Writer) {
 }
 
 // appendBalance writes the answer to a balance read of account id.
-func appendBalance(w *jsonw.Writer, id uuid.UUID, a *ledger.Account, exp int) {
+// consistency says where it comes from: strong (the owner's memory, as
+// of asOfUs, the read) or eventual (the last committed state Redis holds,
+// as of its flush's commit).
+func appendBalance(w *jsonw.Writer, id uuid.UUID, a *ledger.Account, exp int, consistency string, asOfUs int64) {
 	w.Open()
 	w.UUID("account_id", id)
 	w.String("currency", a.Currency)
 	amountMember(w, "current_balance", a.Balance, exp)
 	amountMember(w, "available_balance", a.Available(), exp)
 	w.Int("version", a.Version)
+	w.String("consistency", consistency)
+	timeMember(w, "as_of", asOfUs)
 	w.Close()
 }
 
 // writeBalance answers a balance read. It takes the account by pointer
 // and not through an interface, so the caller's copy stays on its stack.
-func writeBalance(ctx *fasthttp.RequestCtx, id uuid.UUID, a *ledger.Account, exp int) {
+func writeBalance(ctx *fasthttp.RequestCtx, id uuid.UUID, a *ledger.Account, exp int, consistency string, asOfUs int64) {
 	w := getJSONWriter()
-	appendBalance(w, id, a, exp)
+	appendBalance(w, id, a, exp, consistency, asOfUs)
 	sendJSON(ctx, 200, w)
 	putJSONWriter(w)
 }

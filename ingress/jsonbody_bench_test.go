@@ -80,12 +80,12 @@ func BenchmarkBalanceJSON(b *testing.B) {
 		func(ctx *fasthttp.RequestCtx) {
 			acc := benchAccount
 			exp, _ := ledger.CurrencyExponent(acc.Currency)
-			writeJSON(ctx, 200, refBalanceJSON(acc.ID, &acc, exp))
+			writeJSON(ctx, 200, refBalanceJSON(acc.ID, &acc, exp, consistencyStrong, acc.UpdatedUs))
 		},
 		func(ctx *fasthttp.RequestCtx) {
 			acc := benchAccount
 			exp, _ := ledger.CurrencyExponent(acc.Currency)
-			writeBalance(ctx, acc.ID, &acc, exp)
+			writeBalance(ctx, acc.ID, &acc, exp, consistencyStrong, acc.UpdatedUs)
 		})
 }
 

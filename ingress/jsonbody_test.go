@@ -29,12 +29,14 @@ func refAccountJSON(a *ledger.Account, exp int) map[string]any {
 	}
 }
 
-func refBalanceJSON(id uuid.UUID, acc *ledger.Account, exp int) map[string]any {
+func refBalanceJSON(id uuid.UUID, acc *ledger.Account, exp int, consistency string, asOfUs int64) map[string]any {
 	return map[string]any{
 		"account_id": id.String(), "currency": acc.Currency,
 		"current_balance":   ledger.FormatAmount(acc.Balance, exp),
 		"available_balance": ledger.FormatAmount(acc.Available(), exp),
 		"version":           acc.Version,
+		"consistency":       consistency,
+		"as_of":             timestamp(asOfUs),
 	}
 }
 
@@ -262,8 +264,9 @@ func TestBodiesMatchMaps(t *testing.T) {
 		sameJSON(t, appended(accountJSON(&acc, exp)), refAccountJSON(&acc, exp))
 		id := randomID(rng)
 		var w jsonw.Writer
-		appendBalance(&w, id, &acc, exp)
-		sameJSON(t, w.B, refBalanceJSON(id, &acc, exp))
+		consistency, asOf := []string{consistencyStrong, consistencyEventual}[rng.IntN(2)], randomTimeUs(rng)
+		appendBalance(&w, id, &acc, exp, consistency, asOf)
+		sameJSON(t, w.B, refBalanceJSON(id, &acc, exp, consistency, asOf))
 
 		c := ledger.Command{
 			Kind: ledger.KindTransferDebit, TxID: randomID(rng), AccountID: randomID(rng), Counterparty: randomID(rng),

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,8 @@ type testCluster struct {
 	extra  []string // more flags for every node
 }
 
-func (tc *testCluster) start(id string) *node {
+// start starts node id with the cluster's flags, then extra.
+func (tc *testCluster) start(id string, extra ...string) *node {
 	tc.t.Helper()
 	addr, gossip := freePort(tc.t), freePort(tc.t)
 	if tc.seed == "" {
@@ -45,7 +47,7 @@ func (tc *testCluster) start(id string) *node {
 		"--join", tc.seed, "--probe-interval", "200ms", "--flush-interval", "20ms", "--wait-timeout", "3s",
 		// Trim the command log every second while partitions move: a new
 		// owner must find everything after the committed offset.
-		"--commands-retention", "1s"}, tc.extra...)...)
+		"--commands-retention", "1s"}, append(slices.Clone(tc.extra), extra...)...)...)
 	tc.nodes[id] = n
 	tc.gossip[id] = gossip
 	return n

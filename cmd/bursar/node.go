@@ -60,7 +60,10 @@ type runningNode struct {
 	routing                               *engine.Routing // the routing authority, from PostgreSQL, kept fresh
 	migrator                              *engine.Migrator
 	migrations                            *nodeMigrations
-	logID                                 string // bursar.commands' topic ID: names this ledger in Redis keys
+	logID                                 string                // bursar.commands' topic ID: names this ledger in Redis keys
+	redis                                 *ingress.RedisLink    // startRedis; never nil after it
+	redisCtx                              context.Context       // ends when the node closes
+	balances                              *ingress.BalanceCache // nil: every balance read is strong
 	stages                                *engine.Stages
 
 	// openStore
@@ -514,7 +517,7 @@ func (n *runningNode) startEngine(ctx context.Context) error {
 			IdleTimeout: f.idleTimeout, MaxResidentActors: f.maxResident, KeysPerAccount: f.keys,
 			DisableEvents: !f.events, EventPartitions: n.eventParts, CommandsRetention: f.commandsRetention,
 			EventsProducer: n.eventsClient, LogDurable: n.durable, CommandsDurableAt: n.durableAt,
-			LogWritten: n.written, Stages: n.stages,
+			LogWritten: n.written, Stages: n.stages, AccountsCommitted: n.accountsCommitted(),
 		}, n.log.With("component", "engine"), n.store, n.engineClient, &sink, engine.NewMetrics(n.reg), n.system)
 		if err != nil {
 			return &exitError{code: 2, err: err}
@@ -590,10 +593,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 	if !n.runIngress {
 		return nil
 	}
-	redisLink, limiter, idem, err := n.startRedis()
-	if err != nil {
-		return err
-	}
+	limiter, idem := n.apiRedis()
 	var (
 		verifier  ingress.Authenticator
 		directory ingress.Directory
@@ -629,7 +629,7 @@ func (n *runningNode) startAPI(ctx context.Context) error {
 		Auth: verifier, MetricsOnAdmin: f.metricsOn == "admin", AuthFailuresPerMinute: f.authFailLimit,
 		LoginFailuresPerMinute: f.loginFailLimit, Directory: directory,
 		RecordVersion: n.members.RecordVersion,
-		RateLimiter:   limiter, Redis: redisLink, Idem: idem,
+		RateLimiter:   limiter, Redis: n.redis, Idem: idem, Balances: n.balances,
 		Partitions: n.parts, Routing: n.routing, MaxBodyBytes: f.maxBody, WaitTimeout: f.waitTimeout, Durable: n.durableCommands,
 		Written: n.written, Stages: n.stages,
 		// The engine in this process answers once the answers are durable.

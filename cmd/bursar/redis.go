@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/bursar/bursar/ingress"
+	"github.com/bursar/bursar/ledger"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -49,19 +51,16 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 	return redis.NewClient(opts), nil
 }
 
-// startRedis connects --redis-url (when set) and builds the rate limiter
-// of --rate-limit-* (nil when none is set; shared through Redis when it
-// is up) and the idempotency fast path (nil without Redis or with
-// --redis-idempotency=false).
-func (n *runningNode) startRedis() (*ingress.RedisLink, *ingress.RateLimiter, *ingress.IdemCache, error) {
+// startRedis connects --redis-url (when set): the link every Redis user
+// shares and, with --redis-balances, the cache of committed balances the
+// engine publishes to and the eventual reads read.
+func (n *runningNode) startRedis(context.Context) error {
 	f := n.f
-	limits := ingress.RateLimits{CredentialWrites: f.rateCredWrites, CredentialReads: f.rateCredReads,
-		AddressWrites: f.rateAddrWrites, AddressReads: f.rateAddrReads}
 	var client redis.UniversalClient
 	if f.redisURL != "" {
 		c, err := newRedisClient(f.redisURL)
 		if err != nil {
-			return nil, nil, nil, &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
+			return &exitError{code: 2, err: fmt.Errorf("--redis-url: %w", err)}
 		}
 		n.deferClose(func() { c.Close() })
 		client = c
@@ -69,18 +68,42 @@ func (n *runningNode) startRedis() (*ingress.RedisLink, *ingress.RateLimiter, *i
 	// Keys name the ledger: two clusters sharing a Redis, or a ledger
 	// restored or rebuilt while Redis kept its keys (a new topic ID),
 	// never read each other's.
-	link := ingress.NewRedisLink(client, "bursar:"+n.logID+":", n.log.With("component", "redis"), n.reg)
+	n.redis = ingress.NewRedisLink(client, "bursar:"+n.logID+":", n.log.With("component", "redis"), n.reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.deferClose(cancel)
-	go link.Run(ctx)
+	n.redisCtx = ctx
+	go n.redis.Run(ctx)
+	if n.redis.Configured() && f.redisBalances {
+		n.balances = ingress.NewBalanceCache(n.redis, f.redisBalanceTTL, n.reg)
+		go n.balances.Run(ctx)
+	}
+	return nil
+}
+
+// apiRedis builds the rate limiter of --rate-limit-* (nil when none is
+// set; shared through Redis when it is up) and the idempotency fast path
+// (nil without Redis or with --redis-idempotency=false).
+func (n *runningNode) apiRedis() (*ingress.RateLimiter, *ingress.IdemCache) {
+	f := n.f
+	limits := ingress.RateLimits{CredentialWrites: f.rateCredWrites, CredentialReads: f.rateCredReads,
+		AddressWrites: f.rateAddrWrites, AddressReads: f.rateAddrReads}
 	var rl *ingress.RateLimiter
 	if limits.On() {
-		rl = ingress.NewRateLimiter(limits, link, n.reg)
+		rl = ingress.NewRateLimiter(limits, n.redis, n.reg)
 	}
 	var idem *ingress.IdemCache
-	if link.Configured() && f.redisIdempotency {
-		idem = ingress.NewIdemCache(link, n.reg)
-		go idem.Run(ctx)
+	if n.redis.Configured() && f.redisIdempotency {
+		idem = ingress.NewIdemCache(n.redis, n.reg)
+		go idem.Run(n.redisCtx)
 	}
-	return link, rl, idem, nil
+	return rl, idem
+}
+
+// accountsCommitted is the engine's hook for the balance cache (nil
+// without one).
+func (n *runningNode) accountsCommitted() func(map[uuid.UUID]*ledger.Account, time.Time) {
+	if n.balances == nil {
+		return nil
+	}
+	return n.balances.Publish
 }

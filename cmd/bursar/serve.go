@@ -26,7 +26,8 @@ import (
 type serveFlags struct {
 	httpAddr, dataDir, databaseURL, kafkaBrokers, redisURL       string
 	rateCredWrites, rateCredReads, rateAddrWrites, rateAddrReads int
-	redisIdempotency                                             bool
+	redisIdempotency, redisBalances                              bool
+	redisBalanceTTL                                              time.Duration
 	nodeID, gossipAddr, join, remoteAddr, roles, ack             string
 	brokerListen, logLevel, pprofAddr                            string
 	partitions, eventPartitions                                  int
@@ -75,6 +76,8 @@ func runServe(args []string, _ io.Writer) error {
 	f.kafkaSecurity = kafkaSecurityFlags(fs)
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); with ?master_name=NAME[&addr=H:P…] the hosts are Redis Sentinels. Shares the rate limits between nodes. Empty: each node enforces them alone")
 	fs.BoolVar(&f.redisIdempotency, "redis-idempotency", false, "with --redis-url: answer a retried keyed write from Redis when its first answer is there (the idempotency fast path; off by default: measured slower on one host, see the README)")
+	fs.BoolVar(&f.redisBalances, "redis-balances", true, "with --redis-url: each owner publishes its accounts' committed balances to Redis, and a balance read with Consistency: eventual (or ?consistency=eventual) is answered from there by any node")
+	fs.DurationVar(&f.redisBalanceTTL, "redis-balance-ttl", time.Hour, "how long a published balance lives in Redis (1s to 24h): it bounds Redis' memory and the age of an entry whose owner could not publish since")
 	fs.IntVar(&f.rateCredWrites, "rate-limit-writes", 0, "writes a second per API key or user (429 RATE_LIMITED beyond); 0 = no limit")
 	fs.IntVar(&f.rateCredReads, "rate-limit-reads", 0, "reads a second per API key or user; 0 = no limit")
 	fs.IntVar(&f.rateAddrWrites, "rate-limit-address-writes", 0, "writes a second per source address (IPv6 per /64); 0 = no limit")
@@ -156,6 +159,9 @@ func runServe(args []string, _ io.Writer) error {
 		if v.n < 0 || v.n > 1_000_000 {
 			return &exitError{code: 2, err: fmt.Errorf("%s must be between 0 (no limit) and 1000000 a second", v.name)}
 		}
+	}
+	if f.redisBalanceTTL < time.Second || f.redisBalanceTTL > 24*time.Hour {
+		return &exitError{code: 2, err: errors.New("--redis-balance-ttl must be between 1s and 24h")}
 	}
 	if f.redisIdempotency && f.redisURL == "" {
 		return &exitError{code: 2, err: errors.New("--redis-idempotency needs --redis-url")}
@@ -301,7 +307,7 @@ func newLogger(level string) *slog.Logger {
 func serve(ctx context.Context, f serveFlags, runIngress, runEngine bool, log *slog.Logger) error {
 	n := &runningNode{f: f, log: log.With("node", f.nodeID), runIngress: runIngress, runEngine: runEngine}
 	defer n.close()
-	for _, step := range []func(context.Context) error{n.checkPorts, n.startPprof, n.startLog, n.openStore, n.startCluster, n.startEngine, n.startAPI} {
+	for _, step := range []func(context.Context) error{n.checkPorts, n.startPprof, n.startLog, n.openStore, n.startRedis, n.startCluster, n.startEngine, n.startAPI} {
 		if err := step(ctx); err != nil {
 			return err
 		}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bursar/bursar/storage/pgtest"
+)
+
+// TestEventualBalanceReads: an ingress-only node (it owns no partition,
+// so every strong read hops to the owner) answers Consistency: eventual
+// from Redis, with the version and as_of of the owner's last committed
+// flush. Under writes, an eventual read never shows a version newer than
+// the strong read that follows it; once the writes stop, the two agree.
+// With Redis killed an eventual read is served as a strong one; with
+// Redis back (empty), the next write publishes again. Bad consistency
+// values are refused and change nothing.
+func TestEventualBalanceReads(t *testing.T) {
+	rd := startRedisProcess(t)
+	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 4,
+		extra: []string{"--redis-url", "redis://" + rd.Addr}}
+	tc.start("n1")
+	edge := tc.start("n2", "--roles", "ingress")
+	tc.waitOwned("n1")
+	ce, co := newClient(edge.addr), newClient(tc.nodes["n1"].addr)
+	accounts := make([]string, 6)
+	for i := range accounts {
+		accounts[i] = co.openAccount(t, fmt.Sprintf("ev-open-%d", i))
+		if r := co.deposit(t, accounts[i], "100.00", fmt.Sprintf("ev-fund-%d", i)); r.status != 201 {
+			t.Fatalf("fund: %d %s", r.status, r.raw)
+		}
+	}
+	type balance struct {
+		version           int64
+		consistency, asOf string
+		current           string
+	}
+	read := func(acct string, headers map[string]string, query string) balance {
+		t.Helper()
+		r, err := ce.do(context.Background(), "GET", "/api/v1/accounts/"+acct+"/balance"+query, nil, headers)
+		if err != nil || r.status != 200 {
+			t.Errorf("balance read %s%s: %v %+v", acct, query, err, r)
+			return balance{}
+		}
+		v, _ := r.body["version"].(float64)
+		return balance{version: int64(v), consistency: r.str("consistency"), asOf: r.str("as_of"), current: r.str("current_balance")}
+	}
+	// Writes for 3 s on every account, through both nodes.
+	var (
+		wg       sync.WaitGroup
+		credits  atomic.Int64
+		stop     = make(chan struct{})
+		eventual atomic.Int64
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := ce
+			if w%2 == 1 {
+				c = co
+			}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit",
+					map[string]any{"account_id": accounts[(w+i)%len(accounts)], "amount": "1.00", "currency": "USD", "reference_id": fmt.Sprintf("ev-w%d-%d", w, i)}, nil)
+				if err != nil || r.status != 201 {
+					t.Errorf("credit: %v %+v", err, r)
+					return
+				}
+				credits.Add(1)
+			}
+		}()
+	}
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				acct := accounts[rng.IntN(len(accounts))]
+				var ev balance
+				if r == 0 {
+					ev = read(acct, map[string]string{"Consistency": "eventual"}, "")
+				} else {
+					ev = read(acct, nil, "?consistency=eventual")
+				}
+				strong := read(acct, nil, "")
+				if ev.consistency == "eventual" {
+					eventual.Add(1)
+					at, err := time.Parse(time.RFC3339Nano, ev.asOf)
+					if err != nil || time.Since(at) < 0 || time.Since(at) > time.Minute {
+						t.Errorf("eventual read's as_of %q", ev.asOf)
+					}
+				} else if ev.consistency != "strong" {
+					t.Errorf("eventual read answered consistency %q", ev.consistency)
+				}
+				if strong.consistency != "strong" || ev.version > strong.version {
+					t.Errorf("eventual read at version %d (%s), then the strong read at %d (%s)", ev.version, ev.consistency, strong.version, strong.consistency)
+				}
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d credits; %d eventual reads answered from Redis", credits.Load(), eventual.Load())
+	if eventual.Load() == 0 {
+		t.Fatal("no eventual read was answered from Redis")
+	}
+	// The writes stopped: the last flush's publish brings Redis level.
+	for _, acct := range accounts {
+		eventually(t, 10*time.Second, func() (bool, string) {
+			ev, strong := read(acct, nil, "?consistency=eventual"), read(acct, nil, "")
+			return ev.consistency == "eventual" && ev.version == strong.version && ev.current == strong.current,
+				fmt.Sprintf("eventual %+v, strong %+v", ev, strong)
+		})
+	}
+	var cents int64
+	for _, acct := range accounts {
+		b := read(acct, nil, "")
+		f, _ := strconv.ParseFloat(b.current, 64)
+		cents += int64(f*100 + 0.5)
+	}
+	if want := 100 * (600 + credits.Load()); cents != want {
+		t.Fatalf("the accounts hold %d cents after 600.00 of funding and %d credits of 1.00", cents, credits.Load())
+	}
+	if hits := metricNow(t, edge.addr, "bursar_balance_cache_hits_total"); hits < float64(eventual.Load()) {
+		t.Fatalf("bursar_balance_cache_hits_total %v, want at least %d", hits, eventual.Load())
+	}
+
+	// Bad consistency values: 400 INVALID_FIELD.
+	for _, bad := range []struct {
+		name, query string
+		headers     map[string]string
+	}{
+		{"upper case", "?consistency=EVENTUAL", nil},
+		{"unknown", "?consistency=linearizable", nil},
+		{"unknown header", "", map[string]string{"Consistency": "weak"}},
+		{"query and header differ", "?consistency=strong", map[string]string{"Consistency": "eventual"}},
+	} {
+		r, err := ce.do(context.Background(), "GET", "/api/v1/accounts/"+accounts[0]+"/balance"+bad.query, nil, bad.headers)
+		if err != nil || r.status != 400 || r.errCode() != "INVALID_FIELD" {
+			t.Errorf("%s: %v %+v", bad.name, err, r)
+		}
+	}
+	// An account that does not exist is 404 either way.
+	if r, err := ce.do(context.Background(), "GET", "/api/v1/accounts/3f2b8c1e-9a4d-4c6e-8f10-2a3b4c5d6e7f/balance?consistency=eventual", nil, nil); err != nil || r.status != 404 || r.errCode() != "ACCOUNT_NOT_FOUND" {
+		t.Fatalf("eventual read of an unknown account: %v %+v", err, r)
+	}
+
+	// Redis killed: an eventual read is served as a strong one.
+	rd.Kill()
+	for i := range 20 {
+		ev := read(accounts[i%len(accounts)], nil, "?consistency=eventual")
+		if ev.consistency != "strong" || ev.version == 0 {
+			t.Fatalf("eventual read with Redis down: %+v", ev)
+		}
+	}
+	if r := newClient(edge.admin).readyz(t); r.status != 200 || r.body["degraded"] != true {
+		t.Fatalf("/readyz with Redis down: %d %s", r.status, r.raw)
+	}
+	// Redis back, empty: the node uses it again, and a write publishes.
+	rd.Restart()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		key := "ev-back-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		if r := co.deposit(t, accounts[0], "1.00", key); r.status != 201 {
+			return false, fmt.Sprintf("deposit: %d %s", r.status, r.raw)
+		}
+		credits.Add(1)
+		ev, strong := read(accounts[0], nil, "?consistency=eventual"), read(accounts[0], nil, "")
+		return ev.consistency == "eventual" && ev.version <= strong.version, fmt.Sprintf("eventual %+v, strong %+v", ev, strong)
+	})
+	if code, out := auditProcess(t, tc.dbURL, "--kafka-brokers", tc.broker, "--wait", "60s"); code != 0 {
+		t.Fatalf("audit exit %d:\n%s", code, out)
+	}
+}
