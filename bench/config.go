@@ -98,6 +98,10 @@ type Config struct {
 	// BatchSize is the transfers per request of workload batch, in
 	// [1, BatchSizeMax]. Default BatchSizeDefault.
 	BatchSize int
+	// Consistency of the balance reads: "" or "strong" (the owner's
+	// memory), or "eventual" (?consistency=eventual: from Redis where
+	// the node has the account's committed balance).
+	Consistency string
 	// Seed makes each worker's sequence of operations reproducible. Worker
 	// w draws from a PCG seeded with (Seed, w). Zero is a valid seed.
 	Seed uint64
@@ -220,6 +224,8 @@ func (c *Config) validate() error {
 	}
 	c.Target = strings.TrimRight(c.Target, "/")
 	switch {
+	case c.Consistency != "" && c.Consistency != "strong" && c.Consistency != "eventual":
+		return fmt.Errorf("bench: consistency must be strong or eventual, got %q", c.Consistency)
 	case c.Accounts < 1 || c.Accounts > AccountsMax:
 		return fmt.Errorf("bench: accounts must be in [1, %d], got %d", AccountsMax, c.Accounts)
 	case c.Partitions < 1 || c.Partitions > PartitionsMax:

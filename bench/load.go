@@ -96,6 +96,9 @@ func (w *worker) send() (string, error) {
 		x.url = append(x.url, pathAccounts...)
 		x.url = append(x.url, w.accounts[o.account]...)
 		x.url = append(x.url, "/balance"...)
+		if cfg.Consistency == "eventual" {
+			x.url = append(x.url, "?consistency=eventual"...)
+		}
 	case opOpen:
 		x.url = append(x.url, pathOpen...)
 		key = w.nextRef()

@@ -18,6 +18,7 @@ const (
 	WorkloadHot            = "hot"
 	WorkloadBatch          = "batch"
 	WorkloadRetry          = "retry"
+	WorkloadReads          = "reads"
 )
 
 // WorkloadInfo describes one workload for --help.
@@ -39,6 +40,7 @@ func Workloads() []WorkloadInfo {
 		{WorkloadCrossPartition, "transfers between two random accounts of different partitions (see --partitions)", true},
 		{WorkloadHot, "payouts: one hot account (funded so it never runs dry) pays every transfer to a random account", true},
 		{WorkloadRetry, "credits of 1 to 10 units to a random account, each sent twice under the same reference_id (its idempotency key): half the operations are retries, answered as replays", true},
+		{WorkloadReads, "balance reads of a uniformly random account (with --consistency eventual, answered from Redis where the node has it)", true},
 		{WorkloadBatch, "POST /api/v1/transactions/batch of --batch-size transfers of 0.01 between uniformly random distinct accounts; ops count items answered 201, latency is per request", true},
 	}
 }
@@ -136,6 +138,8 @@ func newWorkload(name string, pool *accountPool, exponent, batchSize int) (workl
 		return batch{accounts: n, size: batchSize}, nil
 	case WorkloadRetry:
 		return retrying{accounts: n, amounts: amounts}, nil
+	case WorkloadReads:
+		return reads{accounts: n}, nil
 	}
 	names := make([]string, 0, 6)
 	for _, w := range Workloads() {
@@ -394,3 +398,16 @@ func (w retrying) next(r *rand.Rand, o *op) {
 }
 
 func (retrying) expectedRefusal(opKind, string) bool { return false }
+
+// reads reads the balance of a uniformly random account.
+type reads struct {
+	evenFunding
+	accounts int
+}
+
+func (w reads) next(r *rand.Rand, o *op) {
+	o.kind, o.account, o.counterparty, o.amount = opBalance, r.IntN(w.accounts), 0, 0
+}
+
+// A balance read has no business refusal.
+func (reads) expectedRefusal(opKind, string) bool { return false }

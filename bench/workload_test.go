@@ -273,6 +273,7 @@ func TestExpectedRefusal(t *testing.T) {
 		WorkloadHot:            nil, // the hot account cannot run dry
 		WorkloadBatch:          nil, // every item not answered 201 is an error
 		WorkloadRetry:          nil, // credits and their replays always succeed
+		WorkloadReads:          nil, // a balance read of an opened account always succeeds
 	}
 	codes := []string{"INSUFFICIENT_FUNDS", "UNAVAILABLE", "ACCOUNT_NOT_FOUND", "SAME_ACCOUNT", codeTransport, "HTTP_202"}
 	for _, w := range Workloads() {

@@ -129,30 +129,56 @@ func (c *IdemCache) store(cmd *ledger.Command, res *ledger.Result) {
 	}
 }
 
-// Run stores the queued answers until ctx ends.
+// idemPipelineMax is the most answers stored in one round trip.
+const idemPipelineMax = 256
+
+// Run stores the queued answers until ctx ends, in pipelines of what
+// waits (up to idemPipelineMax): under load one round trip per answer
+// would fall behind the answers, and a retry finds its answer only once
+// it is stored.
 func (c *IdemCache) Run(ctx context.Context) {
+	batch := make([]idemEntry, 0, idemPipelineMax)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-c.queue:
-			if !c.on() {
-				c.dropped.Inc()
-				continue
+			batch = append(batch[:0], e)
+		}
+	drain:
+		for len(batch) < idemPipelineMax {
+			select {
+			case e := <-c.queue:
+				batch = append(batch, e)
+			default:
+				break drain
 			}
-			ttl := time.Until(e.expires)
-			if ttl <= 0 {
-				continue
+		}
+		if !c.on() {
+			c.dropped.Add(float64(len(batch)))
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 4*c.link.Timeout)
+		pipe := c.link.Client.Pipeline()
+		n := 0
+		for _, e := range batch {
+			if ttl := time.Until(e.expires); ttl > 0 {
+				pipe.Set(sctx, e.key, e.val, ttl)
+				n++
 			}
-			sctx, cancel := c.link.ctx()
-			err := c.link.Client.Set(sctx, e.key, e.val, ttl).Err()
-			cancel()
-			if err != nil {
-				c.link.failed("idempotency_set", err)
-				c.dropped.Inc()
-				continue
+		}
+		cmds, err := pipe.Exec(sctx)
+		cancel()
+		stored := 0
+		for _, cmd := range cmds {
+			if cmd.Err() == nil {
+				stored++
 			}
-			c.stored.Inc()
+		}
+		c.stored.Add(float64(stored))
+		if err != nil {
+			c.link.failed("idempotency_set", err)
+			c.dropped.Add(float64(n - stored))
 		}
 	}
 }

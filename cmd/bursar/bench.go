@@ -92,6 +92,7 @@ func runBench(args []string, stdout io.Writer) error {
 	sweep := fs.String("sweep", "", "comma-separated concurrencies, e.g. 1,8,64,256: run the workload closed-loop at each against Bursar and the baseline (see above)")
 	baselinePools := fs.String("baseline-pools", "8,16,32,64", "with --sweep: the baseline pool sizes tried at each concurrency (the best is reported)")
 	nodePID := fs.Int("node-pid", 0, "with --sweep: PID of the node under test, for its CPU; 0 = every local process whose command line is `bursar serve`")
+	consistency := fs.String("consistency", "strong", "balance reads (workloads reads, mixed): strong (the owner's memory) or eventual (?consistency=eventual: from Redis where the node has it)")
 	batchSize := fs.Int("batch-size", bench.BatchSizeDefault, fmt.Sprintf("workload batch: transfers per batch request, in [1, %d]", bench.BatchSizeMax))
 	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -167,7 +168,7 @@ func runBench(args []string, stdout io.Writer) error {
 		Target: *target, Label: "bursar", Partitions: *partitions, Workload: *workload, Accounts: *accounts,
 		Concurrency: *concurrency, Rate: *rate, Warmup: *warmup, Duration: *duration, Seed: *seed,
 		RunID: *runID, Currency: *currency, Funding: *funding, RequestTimeout: *timeout, Log: log,
-		BatchSize: *batchSize,
+		BatchSize: *batchSize, Consistency: *consistency,
 	}
 	if *compare == "" {
 		cfg.Out = *out

@@ -20,6 +20,10 @@ import (
 //     Redis Sentinel, whose host:port are sentinels (the credentials are
 //     the master's; sentinel_username/sentinel_password for theirs are
 //     not read from the URL).
+//   - the same with ?cluster=true (and more seed nodes as &addr=H:P):
+//     Redis Cluster, whose host:port are seed nodes; the client follows
+//     the cluster's slots (every key Bursar uses is a single key, so
+//     nothing needs hash tags).
 //
 // Timeouts are bounded: Redis only ever makes the node faster or shares
 // its limits, so a slow one must not hold a request; the call's context
@@ -33,7 +37,25 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fmt.Errorf("scheme %q: want redis:// or rediss:// (TLS)", u.Scheme)
 	}
-	if u.Query().Get("master_name") != "" {
+	q := u.Query()
+	if q.Has("cluster") {
+		if q.Get("cluster") != "true" || len(q["cluster"]) != 1 {
+			return nil, errors.New("cluster: want cluster=true")
+		}
+		if q.Has("master_name") {
+			return nil, errors.New("cluster=true and master_name: a URL names a Redis Cluster or Sentinels, not both")
+		}
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+		opts, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, err
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = time.Second, 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
+		return redis.NewClusterClient(opts), nil
+	}
+	if q.Get("master_name") != "" {
 		opts, err := redis.ParseFailoverURL(raw)
 		if err != nil {
 			return nil, err

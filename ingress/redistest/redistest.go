@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,4 +73,66 @@ func (s *Server) Kill() {
 		s.cmd.Wait()         //nolint:errcheck // killed
 		s.cmd = nil
 	}
+}
+
+// StartCluster starts a Redis Cluster of n masters (no replicas), each a
+// redis-server on a free loopback port with its own node file, joins them
+// with redis-cli --cluster create, waits until every node reports
+// cluster_state:ok, and stops them when the test ends. It returns their
+// addresses.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	for _, tool := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal(tool + " is not installed (scripts/ensure-services.sh --redis installs it)")
+			}
+			t.Skip(tool + " not installed (make test installs it)")
+		}
+	}
+	dir := t.TempDir()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+		_, port, _ := net.SplitHostPort(addrs[i])
+		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes-"+port+".conf", "--dir", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) //nolint:errcheck // cleanup
+		c := redis.NewClient(&redis.Options{Addr: addrs[i]})
+		for j := 0; c.Ping(context.Background()).Err() != nil; j++ {
+			if j > 200 {
+				t.Fatal("redis-server did not start")
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		c.Close()
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	if out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s not ok after 20s: %v %s", a, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.Close()
+	}
+	return addrs
 }
