@@ -57,8 +57,8 @@ func NewRateLimiter(limits RateLimits, link *RedisLink, reg prometheus.Registere
 		limits: limits, link: link,
 		local: make(map[string]*rate.Limiter),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bursar_ratelimit_rejected_total", Help: "Requests refused with 429 RATE_LIMITED, by limit (credential, address) and class (write, read).",
-		}, []string{"limit", "class"}),
+			Name: "bursar_ratelimit_rejected_total", Help: "Requests refused with 429 RATE_LIMITED, by limit (credential, address), class (write, read) and route.",
+		}, []string{"limit", "class", "route"}),
 		fallback: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bursar_ratelimit_local_total", Help: "Rate limit decisions this node took alone because Redis was down, slow or not configured.",
 		}),
@@ -153,7 +153,7 @@ func (l *RateLimiter) check(ctx *fasthttp.RequestCtx, write bool, addr netip.Add
 		if d.allowed {
 			return nil
 		}
-		l.rejected.WithLabelValues(kind, class).Inc()
+		ctx.SetUserValue(rateLimitedKey, rateRefusal{limit: kind, class: class})
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int(math.Ceil(max(d.retryAfter, time.Millisecond).Seconds()))))
 		return bad(ledger.CodeRateLimited, "too many "+class+"s for this "+kind+": at most "+strconv.Itoa(perSec)+" a second; retry after Retry-After seconds")
 	}
@@ -175,6 +175,20 @@ func (l *RateLimiter) check(ctx *fasthttp.RequestCtx, write bool, addr netip.Add
 		h.Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(tight.resetAfter.Seconds()))))
 	}
 	return err
+}
+
+// rateLimitedKey holds the rateRefusal of a request a limit refused,
+// counted by route once the route is known (countRefusal).
+const rateLimitedKey = "bursar.ratelimited"
+
+type rateRefusal struct{ limit, class string }
+
+// countRefusal counts the request's refusal, if a limit refused it, under
+// its route.
+func (l *RateLimiter) countRefusal(ctx *fasthttp.RequestCtx, route string) {
+	if r, ok := ctx.UserValue(rateLimitedKey).(rateRefusal); ok && l != nil {
+		l.rejected.WithLabelValues(r.limit, r.class, route).Inc()
+	}
 }
 
 // addrKey is an address as its limit counts it: IPv4 whole, IPv6 by /64

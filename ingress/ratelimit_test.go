@@ -140,6 +140,13 @@ func TestRateLimitedRequestIs429(t *testing.T) {
 	if got := api.do(t, testReq{method: "GET", path: "/api/v1/accounts/nope"}); got.status == 429 {
 		t.Fatalf("a read was refused by the write budget: %s", got.body)
 	}
+	// The refusal is counted under its limit, class and route, once.
+	if got := count(rl.rejected.WithLabelValues("address", "write", "credit")); got != 1 {
+		t.Fatalf("bursar_ratelimit_rejected_total{address,write,credit} = %v", got)
+	}
+	if got := count(rl.rejected.WithLabelValues("address", "read", "account")); got != 0 {
+		t.Fatalf("an allowed read counted as refused: %v", got)
+	}
 }
 
 func TestAddrKey(t *testing.T) {

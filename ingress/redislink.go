@@ -69,12 +69,16 @@ func (l *RedisLink) ctx() (context.Context, context.CancelFunc) {
 }
 
 // failed counts a failed call of op and, unless Redis itself answered
-// with an error (out of memory under noeviction, say: the others' calls
-// may still pass), marks Redis down.
+// with an error that concerns the call (out of memory under noeviction,
+// say: the others' calls may still pass), marks Redis down. Errors that
+// concern every call are an outage: credentials refused (WRONGPASS,
+// NOAUTH; not NOPERM, which refuses one command), a server loading its data set (LOADING), a replica
+// answering after a failover (READONLY, MASTERDOWN), a cluster that lost
+// slots (CLUSTERDOWN).
 func (l *RedisLink) failed(op string, err error) {
 	l.errors.WithLabelValues(op).Inc()
 	var answered redis.Error
-	if errors.As(err, &answered) {
+	if errors.As(err, &answered) && !outage(err) {
 		return
 	}
 	if l.up.Swap(false) {
@@ -106,4 +110,14 @@ func (l *RedisLink) Run(ctx context.Context) {
 			l.log.Info("Redis answers again; the node uses it again")
 		}
 	}
+}
+
+// outage reports whether an error Redis answered concerns every call.
+func outage(err error) bool {
+	for _, p := range [...]string{"WRONGPASS", "NOAUTH", "LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -484,6 +484,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	name, err := s.route(ctx)
 	if err != nil {
 		s.fail(ctx, err)
+		s.cfg.RateLimiter.countRefusal(ctx, name)
 	}
 	if us, ok := ctx.UserValue(stampKey).(int64); ok {
 		s.cfg.Stages.Since(engine.StageAnswered, us, time.Now())

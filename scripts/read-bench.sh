@@ -43,29 +43,6 @@ for port in 28401 28402 28403; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 done
 PG=$(head -1 "$(psql "$PGURL/postgres" -Atc 'SHOW data_directory')/postmaster.pid" 2>/dev/null || pgrep -o -x postgres)
-# cpu PID…: CPU seconds used so far by the processes and their children
-# (PostgreSQL's backends are children of the postmaster).
-cpu() {
-  python3 - "$@" <<'PY'
-import os, sys
-tick = os.sysconf("SC_CLK_TCK")
-want = set(sys.argv[1:])
-tree = {}
-for p in os.listdir("/proc"):
-    if p.isdigit():
-        try:
-            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        tree[p] = (f[1], int(f[11]) + int(f[12]))
-total = 0
-for p, (ppid, t) in tree.items():
-    if p in want or ppid in want:
-        total += t
-print(total / tick)
-PY
-}
-idle() { awk '/^cpu /{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 printf '%-9s %7s %10s %8s %8s %12s %12s %6s %s\n' mode clients reads/s p50_ms p99_ms nodes_us/op redis+pg_us/op idle edge_hits
 for c in $CLIENTS; do
   for mode in strong eventual; do
@@ -77,21 +54,22 @@ for c in $CLIENTS; do
     # the 2 s warmup), the reads counted in it.
     until grep -q "setup done" "$DIR/bench-$mode-$c.txt" 2>/dev/null; do sleep 0.1; done
     sleep 2
-    n0=$(cpu "$N1" "$N2" "$EDGE") r0=$(cpu "$REDIS" "$PG") i0=$(idle)
+    n0=$(scripts/cpu.py "$N1" "$N2" "$EDGE") r0=$(scripts/cpu.py "$REDIS" "$PG")
     sleep 10
-    n1=$(cpu "$N1" "$N2" "$EDGE") r1=$(cpu "$REDIS" "$PG") i1=$(idle)
+    n1=$(scripts/cpu.py "$N1" "$N2" "$EDGE") r1=$(scripts/cpu.py "$REDIS" "$PG")
     wait $BENCH || { cat "$DIR/bench-$mode-$c.txt"; exit 1; }
     hits1=$(curl -s http://127.0.0.1:28403/metrics | awk '/^bursar_balance_cache_hits_total/ {print $2}')
-    python3 - "$DIR/$mode-$c.json" "$mode" "$c" "$n0" "$n1" "$r0" "$r1" "$i0" "$i1" "${hits0:-0}" "${hits1:-0}" <<'PY'
+    python3 - "$DIR/$mode-$c.json" "$mode" "$c" "$n0" "$n1" "$r0" "$r1" "${hits0:-0}" "${hits1:-0}" <<'PY'
 import json, sys
 a = sys.argv
 r = json.load(open(a[1]))
 l = r["latency_us"]
 ops = r["ops"]
-i0, t0 = map(float, a[8].split()); i1, t1 = map(float, a[9].split())
+n0, i0, t0 = map(float, a[4].split()); n1, i1, t1 = map(float, a[5].split())
+r0 = float(a[6].split()[0]); r1 = float(a[7].split()[0])
 print(f'{a[2]:9s} {int(a[3]):7d} {r["ops_per_sec"]:10.0f} {l["p50"]/1000:8.2f} {l["p99"]/1000:8.2f} '
-      f'{(float(a[5])-float(a[4]))/ops*1e6:12.0f} {(float(a[7])-float(a[6]))/ops*1e6:12.0f} {100*(i1-i0)/(t1-t0):5.0f}% '
-      f'{float(a[11])-float(a[10]):.0f}  errors {r["errors_total"]}')
+      f'{(n1-n0)/ops*1e6:12.0f} {(r1-r0)/ops*1e6:12.0f} {100*(i1-i0)/(t1-t0):5.0f}% '
+      f'{float(a[9])-float(a[8]):.0f}  errors {r["errors_total"]}')
 PY
   done
 done

@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,5 +132,89 @@ func TestRedisCluster(t *testing.T) {
 	n.stop()
 	if code, out := auditProcess(t, dbURL); code != 0 {
 		t.Fatalf("audit exit %d:\n%s", code, out)
+	}
+}
+
+// TestRedisTLSWithACLUser: rediss:// with an ACL user's name and
+// password reaches a TLS-only Redis whose certificate the system's roots
+// (here SSL_CERT_FILE) trust, and the limits go through it; a wrong
+// password leaves the node serving alone, Redis reported down.
+func TestRedisTLSWithACLUser(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server not installed")
+	}
+	dir := t.TempDir()
+	caPath := filepath.Join(dir, "ca.pem")
+	ca, caKey := selfSigned(t, 1, nil, nil, caPath, filepath.Join(dir, "ca-key.pem"))
+	selfSigned(t, 2, ca, caKey, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+	addr := freePort(t)
+	_, port, _ := net.SplitHostPort(addr)
+	srv := exec.Command("redis-server", "--port", "0", "--tls-port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--tls-cert-file", filepath.Join(dir, "server.pem"), "--tls-key-file", filepath.Join(dir, "server-key.pem"),
+		"--tls-ca-cert-file", caPath, "--tls-auth-clients", "no",
+		"--user", "default", "off", "--user", "bursar", "on", ">s3cret-pass", "~*", "&*", "+@all")
+	out := &syncBuffer{}
+	srv.Stdout, srv.Stderr = out, out
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() }) //nolint:errcheck // cleanup
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	probe := redis.NewClient(&redis.Options{Addr: addr, Username: "bursar", Password: "s3cret-pass", TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	defer probe.Close()
+	eventually(t, 10*time.Second, func() (bool, string) {
+		err := probe.Ping(context.Background()).Err()
+		return err == nil, fmt.Sprintf("TLS redis-server not answering: %v\n%s", err, out.String())
+	})
+	t.Setenv("SSL_CERT_FILE", caPath) // the nodes' system roots
+	dbURL := pgtest.NewDatabase(t)
+	good := freePort(t)
+	startNode(t, good, "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "2",
+		"--redis-url", "rediss://bursar:s3cret-pass@"+addr, "--rate-limit-writes", "5")
+	c := newClient(good)
+	acct := c.openAccount(t, "tls-acct")
+	// The first TLS connection may take longer than a call's 50 ms: the
+	// node then works alone for a second, and uses Redis again after.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		v := metricNow(t, good, "bursar_redis_up")
+		return v == 1, fmt.Sprintf("bursar_redis_up %v", v)
+	})
+	limited := 0
+	for i := range 20 {
+		r := c.deposit(t, acct, "1.00", fmt.Sprintf("tls-%d", i))
+		switch r.status {
+		case 201:
+		case 429:
+			limited++
+		default:
+			t.Fatalf("deposit %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("none of 20 deposits limited by a budget of 5 a second")
+	}
+	if n, err := probe.Keys(context.Background(), "*credential:write*").Result(); err != nil || len(n) == 0 {
+		t.Fatalf("no rate limit key in the TLS Redis: %v %v", n, err)
+	}
+	// A wrong password: the node works alone, Redis reported down.
+	wrong := freePort(t)
+	startNode(t, wrong, "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "2",
+		"--redis-url", "rediss://bursar:wrong@"+addr, "--rate-limit-writes", "1000")
+	cw := newClient(wrong)
+	other := cw.openAccount(t, "tls-wrong")
+	for i := range 5 {
+		if r := cw.deposit(t, other, "1.00", fmt.Sprintf("tls-wrong-%d", i)); r.status != 201 {
+			t.Fatalf("deposit with Redis refusing the password: %d %s", r.status, r.raw)
+		}
+	}
+	if v := metricNow(t, wrong, "bursar_redis_up"); v != 0 {
+		t.Fatalf("bursar_redis_up %v with a wrong password", v)
+	}
+	if r := newClient(wrong).readyz(t); r.status != 200 || r.body["degraded"] != true {
+		t.Fatalf("/readyz with a wrong Redis password: %d %s", r.status, r.raw)
 	}
 }
