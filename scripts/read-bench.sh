@@ -73,5 +73,5 @@ print(f'{a[2]:9s} {int(a[3]):7d} {r["ops_per_sec"]:10.0f} {l["p50"]/1000:8.2f} {
 PY
   done
 done
-"$BIN" audit --database-url "$PGURL/$DB" --kafka-brokers 127.0.0.1:29400 --wait 60s | tail -3
+"$BIN" audit --database-url "$PGURL/$DB" --kafka-brokers 127.0.0.1:29400 --wait 60s
 echo "files in $DIR"
