@@ -96,7 +96,9 @@ func psql(t *testing.T, dbURL, query string) string {
 // of a retired signing key are refused; the audit is clean.
 func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
-	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4", "--auth-refresh", "300ms")
+	rd := startRedisProcess(t) // eventual reads must hide other owners' accounts too
+	n := startNode(t, freePort(t), "--database-url", dbURL, "--data-dir", t.TempDir(), "--partitions", "4", "--auth-refresh", "300ms",
+		"--redis-url", "redis://"+rd.Addr)
 	ctx := context.Background()
 	admin := newClient(n.admin) // users and keys are managed on the admin listener
 	api := newClient(n.addr)
@@ -207,6 +209,12 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		}
 		return false, fmt.Sprintf("bob's debit not readable by bob: %v %+v", err, r)
 	})
+	// Bob's balance is in Redis (bob reads it from there), so alice's
+	// eventual read below would find it.
+	eventually(t, 10*time.Second, func() (bool, string) {
+		r, err := bob.do(ctx, "GET", "/api/v1/accounts/"+b+"/balance?consistency=eventual", nil, nil)
+		return err == nil && r.status == 200 && r.str("consistency") == "eventual", fmt.Sprintf("bob's eventual balance: %v %+v", err, r)
+	})
 	appliedBefore := appliedCommands(t, api)
 	missing := uuid.NewString()
 	refused := []struct {
@@ -219,6 +227,7 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 		{"transfer out", "POST", "/api/v1/transactions/transfer", map[string]any{"source_account_id": b, "destination_account_id": a, "amount": "1.00", "currency": "USD"}, "ACCOUNT_NOT_FOUND"},
 		{"account", "GET", "/api/v1/accounts/" + b, nil, "ACCOUNT_NOT_FOUND"},
 		{"balance", "GET", "/api/v1/accounts/" + b + "/balance", nil, "ACCOUNT_NOT_FOUND"},
+		{"eventual balance", "GET", "/api/v1/accounts/" + b + "/balance?consistency=eventual", nil, "ACCOUNT_NOT_FOUND"},
 		{"history", "GET", "/api/v1/accounts/" + b + "/transactions", nil, "ACCOUNT_NOT_FOUND"},
 		{"transaction", "GET", "/api/v1/transactions/" + bobTx, nil, "TRANSACTION_NOT_FOUND"},
 		{"missing account's balance", "GET", "/api/v1/accounts/" + missing + "/balance", nil, "ACCOUNT_NOT_FOUND"},
@@ -285,6 +294,10 @@ func TestCustomersReachOnlyTheirAccounts(t *testing.T) {
 	if r, err := alice.do(ctx, "GET", "/api/v1/accounts/"+a+"/balance", nil, nil); err != nil || r.status != 200 || r.str("current_balance") != "85.00" {
 		t.Fatalf("alice's balance: %v %+v", err, r)
 	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		r, err := alice.do(ctx, "GET", "/api/v1/accounts/"+a+"/balance?consistency=eventual", nil, nil)
+		return err == nil && r.status == 200 && r.str("consistency") == "eventual" && r.str("current_balance") == "85.00", fmt.Sprintf("alice's eventual balance: %v %+v", err, r)
+	})
 	if r, err := alice.do(ctx, "GET", "/api/v1/accounts/"+rt.str("account_id"), nil, nil); err != nil || r.status != 200 {
 		t.Fatalf("the account the teller opened for alice: %v %+v", err, r)
 	}
