@@ -150,8 +150,7 @@ func (s *Server) ownerMemory(c context.Context, id uuid.UUID) (ledger.Account, *
 	case errors.Is(err, engine.ErrNotReady), errors.Is(err, engine.ErrNotOwner):
 		return acc, bad(ledger.CodeUnavailable, "the account's partition is moving or recovering; retry shortly")
 	case err != nil:
-		s.log.Warn("account read failed", "account_id", id, "err", err)
-		return acc, bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+		return acc, s.readFailed("accounts", err) // one not in memory is loaded from PostgreSQL
 	}
 	return acc, nil
 }

@@ -1113,8 +1113,8 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	case errors.Is(err, engine.ErrNotOwner):
 		return bad(ledger.CodeUnavailable, "no node here owns the account's partition; retry shortly")
 	case err != nil:
-		s.log.Warn("account read failed", "account_id", id, "err", err)
-		return bad(ledger.CodeUnavailable, "cannot read the account now; retry shortly")
+		// An account not in its owner's memory is loaded from PostgreSQL.
+		return s.readFailed("accounts", err)
 	case !acc.Exists, hides(ctx, acc.Owner):
 		// Another owner's account is as unknown as a missing one.
 		return bad(ledger.CodeAccountNotFound, "no account "+id.String())

@@ -62,6 +62,8 @@ func TestIdempotencyFastPath(t *testing.T) {
 		{"refused debit", "/api/v1/transactions/debit", map[string]any{"account_id": acct, "amount": "500.00", "currency": "USD"}, "fast-overdraw"},
 		{"transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": acct, "destination_account_id": other, "amount": "3.00", "currency": "USD"}, "fast-transfer"},
 		{"open", "/api/v1/accounts", map[string]any{"customer_id": "c9", "account_type": "checking", "currency": "USD"}, "fast-open-3"},
+		{"refunded transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": acct, "destination_account_id": "00000000-0000-4000-8000-000000000009", "amount": "1.00", "currency": "USD"}, "fast-refunded"},
+		{"refused transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": other, "destination_account_id": acct, "amount": "900.00", "currency": "USD"}, "fast-refused"},
 	}
 	send := func(w write, body map[string]any) *apiResponse {
 		t.Helper()
@@ -74,28 +76,36 @@ func TestIdempotencyFastPath(t *testing.T) {
 	first := make([]*apiResponse, len(writes))
 	for i, w := range writes {
 		first[i] = send(w, w.body)
-		if first[i].status != 201 && first[i].status != 422 {
+		if first[i].status != 201 && first[i].status != 422 && first[i].status != 404 {
 			t.Fatalf("%s: %d %s", w.name, first[i].status, first[i].raw)
 		}
 	}
 	eventually(t, 10*time.Second, func() (bool, string) {
 		v := metricNow(t, addr, "bursar_idempotency_cache_stored_total")
-		return v >= float64(len(writes)), "answers stored: " + strconv.FormatFloat(v, 'f', 0, 64)
+		return v >= float64(len(writes)-1), "answers stored: " + strconv.FormatFloat(v, 'f', 0, 64)
 	})
 	// An answer is the first one's but for its own request_id.
 	same := func(a, b *apiResponse) bool {
 		rid := regexp.MustCompile(`"request_id":"[^"]*"`)
 		return a.status == b.status && rid.ReplaceAllString(string(a.raw), "") == rid.ReplaceAllString(string(b.raw), "")
 	}
-	hits := metricNow(t, addr, "bursar_idempotency_cache_hits_total")
 	for i, w := range writes {
+		hits := metricNow(t, addr, "bursar_idempotency_cache_hits_total")
 		r := send(w, w.body)
 		if !same(r, first[i]) || r.header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("%s retried: %d %s (replayed %q), first %d %s", w.name, r.status, r.raw, r.header.Get("Idempotent-Replayed"), first[i].status, first[i].raw)
 		}
-	}
-	if got := metricNow(t, addr, "bursar_idempotency_cache_hits_total"); got != hits+float64(len(writes)) {
-		t.Fatalf("cache hits %v after %d retries (before %v): the retries went through the log", got, len(writes), hits)
+		// A transfer its destination refused (no such account) is answered
+		// by the destination's leg refusal, which the fast path does not
+		// keep (an unrecorded refusal): its retry takes the log, and gets
+		// the same answer there.
+		want := hits + 1
+		if w.name == "refunded transfer" {
+			want = hits
+		}
+		if got := metricNow(t, addr, "bursar_idempotency_cache_hits_total"); got != want {
+			t.Errorf("%s retried: cache hits %v, before %v", w.name, got, hits)
+		}
 	}
 	// The same key, another request: the actor's 409, not the cached answer.
 	changed := map[string]any{"account_id": acct, "amount": "26.00", "currency": "USD", "description": "first"}

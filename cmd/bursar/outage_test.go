@@ -111,6 +111,9 @@ func TestPostgresOutageDegrades(t *testing.T) {
 			map[string]string{"Idempotency-Key": "outage-late-open"}},
 		{"history", "GET", "/api/v1/accounts/" + acct + "/transactions", nil, nil},
 		{"transaction", "GET", "/api/v1/transactions/" + uuid.NewString(), nil, nil},
+		// Not in memory: whether it exists is PostgreSQL's to say.
+		{"balance of an account not in memory", "GET", "/api/v1/accounts/" + uuid.NewString() + "/balance", nil, nil},
+		{"account not in memory", "GET", "/api/v1/accounts/" + uuid.NewString(), nil, nil},
 	} {
 		r, err := c.do(ctx, tc.method, tc.path, tc.body, tc.headers)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bursar/bursar/storage/pgtest"
 	"github.com/google/uuid"
@@ -104,6 +105,7 @@ func TestReplaysAreByteForByte(t *testing.T) {
 		{"credit", "/api/v1/transactions/credit", map[string]any{"account_id": src, "amount": "50.00", "currency": "USD", "description": "pay day"}, 201},
 		{"debit", "/api/v1/transactions/debit", map[string]any{"account_id": src, "amount": "2.50", "currency": "USD"}, 201},
 		{"refused debit", "/api/v1/transactions/debit", map[string]any{"account_id": dst, "amount": "9.00", "currency": "USD"}, 422},
+		{"refused credit", "/api/v1/transactions/credit", map[string]any{"account_id": dst, "amount": "9.00", "currency": "EUR"}, 422},
 		{"transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": src, "destination_account_id": dst, "amount": "3.00", "currency": "USD"}, 201},
 		{"refunded transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": src, "destination_account_id": nobody, "amount": "1.00", "currency": "USD"}, 404},
 		{"refused transfer", "/api/v1/transactions/transfer", map[string]any{"source_account_id": dst, "destination_account_id": src, "amount": "99.00", "currency": "USD"}, 422},
@@ -111,6 +113,9 @@ func TestReplaysAreByteForByte(t *testing.T) {
 			{"type": "credit", "account_id": dst, "amount": "1.00", "currency": "USD", "idempotency_key": "b-1"},
 			{"type": "debit", "account_id": dst, "amount": "100.00", "currency": "USD", "idempotency_key": "b-2"},
 			{"type": "transfer", "source_account_id": src, "destination_account_id": dst, "amount": "0.01", "currency": "USD", "idempotency_key": "b-3"},
+			{"type": "transfer", "source_account_id": src, "destination_account_id": nobody, "amount": "0.02", "currency": "USD", "idempotency_key": "b-4"},
+			{"type": "transfer", "source_account_id": dst, "destination_account_id": src, "amount": "999.00", "currency": "USD", "idempotency_key": "b-5"},
+			{"type": "credit", "account_id": dst, "amount": "1.00", "currency": "EUR", "idempotency_key": "b-6"},
 		}}, 200},
 	}
 	send := func(i int) *apiResponse {
@@ -142,8 +147,8 @@ func TestReplaysAreByteForByte(t *testing.T) {
 				// A batch marks each replayed item in its body instead of
 				// the header (README, Batches); with that marker taken
 				// out, each item is the first answer's.
-				if n := bytes.Count(raw, []byte(`,"replayed":true}`)); n != 3 {
-					t.Errorf("batch, %s: %d items marked replayed, want 3: %s", when, n, raw)
+				if n := bytes.Count(raw, []byte(`,"replayed":true}`)); n != 6 {
+					t.Errorf("batch, %s: %d items marked replayed, want 6: %s", when, n, raw)
 				}
 				raw = bytes.ReplaceAll(raw, []byte(`,"replayed":true}`), []byte(`}`))
 			}
@@ -168,5 +173,87 @@ func TestReplaysAreByteForByte(t *testing.T) {
 	n.stop()
 	if code, out := auditProcess(t, dbURL); code != 0 {
 		t.Fatalf("audit exit %d:\n%s", code, out)
+	}
+}
+
+// TestLegsShowTheirFinalStatus: over HTTP, a completed transfer's legs
+// both read completed, a refunded one's debit and refund read refunded
+// and its credit leg failed, in GET /transactions/{id} and in the source's
+// history, although the debit legs' rows stay pending in PostgreSQL.
+func TestLegsShowTheirFinalStatus(t *testing.T) {
+	n := startNode(t, freePort(t), "--database-url", pgtest.NewDatabase(t), "--data-dir", t.TempDir(), "--partitions", "4", "--flush-interval", "20ms")
+	c := newClient(n.addr)
+	ctx := context.Background()
+	src, dst := c.openAccount(t, "legs-src"), c.openAccount(t, "legs-dst")
+	if r := c.deposit(t, src, "10.00", "legs-fund"); r.status != 201 {
+		t.Fatalf("fund: %d %s", r.status, r.raw)
+	}
+	transfer := func(to string) string {
+		t.Helper()
+		r, err := c.do(ctx, "POST", "/api/v1/transactions/transfer",
+			map[string]any{"source_account_id": src, "destination_account_id": to, "amount": "1.00", "currency": "USD"}, nil)
+		if err != nil || (r.status != 201 && r.status != 404 && r.status != 422) {
+			t.Fatalf("transfer to %s: %v %+v", to, err, r)
+		}
+		if id := r.str("transaction_id"); id != "" {
+			return id
+		}
+		e, _ := r.body["error"].(map[string]any)
+		m, _ := e["message"].(string) // a refused transfer names itself: "(transaction <id>)"
+		_, after, _ := strings.Cut(m, "(transaction ")
+		id, _, _ := strings.Cut(after, ")")
+		return id
+	}
+	eur, err := c.do(ctx, "POST", "/api/v1/accounts", map[string]any{"customer_id": "c-eur", "account_type": "checking", "currency": "EUR"}, map[string]string{"Idempotency-Key": "legs-eur"})
+	if err != nil || eur.status != 201 {
+		t.Fatalf("open EUR: %v %+v", err, eur)
+	}
+	// Completed; refused by its destination (another currency: the credit
+	// leg is recorded, failed); sent to no account (the refusal is a
+	// tombstone, not a leg of the transaction).
+	done, refused, nowhere := transfer(dst), transfer(eur.str("account_id")), transfer("00000000-0000-4000-8000-000000000003")
+	want := map[string]map[string]string{ // transaction → leg type → status
+		done:    {"transfer_debit": "completed", "transfer_credit": "completed"},
+		refused: {"transfer_debit": "refunded", "transfer_credit": "failed", "transfer_refund": "refunded"},
+		nowhere: {"transfer_debit": "refunded", "transfer_refund": "refunded"},
+	}
+	overall := map[string]string{done: "completed", refused: "refunded", nowhere: "refunded"}
+	for id, legs := range want {
+		eventually(t, 10*time.Second, func() (bool, string) {
+			r, err := c.do(ctx, "GET", "/api/v1/transactions/"+id, nil, nil)
+			if err != nil || r.status != 200 {
+				return false, fmt.Sprintf("%v %+v", err, r)
+			}
+			got := map[string]string{}
+			list, _ := r.body["legs"].([]any)
+			for _, l := range list {
+				leg, _ := l.(map[string]any)
+				typ, _ := leg["type"].(string)
+				st, _ := leg["status"].(string)
+				got[typ] = st
+			}
+			return fmt.Sprint(got) == fmt.Sprint(legs) && r.str("status") == overall[id], fmt.Sprintf("transaction %s: legs %v status %s, want %v %s", id, got, r.str("status"), legs, overall[id])
+		})
+	}
+	r, err := c.do(ctx, "GET", "/api/v1/accounts/"+src+"/transactions", nil, nil)
+	if err != nil || r.status != 200 {
+		t.Fatalf("history: %v %+v", err, r)
+	}
+	seen := 0
+	rows, _ := r.body["transactions"].([]any)
+	for _, row := range rows {
+		m, _ := row.(map[string]any)
+		id, _ := m["transaction_id"].(string)
+		typ, _ := m["type"].(string)
+		st, _ := m["status"].(string)
+		if legs, ok := want[id]; ok {
+			seen++
+			if legs[typ] != st {
+				t.Errorf("history: %s leg of %s reads %s, want %s", typ, id, st, legs[typ])
+			}
+		}
+	}
+	if seen != 5 { // the source has three debits and two refunds
+		t.Fatalf("history shows %d of the source's 5 transfer legs: %s", seen, r.raw)
 	}
 }
