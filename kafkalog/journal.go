@@ -227,22 +227,32 @@ func (j *journal) open(seq int64, prep *os.File) error {
 		f.Close()
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
-	j.f, j.name, j.seq, j.size, j.capacity = f, name, seq, 0, capacity
 	// The file starts with what it covers: per command partition, the
 	// offset from which its records are in this file or a later one (those
 	// below are in older files, which a checkpoint removes only once the
 	// broker's files hold them). Recovery refuses a broker whose partition
 	// ends below it: that would be synced data lost, not a crash's tail.
 	header := appendJournalEntry(nil, j.coverage())
-	if _, err := f.WriteAt(header, 0); err != nil {
+	if _, err := j.writeAt(f, header, 0); err != nil {
 		f.Close()
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			// Nothing is in the new file yet: remove it, keep the full
+			// one, and rotate again at a later round (retriable). A
+			// failed sync stays fatal: after one, what the page cache
+			// held may be gone without a trace (PostgreSQL's fsync rule).
+			os.Remove(name) //nolint:errcheck // a leftover without a header ends recovery's read of it, harmlessly
+			syncDir(j.dir)  //nolint:errcheck // as above
+			return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
+		}
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
 	if err := j.syncFile(f); err != nil {
 		f.Close()
 		return fmt.Errorf("kafkalog: journal: %w", err)
 	}
-	j.size = int64(len(header))
+	// Only now the journal's file: a file that failed above leaves the
+	// one in use as it was.
+	j.f, j.name, j.seq, j.size, j.capacity = f, name, seq, int64(len(header)), capacity
 	return nil
 }
 
@@ -603,7 +613,14 @@ func (j *journal) round() {
 	}
 	if j.size >= j.checkpointBytes || (j.capacity == 0 && prep != nil) {
 		// Full, or appended to while the preallocated file was prepared.
-		if err := j.rotate(prep); err != nil {
+		if err := j.rotate(prep); errors.Is(err, errNoSpaceWrite) {
+			// The full file goes on taking rounds (a write past its
+			// size that finds no space waits, above) until a rotation
+			// finds room.
+			if j.onNoSpace != nil {
+				j.onNoSpace(err)
+			}
+		} else if err != nil {
 			j.mu.Lock()
 			if j.failed == nil {
 				j.failed = err

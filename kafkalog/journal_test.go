@@ -549,7 +549,6 @@ func TestJournalRefusesLostSyncedData(t *testing.T) {
 // answered then, and the journal goes on.
 func TestJournalWaitsOutAFullDisk(t *testing.T) {
 	var full atomic.Int64
-	full.Store(3) // the next three writes find the disk full
 	var told atomic.Int64
 	dir := t.TempDir()
 	kafkaDir, jdir := filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
@@ -571,6 +570,7 @@ func TestJournalWaitsOutAFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.close()
+	full.Store(3) // the next three writes find the disk full
 	j.written(cmdRecord(0, 0, "a"))
 	if err := j.waitAt(context.Background(), 0, 0); err != nil {
 		t.Fatalf("after the disk had room again: %v", err)
@@ -586,5 +586,70 @@ func TestJournalWaitsOutAFullDisk(t *testing.T) {
 	recs, err := readJournal([]string{j.name}, &st)
 	if err != nil || len(recs[topicPartition{TopicCommands, 0}]) != 2 {
 		t.Fatalf("journal after the full disk: %v, %d entries", err, len(recs[topicPartition{TopicCommands, 0}]))
+	}
+}
+
+// TestJournalRotationWaitsOutAFullDisk: a new journal file whose header
+// finds no space is removed, the full file goes on taking rounds, and the
+// rotation happens once space returns; nothing fails and nothing is lost.
+func TestJournalRotationWaitsOutAFullDisk(t *testing.T) {
+	var headersRefused, told atomic.Int64
+	full := atomic.Bool{}
+	full.Store(true)
+	dir := t.TempDir()
+	kafkaDir, jdir := filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
+	for _, d := range []string{kafkaDir, jdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var opened atomic.Int64
+	j, err := newJournal(jdir, kafkaDir, nil, 1, journalConfig{noPrealloc: true, checkpointBytes: 256,
+		writeAt: func(f *os.File, b []byte, off int64) (int, error) {
+			if off == 0 && opened.Add(1) > 1 && full.Load() { // the first file opens; the next ones find the disk full
+				headersRefused.Add(1)
+				return 0, syscall.ENOSPC
+			}
+			return f.WriteAt(b, off)
+		},
+		onNoSpace: func(error) { told.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	first := j.name
+	for i := range 20 {
+		j.written(cmdRecord(0, int64(i), strings.Repeat("x", 40)))
+		if err := j.waitAt(context.Background(), 0, int64(i)); err != nil {
+			t.Fatalf("record %d with no room for a new journal file: %v", i, err)
+		}
+	}
+	if headersRefused.Load() == 0 || told.Load() == 0 {
+		t.Fatalf("headers refused %d, told %d: the rotation did not meet the full disk", headersRefused.Load(), told.Load())
+	}
+	full.Store(false)
+	for i := 20; i < 30; i++ {
+		j.written(cmdRecord(0, int64(i), strings.Repeat("x", 40)))
+		if err := j.waitAt(context.Background(), 0, int64(i)); err != nil {
+			t.Fatalf("record %d after space returned: %v", i, err)
+		}
+	}
+	names, _, err := journalFiles(jdir)
+	if err != nil || len(names) == 0 || names[len(names)-1] == first {
+		t.Fatalf("journal files after space returned: %v %v: no rotation", names, err)
+	}
+	var st recoveryStats
+	recs, err := readJournal(names, &st)
+	// The checkpointer may have removed full files already: what the
+	// files left hold must end at record 29, without gaps.
+	got := recs[topicPartition{TopicCommands, 0}]
+	if err != nil || len(got) == 0 || got[len(got)-1].Offset != 29 || st.tornFiles != 0 {
+		t.Fatalf("journal after the full disk: %v, %d entries, torn %d", err, len(got), st.tornFiles)
+	}
+	for k := 1; k < len(got); k++ {
+		if got[k].Offset != got[k-1].Offset+1 {
+			t.Fatalf("a gap after offset %d", got[k-1].Offset)
+		}
 	}
 }
