@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -341,7 +342,10 @@ func TestBrokerOutOfSpaceIsNamed(t *testing.T) {
 	if !storageFull {
 		t.Fatalf("40 deposits on a full disk, none refused with STORAGE_FULL\n%s", n.log.String())
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(n.log.String(), "no space left on device"); {
+	// The error itself (the write's, with its file), not only a message
+	// that mentions space.
+	named := regexp.MustCompile(`err="[^"]*no space left on device`)
+	for deadline := time.Now().Add(5 * time.Second); !named.MatchString(n.log.String()); {
 		if time.Now().After(deadline) {
 			t.Fatalf("the node's log does not name the full disk:\n%s", n.log.String())
 		}
