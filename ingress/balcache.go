@@ -134,7 +134,7 @@ func NewBalanceCache(link *RedisLink, ttl time.Duration, reg prometheus.Register
 		misses:    counter("misses", "Eventual balance reads Redis had no entry for, or could not be asked (down, slow): answered by the owner, as a strong read."),
 		published: counter("published", "Committed account states stored in Redis."),
 		stale:     counter("stale", "Publishes Redis refused because it held a newer version (a late publish of an earlier owner)."),
-		dropped:   counter("dropped", "Committed account states not published: the queue was full (65536 accounts) or Redis down."),
+		dropped:   counter("dropped", "Committed account states not published: the queue was full (65536 accounts; it keeps them while Redis is down), or a pipeline failed."),
 	}
 	if reg != nil {
 		reg.MustRegister(c.hits, c.misses, c.published, c.stale, c.dropped)
@@ -152,13 +152,12 @@ func (c *BalanceCache) key(id uuid.UUID) string {
 // (engine.Config.AccountsCommitted). It never blocks: the flusher calls
 // it. A newer state of an account still queued replaces the older.
 func (c *BalanceCache) Publish(accounts map[uuid.UUID]*ledger.Account, at time.Time) {
-	if c == nil || len(accounts) == 0 {
+	if c == nil || len(accounts) == 0 || !c.link.Configured() {
 		return
 	}
-	if !c.on() {
-		c.dropped.Add(float64(len(accounts)))
-		return
-	}
+	// Queued while Redis is down too (within the bound): published once
+	// it is back, so a second's outage does not leave an hour's stale
+	// entries.
 	us := at.UnixMicro()
 	dropped := 0
 	c.mu.Lock()
@@ -187,7 +186,8 @@ func (c *BalanceCache) Publish(accounts map[uuid.UUID]*ledger.Account, at time.T
 	}
 }
 
-// Run publishes the queued states until ctx ends.
+// Run publishes the queued states until ctx ends. While Redis is down
+// they stay queued; it looks again each second.
 func (c *BalanceCache) Run(ctx context.Context) {
 	if c == nil || !c.link.Configured() {
 		return
@@ -197,11 +197,17 @@ func (c *BalanceCache) Run(ctx context.Context) {
 		vals []cachedBalance
 		buf  []byte
 	)
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wake:
+		case <-retry.C:
+		}
+		if !c.on() {
+			continue
 		}
 		c.mu.Lock()
 		batch := c.pending
@@ -216,7 +222,7 @@ func (c *BalanceCache) Run(ctx context.Context) {
 		for start := 0; start < len(ids); start += balancePipelineMax {
 			end := min(start+balancePipelineMax, len(ids))
 			if !c.on() {
-				c.dropped.Add(float64(len(ids) - start))
+				c.requeue(ids[start:], vals[start:])
 				break
 			}
 			buf = c.send(ctx, ids[start:end], vals[start:end], buf)
@@ -247,26 +253,54 @@ func (c *BalanceCache) send(ctx context.Context, ids []uuid.UUID, vals []cachedB
 			}
 			err = lerr
 		}
-		stored := 0
-		for _, cmd := range cmds {
-			if n, cerr := cmd.Int(); cerr == nil {
-				if n == 1 {
-					stored++
-				} else {
-					c.stale.Inc()
-				}
+		stored, stale := 0, 0
+		var failedIDs []uuid.UUID
+		var failedVals []cachedBalance
+		for i, cmd := range cmds {
+			switch n, cerr := cmd.Int(); {
+			case cerr != nil:
+				failedIDs, failedVals = append(failedIDs, ids[i]), append(failedVals, vals[i])
+			case n == 1:
+				stored++
+			default:
+				stale++
 			}
 		}
 		c.published.Add(float64(stored))
+		c.stale.Add(float64(stale))
 		if err != nil {
 			c.link.failed("balance_publish", err)
-			c.dropped.Add(float64(len(ids) - stored))
+			if !c.link.Up() {
+				c.requeue(failedIDs, failedVals) // sent again once Redis is back
+			} else {
+				c.dropped.Add(float64(len(failedIDs))) // Redis answered an error
+			}
 		}
 		return buf
 	}
 }
 
-// lookup returns the cached state of account id, if Redis has it now.
+// requeue puts back states a pipeline could not send (Redis went down
+// meanwhile), unless a newer one was queued since or the queue is full.
+func (c *BalanceCache) requeue(ids []uuid.UUID, vals []cachedBalance) {
+	dropped := 0
+	c.mu.Lock()
+	for i, id := range ids {
+		q, queued := c.pending[id]
+		switch {
+		case queued && q.Version >= vals[i].Version:
+		case !queued && len(c.pending) >= balanceQueueMax:
+			dropped++
+		default:
+			c.pending[id] = vals[i]
+		}
+	}
+	c.mu.Unlock()
+	c.dropped.Add(float64(dropped))
+}
+
+// lookup returns the cached state of account id, if Redis has it now
+// (a hit is counted by the caller, once it may answer from it: served).
 func (c *BalanceCache) lookup(id uuid.UUID) (cachedBalance, bool) {
 	if !c.on() {
 		c.misses.Inc()
@@ -287,8 +321,17 @@ func (c *BalanceCache) lookup(id uuid.UUID) (cachedBalance, bool) {
 		c.misses.Inc()
 		return cachedBalance{}, false
 	}
-	c.hits.Inc()
 	return v, true
+}
+
+// served counts an eventual read answered from Redis (hit) or, for an
+// entry the caller may not see, by the owner (miss).
+func (c *BalanceCache) served(fromRedis bool) {
+	if fromRedis {
+		c.hits.Inc()
+	} else {
+		c.misses.Inc()
+	}
 }
 
 // Consistency of a balance read.

@@ -3,6 +3,7 @@ package ingress
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -170,6 +171,9 @@ func TestBalanceCacheAgainstRedis(t *testing.T) {
 	if _, ok := c.lookup(a); ok || link.Up() {
 		t.Fatal("a lookup with Redis down found an entry, or the link stayed up")
 	}
+	// Committed while Redis is down: kept, and published once it is back.
+	before = processed(c)
+	c.Publish(map[uuid.UUID]*ledger.Account{a: committedState(9, 1)}, at)
 	r.Restart()
 	deadline := time.Now().Add(5 * time.Second)
 	for !link.Up() {
@@ -178,10 +182,8 @@ func TestBalanceCacheAgainstRedis(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	before = processed(c)
-	c.Publish(map[uuid.UUID]*ledger.Account{a: committedState(9, 1)}, at)
 	waitPublished(t, c, before, 1)
-	if got, ok := c.lookup(a); !ok || got.Version != 9 {
+	if got, ok := c.lookup(a); !ok || got.Version != 9 || count(c.dropped) != 0 {
 		t.Fatalf("after Redis restarted: %+v %v (published %v, dropped %v)", got, ok, count(c.published), count(c.dropped))
 	}
 }
@@ -211,3 +213,37 @@ func TestBalanceCacheQueueBound(t *testing.T) {
 		t.Fatalf("queued %+v, dropped %v", q, count(c.dropped))
 	}
 }
+
+// TestRedisOutageErrors: which errors Redis answers take it out of use
+// for the node (they concern every call) and which concern one call.
+func TestRedisOutageErrors(t *testing.T) {
+	for _, c := range []struct {
+		reply  string
+		outage bool
+	}{
+		{"WRONGPASS invalid username-password pair or user is disabled.", true},
+		{"NOAUTH Authentication required.", true},
+		{"LOADING Redis is loading the dataset in memory", true},
+		{"READONLY You can't write against a read only replica.", true},
+		{"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", true},
+		{"CLUSTERDOWN The cluster is down", true},
+		{"NOPERM this user has no permissions to run the 'evalsha' command", false},
+		{"OOM command not allowed when used memory > 'maxmemory'.", false},
+		{"MOVED 3999 127.0.0.1:6381", false},
+		{"ERR unknown command", false},
+	} {
+		r := redisReply(c.reply)
+		if got := outage(r); got != c.outage {
+			t.Errorf("%q: outage %v, want %v", c.reply, got, c.outage)
+		}
+	}
+}
+
+// replyError is an error as Redis answers it: go-redis returns its
+// replies as a string type with the redis.Error marker method.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+func redisReply(msg string) error { return fmt.Errorf("a call: %w", replyError(msg)) }

@@ -13,7 +13,7 @@ import (
 
 // RedisLink is the node's Redis, shared by the rate limits and the
 // idempotency fast path: a call that fails or times out marks it down,
-// and every user skips it (the node works alone) until a ping succeeds,
+// and every user skips it (the node works alone) until a probe succeeds,
 // each second (Run). So a Redis that is down costs one timeout, not one
 // per request, and the node uses it again without a restart once it is
 // back. Redis never decides anything about money.
@@ -33,7 +33,7 @@ type RedisLink struct {
 func NewRedisLink(client redis.UniversalClient, prefix string, log *slog.Logger, reg prometheus.Registerer) *RedisLink {
 	l := &RedisLink{Client: client, Timeout: 50 * time.Millisecond, Prefix: prefix, log: log,
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation (the node then works without Redis until a ping succeeds).",
+			Name: "bursar_redis_errors_total", Help: "Redis calls that failed or timed out, by operation (the node then works without Redis until a probe succeeds).",
 		}, []string{"op"})}
 	l.up.Store(client != nil)
 	if reg != nil {
@@ -82,11 +82,12 @@ func (l *RedisLink) failed(op string, err error) {
 		return
 	}
 	if l.up.Swap(false) {
-		l.log.Warn("a Redis call failed; the node works without Redis until it answers a ping", "op", op, "err", err)
+		l.log.Warn("a Redis call failed; the node works without Redis until it takes a probe write", "op", op, "err", err)
 	}
 }
 
-// Run pings Redis each second while it is marked down, until ctx ends.
+// Run probes Redis each second while it is marked down (a write of a key
+// that expires in a second), until ctx ends.
 func (l *RedisLink) Run(ctx context.Context) {
 	if !l.Configured() {
 		return
@@ -102,8 +103,10 @@ func (l *RedisLink) Run(ctx context.Context) {
 		if l.up.Load() {
 			continue
 		}
+		// A write, not a PING: a replica or a cluster that lost slots
+		// answers a PING, and the next call would fail again.
 		pctx, cancel := context.WithTimeout(ctx, 4*l.Timeout)
-		err := l.Client.Ping(pctx).Err()
+		err := l.Client.Set(pctx, l.Prefix+"probe", "1", time.Second).Err()
 		cancel()
 		if err == nil {
 			l.up.Store(true)

@@ -1095,7 +1095,11 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 		// its owner, as a missing one is: the answer's time tells nothing
 		// of whether it exists.
 		if consistency == consistencyEventual && s.cfg.Balances != nil {
-			if b, ok := s.cfg.Balances.lookup(id); ok && !hides(ctx, b.Owner) {
+			b, ok := s.cfg.Balances.lookup(id)
+			if ok {
+				s.cfg.Balances.served(!hides(ctx, b.Owner))
+			}
+			if ok && !hides(ctx, b.Owner) {
 				acc := b.account()
 				exp, _ := ledger.CurrencyExponent(acc.Currency)
 				writeBalance(ctx, id, &acc, exp, consistencyEventual, b.AsOfUs)

@@ -68,9 +68,12 @@ type journal struct {
 	onCheckpoint    func(time.Duration, error)
 	writeAt         func(f *os.File, b []byte, off int64) (int, error)
 	onNoSpace       func(error)
-	kick            chan struct{}
-	stop            chan struct{}
-	ended           chan struct{}
+	// rotationsRefused counts rotations refused for want of space in a
+	// row (run's goroutine only), to tell onNoSpace now and then.
+	rotationsRefused int
+	kick             chan struct{}
+	stop             chan struct{}
+	ended            chan struct{}
 
 	mu      sync.Mutex
 	buf     []byte // entries appended since the last round took them
@@ -214,13 +217,14 @@ func (j *journal) open(seq int64, prep *os.File) error {
 	if prep != nil {
 		if err := os.Rename(prep.Name(), name); err != nil {
 			prep.Close()
-			return fmt.Errorf("kafkalog: journal: %w", err)
+			os.Remove(prep.Name()) //nolint:errcheck // zeros only; a leftover is removed at the next start
+			return noSpaceOr(err)
 		}
 		capacity = j.checkpointBytes
 	} else {
 		var err error
 		if f, err = os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err != nil {
-			return fmt.Errorf("kafkalog: journal: %w", err)
+			return noSpaceOr(err) // no inode, no directory block
 		}
 	}
 	if err := syncDir(j.dir); err != nil {
@@ -242,9 +246,8 @@ func (j *journal) open(seq int64, prep *os.File) error {
 			// held may be gone without a trace (PostgreSQL's fsync rule).
 			os.Remove(name) //nolint:errcheck // a leftover without a header ends recovery's read of it, harmlessly
 			syncDir(j.dir)  //nolint:errcheck // as above
-			return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
 		}
-		return fmt.Errorf("kafkalog: journal: %w", err)
+		return noSpaceOr(err)
 	}
 	if err := j.syncFile(f); err != nil {
 		f.Close()
@@ -254,6 +257,15 @@ func (j *journal) open(seq int64, prep *os.File) error {
 	// one in use as it was.
 	j.f, j.name, j.seq, j.size, j.capacity = f, name, seq, int64(len(header)), capacity
 	return nil
+}
+
+// noSpaceOr wraps an error of starting a journal file: retriable
+// (errNoSpaceWrite) when it is for want of space or quota, else fatal.
+func noSpaceOr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
+	}
+	return fmt.Errorf("kafkalog: journal: %w", err)
 }
 
 // coverageTopic names a journal file's coverage entry: no Kafka topic can
@@ -616,11 +628,14 @@ func (j *journal) round() {
 		if err := j.rotate(prep); errors.Is(err, errNoSpaceWrite) {
 			// The full file goes on taking rounds (a write past its
 			// size that finds no space waits, above) until a rotation
-			// finds room.
-			if j.onNoSpace != nil {
+			// finds room; told now and then, as a waiting write is.
+			if j.onNoSpace != nil && j.rotationsRefused%50 == 0 {
 				j.onNoSpace(err)
 			}
-		} else if err != nil {
+			j.rotationsRefused++
+		} else if err == nil {
+			j.rotationsRefused = 0
+		} else {
 			j.mu.Lock()
 			if j.failed == nil {
 				j.failed = err

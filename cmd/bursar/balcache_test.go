@@ -20,7 +20,9 @@ import (
 // the strong read that follows it; once the writes stop, the two agree.
 // With Redis killed an eventual read is served as a strong one; with
 // Redis back (empty), the next write publishes again. Bad consistency
-// values are refused and change nothing.
+// values are refused and change nothing. (That a state is published only
+// once PostgreSQL holds it is engine.TestAccountsCommittedAfterTheCommit's:
+// the owner's memory is ahead of any commit, so this test cannot see it.)
 func TestEventualBalanceReads(t *testing.T) {
 	rd := startRedisProcess(t)
 	tc := &testCluster{t: t, broker: startBroker(t), dbURL: pgtest.NewDatabase(t), nodes: map[string]*node{}, gossip: map[string]string{}, parts: 4,

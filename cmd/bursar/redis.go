@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/bursar/bursar/ingress"
@@ -45,14 +46,23 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 		if q.Has("master_name") {
 			return nil, errors.New("cluster=true and master_name: a URL names a Redis Cluster or Sentinels, not both")
 		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return nil, errors.New("cluster=true with a database number: a Redis Cluster has only database 0")
+		}
 		q.Del("cluster")
 		u.RawQuery = q.Encode()
+		u.Path = ""
 		opts, err := redis.ParseClusterURL(u.String())
 		if err != nil {
 			return nil, err
 		}
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = time.Second, 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
-		opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
+		// The cluster client resends a call on a connection error and
+		// follows MOVED up to MaxRedirects times: no resend (a rate-limit
+		// script that ran could charge twice); a MOVED fails the call (an
+		// error Redis answered: counted, not an outage) and the client
+		// reloads the slots for the next one.
+		opts.MaxRetries, opts.MaxRedirects, opts.ContextTimeoutEnabled = -1, -1, true
 		return redis.NewClusterClient(opts), nil
 	}
 	if q.Get("master_name") != "" {

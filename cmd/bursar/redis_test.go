@@ -32,6 +32,8 @@ func TestRedisURLForms(t *testing.T) {
 		{"redis://127.0.0.1:7000?cluster=true", "cluster"},
 		{"rediss://u:p@127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001&addr=127.0.0.1:7002", "cluster"},
 		{"http://127.0.0.1:6379", ""},
+		{"redis://127.0.0.1:7000/0?cluster=true", "cluster"},
+		{"redis://127.0.0.1:7000/3?cluster=true", ""}, // a cluster has only database 0
 		{"redis://127.0.0.1:7000?cluster=yes", ""},
 		{"redis://127.0.0.1:7000?cluster=true&cluster=true", ""},
 		{"redis://127.0.0.1:7000?cluster=true&master_name=m", ""},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,12 +94,7 @@ func StartCluster(t testing.TB, n int) []string {
 	dir := t.TempDir()
 	addrs := make([]string, n)
 	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		ln.Close()
+		addrs[i] = clusterPort(t)
 		_, port, _ := net.SplitHostPort(addrs[i])
 		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes-"+port+".conf", "--dir", dir)
@@ -135,4 +131,30 @@ func StartCluster(t testing.TB, n int) []string {
 		c.Close()
 	}
 	return addrs
+}
+
+// clusterPort returns a free loopback address whose port plus 10000 (the
+// node's cluster bus) is free too.
+func clusterPort(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if port > 55000 {
+			ln.Close()
+			continue
+		}
+		bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	t.Fatal("no free port pair for a Redis Cluster node")
+	return ""
 }
