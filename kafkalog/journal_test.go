@@ -550,13 +550,7 @@ func TestJournalRefusesLostSyncedData(t *testing.T) {
 func TestJournalWaitsOutAFullDisk(t *testing.T) {
 	var full atomic.Int64
 	var told atomic.Int64
-	dir := t.TempDir()
-	kafkaDir, jdir := filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
-	for _, d := range []string{kafkaDir, jdir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	kafkaDir, jdir := journalDirs(t)
 	j, err := newJournal(jdir, kafkaDir, nil, 1, journalConfig{noPrealloc: true,
 		writeAt: func(f *os.File, b []byte, off int64) (int, error) {
 			if full.Add(-1) >= 0 {
@@ -596,13 +590,7 @@ func TestJournalRotationWaitsOutAFullDisk(t *testing.T) {
 	var headersRefused, told atomic.Int64
 	full := atomic.Bool{}
 	full.Store(true)
-	dir := t.TempDir()
-	kafkaDir, jdir := filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
-	for _, d := range []string{kafkaDir, jdir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	kafkaDir, jdir := journalDirs(t)
 	var opened atomic.Int64
 	j, err := newJournal(jdir, kafkaDir, nil, 1, journalConfig{noPrealloc: true, checkpointBytes: 256,
 		writeAt: func(f *os.File, b []byte, off int64) (int, error) {
@@ -652,4 +640,18 @@ func TestJournalRotationWaitsOutAFullDisk(t *testing.T) {
 			t.Fatalf("a gap after offset %d", got[k-1].Offset)
 		}
 	}
+}
+
+// journalDirs makes a broker directory and a journal directory for a
+// journal of the test's own.
+func journalDirs(t *testing.T) (kafkaDir, jdir string) {
+	t.Helper()
+	dir := t.TempDir()
+	kafkaDir, jdir = filepath.Join(dir, "kafka"), filepath.Join(dir, "journal")
+	for _, d := range []string{kafkaDir, jdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kafkaDir, jdir
 }

@@ -68,20 +68,16 @@ func TestEventualBalanceReads(t *testing.T) {
 			if w%2 == 1 {
 				c = co
 			}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(i int) bool {
 				r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit",
 					map[string]any{"account_id": accounts[(w+i)%len(accounts)], "amount": "1.00", "currency": "USD", "reference_id": fmt.Sprintf("ev-w%d-%d", w, i)}, nil)
 				if err != nil || r.status != 201 {
 					t.Errorf("credit: %v %+v", err, r)
-					return
+					return false
 				}
 				credits.Add(1)
-			}
+				return true
+			})
 		}()
 	}
 	for r := range 2 {
@@ -89,12 +85,7 @@ func TestEventualBalanceReads(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(r), 7))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(int) bool {
 				acct := accounts[rng.IntN(len(accounts))]
 				var ev balance
 				if r == 0 {
@@ -115,7 +106,8 @@ func TestEventualBalanceReads(t *testing.T) {
 				if strong.consistency != "strong" || ev.version > strong.version {
 					t.Errorf("eventual read at version %d (%s), then the strong read at %d (%s)", ev.version, ev.consistency, strong.version, strong.consistency)
 				}
-			}
+				return true
+			})
 		}()
 	}
 	time.Sleep(3 * time.Second)
@@ -223,41 +215,33 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func(i int) bool {
 				key := fmt.Sprintf("rk-%d-%d", w, i)
 				body := map[string]any{"account_id": accounts[(w+i)%len(accounts)], "amount": "1.00", "currency": "USD", "reference_id": key}
 				for try := range 2 { // each credit, then its retry
 					r, err := c.do(context.Background(), "POST", "/api/v1/transactions/credit", body, nil)
 					if err != nil || r.status != 201 || (try == 1 && !r.replayed) {
 						t.Errorf("credit %s try %d: %v %+v", key, try, err, r)
-						return
+						return false
 					}
 				}
 				credits[w]++
-			}
+				return true
+			})
 		}()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		untilClosed(stop, func(i int) bool {
 			r, err := c.do(context.Background(), "GET", "/api/v1/accounts/"+accounts[i%len(accounts)]+"/balance?consistency=eventual", nil, nil)
 			if err != nil || r.status != 200 {
 				t.Errorf("eventual read: %v %+v", err, r)
-				return
+				return false
 			}
 			reads.Add(1)
-		}
+			return true
+		})
 	}()
 	time.Sleep(1500 * time.Millisecond)
 	rd.Kill()
@@ -310,5 +294,20 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	n.stop()
 	if code, out := auditProcess(t, dbURL); code != 0 {
 		t.Fatalf("audit exit %d:\n%s", code, out)
+	}
+}
+
+// untilClosed calls step with 0, 1, 2… until stop is closed or step
+// returns false.
+func untilClosed(stop <-chan struct{}, step func(i int) bool) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !step(i) {
+			return
+		}
 	}
 }
