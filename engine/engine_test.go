@@ -771,6 +771,7 @@ func TestAccountsCommittedAfterTheCommit(t *testing.T) {
 		store    *storage.Store
 		last     = map[uuid.UUID]int64{}
 		problems []string
+		changed  = make(chan struct{}, 1) // the hook ran
 	)
 	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -797,6 +798,10 @@ func TestAccountsCommittedAfterTheCommit(t *testing.T) {
 			if time.Since(at) < 0 {
 				problems = append(problems, "a commit time in the future")
 			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
 		}
 	})
 	mu.Lock()
@@ -814,7 +819,7 @@ func TestAccountsCommittedAfterTheCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.After(5 * time.Second)
 		for {
 			mu.Lock()
 			v := last[id]
@@ -822,10 +827,11 @@ func TestAccountsCommittedAfterTheCommit(t *testing.T) {
 			if v == acc.Version {
 				break
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-changed:
+			case <-deadline:
 				t.Fatalf("%s: last published version %d, the owner has %d", id, v, acc.Version)
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	mu.Lock()

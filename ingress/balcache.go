@@ -162,19 +162,10 @@ func (c *BalanceCache) Publish(accounts map[uuid.UUID]*ledger.Account, at time.T
 	dropped := 0
 	c.mu.Lock()
 	for id, a := range accounts {
-		if !a.Exists {
-			continue
-		}
-		q, queued := c.pending[id]
-		switch {
-		case queued && q.Version > a.Version:
-			continue
-		case !queued && len(c.pending) >= balanceQueueMax:
+		if a.Exists && !c.queueLocked(id, cachedBalance{Version: a.Version, AsOfUs: us, Balance: a.Balance,
+			OverdraftLimit: a.OverdraftLimit, Status: a.Status, Currency: a.Currency, Owner: a.Owner}) {
 			dropped++
-			continue
 		}
-		c.pending[id] = cachedBalance{Version: a.Version, AsOfUs: us, Balance: a.Balance, OverdraftLimit: a.OverdraftLimit,
-			Status: a.Status, Currency: a.Currency, Owner: a.Owner}
 	}
 	c.mu.Unlock()
 	if dropped > 0 {
@@ -280,19 +271,30 @@ func (c *BalanceCache) send(ctx context.Context, ids []uuid.UUID, vals []cachedB
 	}
 }
 
+// queueLocked queues v for account id unless the queue holds a state at
+// least as new (a later version, or the same one confirmed at a later
+// commit); it reports false when the queue is full and v is dropped.
+// c.mu is held.
+func (c *BalanceCache) queueLocked(id uuid.UUID, v cachedBalance) bool {
+	q, queued := c.pending[id]
+	switch {
+	case queued && (q.Version > v.Version || q.Version == v.Version && q.AsOfUs >= v.AsOfUs):
+	case !queued && len(c.pending) >= balanceQueueMax:
+		return false
+	default:
+		c.pending[id] = v
+	}
+	return true
+}
+
 // requeue puts back states a pipeline could not send (Redis went down
-// meanwhile), unless a newer one was queued since or the queue is full.
+// meanwhile).
 func (c *BalanceCache) requeue(ids []uuid.UUID, vals []cachedBalance) {
 	dropped := 0
 	c.mu.Lock()
 	for i, id := range ids {
-		q, queued := c.pending[id]
-		switch {
-		case queued && q.Version >= vals[i].Version:
-		case !queued && len(c.pending) >= balanceQueueMax:
+		if !c.queueLocked(id, vals[i]) {
 			dropped++
-		default:
-			c.pending[id] = vals[i]
 		}
 	}
 	c.mu.Unlock()

@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisLink is the node's Redis, shared by the rate limits and the
-// idempotency fast path: a call that fails or times out marks it down,
+// RedisLink is the node's Redis, shared by the rate limits, the
+// idempotency fast path and the cached balances: a call that fails or times out marks it down,
 // and every user skips it (the node works alone) until a probe succeeds,
 // each second (Run). So a Redis that is down costs one timeout, not one
 // per request, and the node uses it again without a restart once it is
@@ -72,9 +72,9 @@ func (l *RedisLink) ctx() (context.Context, context.CancelFunc) {
 // with an error that concerns the call (out of memory under noeviction,
 // say: the others' calls may still pass), marks Redis down. Errors that
 // concern every call are an outage: credentials refused (WRONGPASS,
-// NOAUTH; not NOPERM, which refuses one command), a server loading its data set (LOADING), a replica
-// answering after a failover (READONLY, MASTERDOWN), a cluster that lost
-// slots (CLUSTERDOWN).
+// NOAUTH; not NOPERM, which refuses one command), a server loading its
+// data set (LOADING), a replica answering after a failover (READONLY,
+// MASTERDOWN), a cluster that lost slots (CLUSTERDOWN).
 func (l *RedisLink) failed(op string, err error) {
 	l.errors.WithLabelValues(op).Inc()
 	var answered redis.Error

@@ -1090,21 +1090,8 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 		if aerr != nil {
 			return aerr
 		}
-		// An eventual read Redis cannot answer (no entry, down, slow) is
-		// served as a strong one. Another owner's account is read from
-		// its owner, as a missing one is: the answer's time tells nothing
-		// of whether it exists.
-		if consistency == consistencyEventual && s.cfg.Balances != nil {
-			b, ok := s.cfg.Balances.lookup(id)
-			if ok {
-				s.cfg.Balances.served(!hides(ctx, b.Owner))
-			}
-			if ok && !hides(ctx, b.Owner) {
-				acc := b.account()
-				exp, _ := ledger.CurrencyExponent(acc.Currency)
-				writeBalance(ctx, id, &acc, exp, consistencyEventual, b.AsOfUs)
-				return nil
-			}
+		if consistency == consistencyEventual && s.eventualBalance(ctx, id) {
+			return nil
 		}
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -1137,6 +1124,29 @@ func (s *Server) account(ctx *fasthttp.RequestCtx, idText string, balanceOnly bo
 	}
 	writeJSON(ctx, 200, accountJSON(&acc, exp))
 	return nil
+}
+
+// eventualBalance answers a balance read from Redis when it can and
+// reports whether it did. What Redis cannot answer (no entry, down, slow)
+// is served as a strong read; so is another owner's account, read from its
+// owner as a missing one is: the answer's time tells nothing of whether it
+// exists.
+func (s *Server) eventualBalance(ctx *fasthttp.RequestCtx, id uuid.UUID) bool {
+	if s.cfg.Balances == nil {
+		return false
+	}
+	b, ok := s.cfg.Balances.lookup(id)
+	if !ok {
+		return false
+	}
+	visible := !hides(ctx, b.Owner)
+	s.cfg.Balances.served(visible)
+	if visible {
+		acc := b.account()
+		exp, _ := ledger.CurrencyExponent(acc.Currency)
+		writeBalance(ctx, id, &acc, exp, consistencyEventual, b.AsOfUs)
+	}
+	return visible
 }
 
 // readAccount reads an account from the owner of the partition that holds

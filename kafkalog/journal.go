@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -239,7 +238,7 @@ func (j *journal) open(seq int64, prep *os.File) error {
 	header := appendJournalEntry(nil, j.coverage())
 	if _, err := j.writeAt(f, header, 0); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		if NoSpace(err) {
 			// Nothing is in the new file yet: remove it, keep the full
 			// one, and rotate again at a later round (retriable). A
 			// failed sync stays fatal: after one, what the page cache
@@ -262,7 +261,7 @@ func (j *journal) open(seq int64, prep *os.File) error {
 // noSpaceOr wraps an error of starting a journal file: retriable
 // (errNoSpaceWrite) when it is for want of space or quota, else fatal.
 func noSpaceOr(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if NoSpace(err) {
 		return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
 	}
 	return fmt.Errorf("kafkalog: journal: %w", err)
@@ -648,7 +647,7 @@ func (j *journal) round() {
 // append writes buf to the journal file and syncs it.
 func (j *journal) append(buf []byte) error {
 	if _, err := j.writeAt(j.f, buf, j.size); err != nil {
-		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		if NoSpace(err) {
 			// Written in part at most, and only past j.size: retriable.
 			return fmt.Errorf("%w: %w", errNoSpaceWrite, err)
 		}

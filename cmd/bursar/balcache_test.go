@@ -59,6 +59,8 @@ func TestEventualBalanceReads(t *testing.T) {
 		credits  atomic.Int64
 		stop     = make(chan struct{})
 		eventual atomic.Int64
+		// The load runs until enough of it is done, not for a time.
+		writes, pairs = newProgress(), newProgress()
 	)
 	for w := range 4 {
 		wg.Add(1)
@@ -76,6 +78,7 @@ func TestEventualBalanceReads(t *testing.T) {
 					return false
 				}
 				credits.Add(1)
+				writes.done()
 				return true
 			})
 		}()
@@ -106,13 +109,17 @@ func TestEventualBalanceReads(t *testing.T) {
 				if strong.consistency != "strong" || ev.version > strong.version {
 					t.Errorf("eventual read at version %d (%s), then the strong read at %d (%s)", ev.version, ev.consistency, strong.version, strong.consistency)
 				}
+				pairs.done()
 				return true
 			})
 		}()
 	}
-	time.Sleep(3 * time.Second)
+	failed := waitAll(30*time.Second, writes.wait(400), pairs.wait(200))
 	close(stop)
 	wg.Wait()
+	if failed != "" {
+		t.Fatal(failed)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -210,6 +217,8 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		stop    = make(chan struct{})
 		credits [4]int
 		reads   atomic.Int64
+		// The phases last until enough of the load is done, not for a time.
+		writes, readsDone = newProgress(), newProgress()
 	)
 	for w := range len(credits) {
 		wg.Add(1)
@@ -226,6 +235,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 					}
 				}
 				credits[w]++
+				writes.done()
 				return true
 			})
 		}()
@@ -240,16 +250,27 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 				return false
 			}
 			reads.Add(1)
+			readsDone.done()
 			return true
 		})
 	}()
-	time.Sleep(1500 * time.Millisecond)
-	rd.Kill()
-	time.Sleep(1500 * time.Millisecond)
-	rd.Restart()
-	time.Sleep(1500 * time.Millisecond)
+	// Each phase (Redis up, killed, back) lasts until enough credits
+	// (each retried) and reads are answered in it.
+	phase := func() string { return waitAll(30*time.Second, writes.wait(200), readsDone.wait(100)) }
+	failed := phase()
+	if failed == "" {
+		rd.Kill()
+		failed = phase()
+	}
+	if failed == "" {
+		rd.Restart()
+		failed = phase()
+	}
 	close(stop)
 	wg.Wait()
+	if failed != "" {
+		t.Fatal(failed)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -310,4 +331,46 @@ func untilClosed(stop <-chan struct{}, step func(i int) bool) {
 			return
 		}
 	}
+}
+
+// progress counts the operations a load's goroutines complete, so that a
+// test waits for some of them instead of for a time.
+type progress struct{ ticks chan struct{} }
+
+func newProgress() *progress { return &progress{ticks: make(chan struct{}, 1024)} }
+
+// done counts one operation. It never blocks: a tick lost while nobody
+// waits (the buffer full) only makes the next wait a little longer.
+func (p *progress) done() {
+	select {
+	case p.ticks <- struct{}{}:
+	default:
+	}
+}
+
+// wait is a wait for n more operations, for waitAll.
+func (p *progress) wait(n int) func(<-chan time.Time) string {
+	return func(deadline <-chan time.Time) string {
+		for i := range n {
+			select {
+			case <-p.ticks:
+			case <-deadline:
+				return fmt.Sprintf("%d of %d operations done in time", i, n)
+			}
+		}
+		return ""
+	}
+}
+
+// waitAll runs the waits in turn under one deadline of d and returns the
+// first failure ("" when all are done). The caller stops its load before
+// it fails the test, so that no goroutine logs after the test ends.
+func waitAll(d time.Duration, waits ...func(<-chan time.Time) string) string {
+	deadline := time.After(d)
+	for _, w := range waits {
+		if msg := w(deadline); msg != "" {
+			return msg
+		}
+	}
+	return ""
 }

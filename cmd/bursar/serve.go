@@ -74,7 +74,7 @@ func runServe(args []string, _ io.Writer) error {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL connection URL (required)")
 	fs.StringVar(&f.kafkaBrokers, "kafka-brokers", "", "Kafka seed brokers, comma-separated; empty starts the embedded broker")
 	f.kafkaSecurity = kafkaSecurityFlags(fs)
-	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); with ?master_name=NAME[&addr=H:P…] the hosts are Redis Sentinels. Shares the rate limits between nodes. Empty: each node enforces them alone")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss:// (TLS); with ?master_name=NAME[&addr=H:P…] the hosts are Redis Sentinels, with ?cluster=true[&addr=H:P…] seeds of a Redis Cluster. Shares the rate limits between nodes and serves eventual balance reads (and, with --redis-idempotency, retries). Empty: each node enforces the limits alone and every read is strong")
 	fs.BoolVar(&f.redisIdempotency, "redis-idempotency", false, "with --redis-url: answer a retried keyed write from Redis when its first answer is there (the idempotency fast path; off by default: measured slower on one host, see the README)")
 	fs.BoolVar(&f.redisBalances, "redis-balances", true, "with --redis-url: each owner publishes its accounts' committed balances to Redis, and a balance read with Consistency: eventual (or ?consistency=eventual) is answered from there by any node")
 	fs.DurationVar(&f.redisBalanceTTL, "redis-balance-ttl", time.Hour, "how long a published balance lives in Redis (1s to 24h): it bounds Redis' memory and the age of an entry whose owner could not publish since")
